@@ -1,0 +1,24 @@
+"""mechscope: mechanistic interpretability in a notebook.
+
+Hookable models with TransformerLens-style hook names, activation caches, and
+offline anywidget views, on models that ship with the package.
+"""
+
+from ._load import load, zoo_models
+from .cache import ActivationCache
+from .heads import head_scores
+from .hooks import HookPoint
+from .models import Transformer, TransformerConfig
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ActivationCache",
+    "HookPoint",
+    "Transformer",
+    "TransformerConfig",
+    "head_scores",
+    "load",
+    "zoo_models",
+    "__version__",
+]

@@ -1,0 +1,97 @@
+"""ActivationCache: the activations one forward pass recorded, by hook name.
+
+``logits, cache = model.run_with_cache(tokens, names=...)`` keeps only the
+activations that were asked for. Index by full hook name
+(``cache["blocks.1.attn.hook_pattern"]``) or by the TransformerLens-style
+shorthand ``cache["pattern", 1]`` (= ``blocks.1.attn.hook_pattern``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+
+import torch
+
+from .hooks import unknown_name_error
+
+# Short names for ``cache[short, layer]``: the module path under ``blocks.{layer}``.
+_SHORT = {
+    "resid_pre": "hook_resid_pre",
+    "resid_mid": "hook_resid_mid",
+    "resid_post": "hook_resid_post",
+    "attn_out": "hook_attn_out",
+    "mlp_out": "hook_mlp_out",
+    "q": "attn.hook_q",
+    "k": "attn.hook_k",
+    "v": "attn.hook_v",
+    "z": "attn.hook_z",
+    "attn_scores": "attn.hook_attn_scores",
+    "scores": "attn.hook_attn_scores",
+    "pattern": "attn.hook_pattern",
+    "pre": "mlp.hook_pre",
+    "post": "mlp.hook_post",
+}
+
+
+def full_name(key: str | tuple[str, int]) -> str:
+    """``("pattern", 1)`` -> ``"blocks.1.attn.hook_pattern"``; a full name passes through."""
+    if isinstance(key, tuple):
+        short, layer = key
+        if short not in _SHORT:
+            raise unknown_name_error(short, _SHORT, what="cache shorthand")
+        return f"blocks.{int(layer)}.{_SHORT[short]}"
+    return key
+
+
+class ActivationCache(Mapping):
+    """Activations by hook name, with the batch dimension first unless it was dropped.
+
+    Shapes follow DESIGN.md: residual-stream sites are ``[batch, pos, d_model]``;
+    ``attn.hook_q/k/v/z`` are ``[batch, pos, head, d_head]``; ``attn.hook_attn_scores``
+    and ``attn.hook_pattern`` are ``[batch, head, query_pos, key_pos]``. With
+    ``has_batch_dim=False`` the leading ``batch`` axis is absent.
+    """
+
+    def __init__(self, store: dict[str, torch.Tensor], model=None, has_batch_dim: bool = True):
+        self._store = dict(store)
+        self.model = model
+        self.has_batch_dim = has_batch_dim
+
+    def __getitem__(self, key: str | tuple[str, int]) -> torch.Tensor:
+        name = full_name(key)
+        if name not in self._store:
+            if self.model is not None and name in set(self.model.hook_names()):
+                raise KeyError(
+                    f"{name!r} is a hook point of the model but was not cached: "
+                    f"run_with_cache keeps only the names it is given. Add it to `names=`."
+                )
+            raise unknown_name_error(name, self._store, what="cached activation")
+        return self._store[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._store)
+
+    def __len__(self) -> int:
+        return len(self._store)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k}: {list(v.shape)}" for k, v in self._store.items())
+        return f"ActivationCache({{{shapes}}})"
+
+    def to(self, device: str | torch.device) -> ActivationCache:
+        """A copy with every tensor moved to ``device``."""
+        return ActivationCache(
+            {k: v.to(device) for k, v in self._store.items()}, self.model, self.has_batch_dim
+        )
+
+    def remove_batch_dim(self) -> ActivationCache:
+        """Drop a batch dimension of size 1 from every tensor."""
+        if not self.has_batch_dim:
+            return self
+        for name, v in self._store.items():
+            if v.shape[0] != 1:
+                raise ValueError(
+                    f"remove_batch_dim needs batch size 1, but {name!r} has shape {list(v.shape)}. "
+                    f"Index one example first, e.g. cache[name][0]."
+                )
+        return ActivationCache({k: v[0] for k, v in self._store.items()}, self.model, False)

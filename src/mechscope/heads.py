@@ -1,0 +1,54 @@
+"""Head scores: how much each attention head behaves like a known motif.
+
+Definitions after Olsson et al. 2022, "In-context Learning and Induction Heads",
+on sequences ``[BOS, r_1..r_T, r_1..r_T]`` of ``T`` distinct random tokens
+repeated once:
+
+- **previous-token score** of a head: its mean attention from each position
+  ``i >= 2`` to position ``i - 1`` (over all such queries and the batch);
+- **induction score**: its mean attention from each query in the second copy
+  (``i = T + 1 .. 2T``) to the token *after* the previous occurrence of the same
+  token, position ``i - T + 1``.
+
+Both lie in [0, 1]; 1 means the head puts all its attention on that position.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .toy.induction import repeated_random_tokens
+
+
+def _patterns(model, tokens: torch.Tensor) -> torch.Tensor:
+    """``[layer, batch, head, q, k]`` attention patterns of ``model`` on ``tokens``."""
+    n = model.cfg.n_layers
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n)]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names=names)
+    return torch.stack([cache[name] for name in names])
+
+
+def diagonal_score(pattern: torch.Tensor, offset: int, first_query: int, last_query: int) -> torch.Tensor:
+    """Mean attention from query ``i`` to key ``i - offset`` over ``first_query <= i <= last_query``.
+
+    pattern: ``[..., q, k]``; returns ``[...]`` (the leading dims, e.g. ``[layer, batch, head]``).
+    """
+    q = torch.arange(first_query, last_query + 1, device=pattern.device)
+    return pattern[..., q, q - offset].mean(-1)
+
+
+def head_scores(model, period: int = 20, batch: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Previous-token and induction scores of every head: ``{"previous_token": [layer, head], "induction": [layer, head]}``."""
+    tokens = repeated_random_tokens(batch, period, model.cfg.d_vocab, seed=seed)
+    pat = _patterns(model, tokens)  # [layer, batch, head, q, k]
+    prev = diagonal_score(pat, offset=1, first_query=2, last_query=2 * period).mean(1)
+    ind = diagonal_score(pat, offset=period - 1, first_query=period + 1, last_query=2 * period).mean(1)
+    return {"previous_token": prev, "induction": ind}
+
+
+def best_head(scores: torch.Tensor) -> tuple[int, int, float]:
+    """``(layer, head, score)`` of the highest entry of a ``[layer, head]`` score table."""
+    flat = int(scores.argmax())
+    layer, head = divmod(flat, scores.shape[1])
+    return layer, head, float(scores[layer, head])

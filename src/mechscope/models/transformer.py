@@ -1,0 +1,291 @@
+"""A readable, hookable decoder-only transformer (nanoGPT-sized).
+
+Every activation a student may want is a :class:`~mechscope.hooks.HookPoint`
+module at the TransformerLens-style path listed in DESIGN.md, e.g.
+``blocks.0.attn.hook_pattern``. Weights are stored per head (``W_Q`` is
+``[head, d_model, d_head]``) so the QK and OV circuits of Elhage et al. (2021),
+"A Mathematical Framework for Transformer Circuits", can be read off directly.
+
+All zoo models use this class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..cache import ActivationCache
+from ..hooks import HookFn, HookPoint, NameFilter, installed_hooks, name_hook_points, resolve_names
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    n_layers: int
+    d_model: int
+    n_heads: int
+    d_head: int
+    d_vocab: int
+    n_ctx: int  # longest sequence the positional embedding covers
+    d_mlp: int | None = None  # None = attention-only (no MLP blocks at all)
+    act_fn: str = "gelu"  # "gelu" or "relu"; used only with MLPs
+    normalization: str | None = "ln"  # "ln" = LayerNorm before each sublayer and the unembed; None = none
+    positional: str = "learned"  # learned absolute position embedding
+    init_std: float = 0.02
+    seed: int = 0  # seed of the initial weights
+
+    def __post_init__(self):
+        if self.act_fn not in ("gelu", "relu"):
+            raise ValueError(f"act_fn={self.act_fn!r}; expected 'gelu' or 'relu'.")
+        if self.normalization not in ("ln", None):
+            raise ValueError(f"normalization={self.normalization!r}; expected 'ln' or None.")
+        if self.positional != "learned":
+            raise ValueError(f"positional={self.positional!r}; only 'learned' is supported.")
+
+    @property
+    def attn_only(self) -> bool:
+        return self.d_mlp is None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TransformerConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"Unknown TransformerConfig fields {unknown}; valid fields: {sorted(known)}.")
+        return cls(**d)
+
+
+class LayerNorm(nn.Module):
+    """LayerNorm with a hook on the normalised (pre-affine) vector."""
+
+    def __init__(self, d_model: int, eps: float = 1e-5):
+        super().__init__()
+        self.eps = eps
+        self.w = nn.Parameter(torch.ones(d_model))
+        self.b = nn.Parameter(torch.zeros(d_model))
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x):  # x: [batch, pos, d_model]
+        x = x - x.mean(-1, keepdim=True)
+        x = x / (x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt()
+        return self.hook_normalized(x) * self.w + self.b
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        H, D, Dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.W_Q = nn.Parameter(torch.empty(H, D, Dh))
+        self.W_K = nn.Parameter(torch.empty(H, D, Dh))
+        self.W_V = nn.Parameter(torch.empty(H, D, Dh))
+        self.W_O = nn.Parameter(torch.empty(H, Dh, D))
+        self.b_Q = nn.Parameter(torch.zeros(H, Dh))
+        self.b_K = nn.Parameter(torch.zeros(H, Dh))
+        self.b_V = nn.Parameter(torch.zeros(H, Dh))
+        self.b_O = nn.Parameter(torch.zeros(D))
+        self.scale = 1.0 / math.sqrt(Dh)
+        mask = torch.tril(torch.ones(cfg.n_ctx, cfg.n_ctx, dtype=torch.bool))
+        self.register_buffer("mask", mask, persistent=False)
+        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_k = HookPoint()
+        self.hook_v = HookPoint()
+        self.hook_attn_scores = HookPoint()  # [batch, head, query_pos, key_pos], pre-softmax, masked
+        self.hook_pattern = HookPoint()  # [batch, head, query_pos, key_pos], rows sum to 1
+        self.hook_z = HookPoint()  # [batch, pos, head, d_head], pattern-weighted values
+
+    def forward(self, x):  # x: [batch, pos, d_model]
+        T = x.shape[1]
+        q = self.hook_q(torch.einsum("bpd,hde->bphe", x, self.W_Q) + self.b_Q)
+        k = self.hook_k(torch.einsum("bpd,hde->bphe", x, self.W_K) + self.b_K)
+        v = self.hook_v(torch.einsum("bpd,hde->bphe", x, self.W_V) + self.b_V)
+        scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
+        # Causal: a query sees itself and earlier keys only. -inf, so masked weights are exactly 0.
+        scores = scores.masked_fill(~self.mask[:T, :T], float("-inf"))
+        scores = self.hook_attn_scores(scores)
+        pattern = self.hook_pattern(scores.softmax(dim=-1))
+        z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
+        return torch.einsum("bqhe,hed->bqd", z, self.W_O) + self.b_O
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+        self.act = F.gelu if cfg.act_fn == "gelu" else F.relu
+        self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
+        self.hook_post = HookPoint()  # [batch, pos, d_mlp]
+
+    def forward(self, x):
+        pre = self.hook_pre(x @ self.W_in + self.b_in)
+        return self.hook_post(self.act(pre)) @ self.W_out + self.b_out
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: TransformerConfig):
+        super().__init__()
+        norm = (lambda: LayerNorm(cfg.d_model)) if cfg.normalization == "ln" else nn.Identity
+        self.ln1 = norm()
+        self.attn = Attention(cfg)
+        self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
+        self.hook_attn_out = HookPoint()  # [batch, pos, d_model]
+        self.hook_resid_post = HookPoint()  # [batch, pos, d_model]
+        self.has_mlp = not cfg.attn_only
+        if self.has_mlp:
+            self.ln2 = norm()
+            self.mlp = MLP(cfg)
+            self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
+            self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
+
+    def forward(self, resid):
+        resid = self.hook_resid_pre(resid)
+        resid = resid + self.hook_attn_out(self.attn(self.ln1(resid)))
+        if self.has_mlp:
+            resid = self.hook_resid_mid(resid)
+            resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
+        return self.hook_resid_post(resid)
+
+
+class Transformer(nn.Module):
+    """Decoder-only transformer with hook points at TransformerLens-style paths.
+
+    ``forward(tokens)`` takes ``[batch, pos]`` (or ``[pos]``) integer tokens and
+    returns logits ``[batch, pos, d_vocab]``. ``tokenizer`` is optional; zoo
+    models carry a :class:`~mechscope.models.tokenizer.WordTokenizer`.
+    """
+
+    def __init__(self, cfg: TransformerConfig, tokenizer=None):
+        super().__init__()
+        self.cfg = cfg
+        self.tokenizer = tokenizer
+        self.W_E = nn.Parameter(torch.empty(cfg.d_vocab, cfg.d_model))
+        self.W_pos = nn.Parameter(torch.empty(cfg.n_ctx, cfg.d_model))
+        self.hook_embed = HookPoint()  # [batch, pos, d_model]
+        self.hook_pos_embed = HookPoint()  # [batch, pos, d_model]
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        if cfg.normalization == "ln":
+            self.ln_final = LayerNorm(cfg.d_model)
+        self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab))
+        self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab))
+        self._hook_points = name_hook_points(self)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Seeded init: normal(0, init_std) matrices, zero biases, unit LayerNorm gains."""
+        gen = torch.Generator().manual_seed(self.cfg.seed)
+        for name, p in self.named_parameters():
+            if p.dim() >= 2:
+                with torch.no_grad():
+                    p.copy_(torch.randn(p.shape, generator=gen) * self.cfg.init_std)
+
+    # ---- tokens -------------------------------------------------------------
+
+    def _check_tokens(self, tokens) -> torch.Tensor:
+        if isinstance(tokens, str):
+            tokens = self.to_tokens(tokens)
+        if not isinstance(tokens, torch.Tensor):
+            tokens = torch.as_tensor(tokens)
+        if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
+            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}. Use model.to_tokens(text).")
+        if tokens.dim() == 1:
+            tokens = tokens[None]
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be [batch, pos] or [pos], got shape {list(tokens.shape)}.")
+        if tokens.shape[1] > self.cfg.n_ctx:
+            raise ValueError(
+                f"Sequence of {tokens.shape[1]} tokens is longer than this model's context of "
+                f"{self.cfg.n_ctx} tokens (cfg.n_ctx). Truncate, e.g. tokens[:, :{self.cfg.n_ctx}]."
+            )
+        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.d_vocab):
+            raise ValueError(
+                f"Token ids must be in [0, {self.cfg.d_vocab}) (cfg.d_vocab), got range "
+                f"[{int(tokens.min())}, {int(tokens.max())}]."
+            )
+        return tokens.long().to(self.W_E.device)
+
+    def _need_tokenizer(self):
+        if self.tokenizer is None:
+            raise ValueError("This model has no tokenizer; pass integer token ids instead of text.")
+        return self.tokenizer
+
+    def to_tokens(self, text: str | Sequence[str], prepend_bos: bool = True) -> torch.Tensor:
+        """Text -> ``[1, pos]`` token ids (``[batch, pos]`` for a list of texts of equal length)."""
+        return self._need_tokenizer().encode(text, prepend_bos=prepend_bos)
+
+    def to_str_tokens(self, tokens, prepend_bos: bool = True) -> list[str]:
+        """Text or ``[pos]`` / ``[1, pos]`` ids -> the list of token strings."""
+        tok = self._need_tokenizer()
+        if isinstance(tokens, str):
+            tokens = tok.encode(tokens, prepend_bos=prepend_bos)
+        return tok.decode_list(tokens)
+
+    # ---- forward and hooks --------------------------------------------------
+
+    def forward(self, tokens) -> torch.Tensor:
+        tokens = self._check_tokens(tokens)
+        T = tokens.shape[1]
+        resid = self.hook_embed(self.W_E[tokens]) + self.hook_pos_embed(self.W_pos[:T][None].expand(tokens.shape[0], -1, -1))
+        for block in self.blocks:
+            resid = block(resid)
+        if self.cfg.normalization == "ln":
+            resid = self.ln_final(resid)
+        return resid @ self.W_U + self.b_U
+
+    def hook_names(self) -> list[str]:
+        """All hook point names, in forward order."""
+        return list(self._hook_points)
+
+    def hooks(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]]):
+        """Context manager: ``with model.hooks([(name, fn), ...]): model(tokens)``.
+
+        ``name`` may be a hook name or a predicate on names. Hooks are removed on
+        exit, also when the forward pass raises.
+        """
+        return installed_hooks(self._hook_points, fwd_hooks)
+
+    def run_with_hooks(self, tokens, fwd_hooks) -> torch.Tensor:
+        """One forward pass with ``fwd_hooks`` installed; returns logits."""
+        with self.hooks(fwd_hooks):
+            return self(tokens)
+
+    def run_with_cache(
+        self,
+        tokens,
+        names: NameFilter = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: torch.dtype | None = None,
+        remove_batch_dim: bool = False,
+    ) -> tuple[torch.Tensor, ActivationCache]:
+        """Forward pass that records activations. Returns ``(logits, cache)``.
+
+        names: a hook name, a list of names, a predicate ``fn(name) -> bool``, or
+            None for every hook point. Only these are kept (memory = what you ask for).
+        device, dtype: where and in which dtype to store cached tensors.
+        remove_batch_dim: drop the batch axis (needs batch size 1).
+        """
+        tokens = self._check_tokens(tokens)
+        if remove_batch_dim and tokens.shape[0] != 1:
+            raise ValueError(f"remove_batch_dim=True needs batch size 1, got {tokens.shape[0]}.")
+        store: dict[str, torch.Tensor] = {}
+
+        def save(act, hook):
+            act = act.detach()
+            if remove_batch_dim:
+                act = act[0]
+            store[hook.name] = act.to(device=device or act.device, dtype=dtype or act.dtype)
+
+        wanted = resolve_names(names, self.hook_names())
+        with self.hooks([(n, save) for n in wanted]):
+            logits = self(tokens)
+        ordered = {n: store[n] for n in wanted if n in store}
+        return logits, ActivationCache(ordered, model=self, has_batch_dim=not remove_batch_dim)

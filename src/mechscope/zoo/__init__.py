@@ -1,0 +1,1 @@
+"""Shipped model weights (*.safetensors) and cards (*.json); train.py reproduces them."""
