@@ -37,6 +37,7 @@ $(VENV)/.browser: $(VENV)/.dev
 
 test: $(VENV)/.dev $(VENV)/.browser
 	@$(MAKE) --no-print-directory widgets-check
+	$(PY) -m ruff check src tests bench tools
 	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
 
 # Unit tests only (seconds): no notebooks, no browser.

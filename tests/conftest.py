@@ -6,7 +6,9 @@ from mechscope.models import Transformer, TransformerConfig, WordTokenizer
 
 @pytest.fixture
 def tiny_cfg():
-    return TransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_vocab=11, n_ctx=12, d_mlp=32, seed=3)
+    return TransformerConfig(
+        n_layers=2, d_model=16, n_heads=2, d_head=8, d_vocab=11, n_ctx=12, d_mlp=32, seed=3
+    )
 
 
 @pytest.fixture

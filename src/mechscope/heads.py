@@ -29,7 +29,9 @@ def _patterns(model, tokens: torch.Tensor) -> torch.Tensor:
     return torch.stack([cache[name] for name in names])
 
 
-def diagonal_score(pattern: torch.Tensor, offset: int, first_query: int, last_query: int) -> torch.Tensor:
+def diagonal_score(
+    pattern: torch.Tensor, offset: int, first_query: int, last_query: int
+) -> torch.Tensor:
     """Mean attention from query ``i`` to key ``i - offset`` over ``first_query <= i <= last_query``.
 
     pattern: ``[..., q, k]``; returns ``[...]`` (the leading dims, e.g. ``[layer, batch, head]``).
@@ -43,7 +45,9 @@ def head_scores(model, period: int = 20, batch: int = 32, seed: int = 0) -> dict
     tokens = repeated_random_tokens(batch, period, model.cfg.d_vocab, seed=seed)
     pat = _patterns(model, tokens)  # [layer, batch, head, q, k]
     prev = diagonal_score(pat, offset=1, first_query=2, last_query=2 * period).mean(1)
-    ind = diagonal_score(pat, offset=period - 1, first_query=period + 1, last_query=2 * period).mean(1)
+    ind = diagonal_score(
+        pat, offset=period - 1, first_query=period + 1, last_query=2 * period
+    ).mean(1)
     return {"previous_token": prev, "induction": ind}
 
 

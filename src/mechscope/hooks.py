@@ -16,13 +16,12 @@ from __future__ import annotations
 import contextlib
 import difflib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Union
 
 import torch
 from torch import nn
 
-HookFn = Callable[[torch.Tensor, "HookPoint"], Union[torch.Tensor, None]]
-NameFilter = Union[str, Sequence[str], Callable[[str], bool], None]
+HookFn = Callable[[torch.Tensor, "HookPoint"], torch.Tensor | None]
+NameFilter = str | Sequence[str] | Callable[[str], bool] | None
 
 
 class HookPoint(nn.Module):
@@ -109,7 +108,9 @@ def installed_hooks(
     plan: list[tuple[HookPoint, HookFn]] = []
     for name, fn in hooks:
         if not callable(fn):
-            raise TypeError(f"Hook for {name!r} is {type(fn).__name__}, expected a function fn(activation, hook).")
+            raise TypeError(
+                f"Hook for {name!r} is {type(fn).__name__}, expected a function fn(activation, hook)."
+            )
         for n in resolve_names(name, valid):
             plan.append((points[n], fn))
     handles = []

@@ -26,7 +26,9 @@ def test_shorthand_keys(tiny, tokens):
 
 
 def test_remove_batch_dim_dtype_and_device(tiny, tokens):
-    _, c = tiny.run_with_cache(tokens[:1], names="blocks.0.attn.hook_z", remove_batch_dim=True, dtype=torch.float16)
+    _, c = tiny.run_with_cache(
+        tokens[:1], names="blocks.0.attn.hook_z", remove_batch_dim=True, dtype=torch.float16
+    )
     z = c["blocks.0.attn.hook_z"]
     assert z.shape == (tokens.shape[1], 2, 8) and z.dtype == torch.float16
     assert c.has_batch_dim is False

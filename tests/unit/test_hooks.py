@@ -18,7 +18,9 @@ def test_hook_can_replace_activation(tiny, tokens):
 
 def test_hook_receives_its_name(tiny, tokens):
     seen = []
-    tiny.run_with_hooks(tokens, [(lambda n: n.endswith("hook_pattern"), lambda x, hook: seen.append(hook.name))])
+    tiny.run_with_hooks(
+        tokens, [(lambda n: n.endswith("hook_pattern"), lambda x, hook: seen.append(hook.name))]
+    )
     assert seen == ["blocks.0.attn.hook_pattern", "blocks.1.attn.hook_pattern"]
 
 
@@ -30,7 +32,9 @@ def test_no_hook_left_after_exception_and_weights_unchanged(tiny, tokens):
         raise RuntimeError("fail inside hook")
 
     with pytest.raises(RuntimeError, match="fail inside hook"):
-        with tiny.hooks([("blocks.0.attn.hook_z", boom), ("blocks.1.hook_resid_post", lambda x, h: x * 2)]):
+        with tiny.hooks(
+            [("blocks.0.attn.hook_z", boom), ("blocks.1.hook_resid_post", lambda x, h: x * 2)]
+        ):
             tiny(tokens)
     assert _hook_counts(tiny) == before_hooks == 0
     assert all(torch.equal(before[k], v) for k, v in tiny.state_dict().items())
@@ -55,7 +59,12 @@ def test_unknown_hook_name_lists_closest(tiny, tokens):
 
 def test_typo_after_valid_name_installs_nothing(tiny):
     with pytest.raises(KeyError):
-        with tiny.hooks([("blocks.0.hook_resid_pre", lambda x, h: None), ("blocks.9.hook_resid_pre", lambda x, h: None)]):
+        with tiny.hooks(
+            [
+                ("blocks.0.hook_resid_pre", lambda x, h: None),
+                ("blocks.9.hook_resid_pre", lambda x, h: None),
+            ]
+        ):
             pass
     assert _hook_counts(tiny) == 0
 

@@ -6,9 +6,21 @@ import torch
 from mechscope.models import Transformer, TransformerConfig
 
 HOOKS_PER_BLOCK_MLP = {
-    "hook_resid_pre", "hook_resid_mid", "hook_resid_post", "hook_attn_out", "hook_mlp_out",
-    "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_attn_scores", "attn.hook_pattern",
-    "attn.hook_z", "mlp.hook_pre", "mlp.hook_post", "ln1.hook_normalized", "ln2.hook_normalized",
+    "hook_resid_pre",
+    "hook_resid_mid",
+    "hook_resid_post",
+    "hook_attn_out",
+    "hook_mlp_out",
+    "attn.hook_q",
+    "attn.hook_k",
+    "attn.hook_v",
+    "attn.hook_attn_scores",
+    "attn.hook_pattern",
+    "attn.hook_z",
+    "mlp.hook_pre",
+    "mlp.hook_post",
+    "ln1.hook_normalized",
+    "ln2.hook_normalized",
 }
 
 
@@ -20,7 +32,16 @@ def test_hook_names_follow_design(tiny):
 
 
 def test_attention_only_has_no_mlp_hooks():
-    cfg = TransformerConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_vocab=5, n_ctx=6, d_mlp=None, normalization=None)
+    cfg = TransformerConfig(
+        n_layers=1,
+        d_model=8,
+        n_heads=2,
+        d_head=4,
+        d_vocab=5,
+        n_ctx=6,
+        d_mlp=None,
+        normalization=None,
+    )
     names = Transformer(cfg).hook_names()
     assert not [n for n in names if "mlp" in n or "resid_mid" in n or "ln" in n]
     assert "blocks.0.attn.hook_pattern" in names
@@ -50,19 +71,29 @@ def test_residual_stream_adds_up(tiny, tokens):
     _, c = tiny.run_with_cache(tokens)
     assert torch.allclose(c["blocks.0.hook_resid_pre"], c["hook_embed"] + c["hook_pos_embed"])
     for layer in range(2):
-        total = c[f"blocks.{layer}.hook_resid_pre"] + c[f"blocks.{layer}.hook_attn_out"] + c[f"blocks.{layer}.hook_mlp_out"]
+        total = (
+            c[f"blocks.{layer}.hook_resid_pre"]
+            + c[f"blocks.{layer}.hook_attn_out"]
+            + c[f"blocks.{layer}.hook_mlp_out"]
+        )
         assert torch.allclose(total, c[f"blocks.{layer}.hook_resid_post"], atol=1e-6)
 
 
 def test_z_matches_manual_attention(tiny, tokens):
     """hook_z is the pattern-weighted sum of values, per head."""
     _, c = tiny.run_with_cache(tokens)
-    v, pat, z = c["blocks.1.attn.hook_v"], c["blocks.1.attn.hook_pattern"], c["blocks.1.attn.hook_z"]
+    v, pat, z = (
+        c["blocks.1.attn.hook_v"],
+        c["blocks.1.attn.hook_pattern"],
+        c["blocks.1.attn.hook_z"],
+    )
     manual = torch.einsum("bhqk,bkhd->bqhd", pat, v)
     assert torch.allclose(manual, z, atol=1e-6)
     q, k = c["blocks.1.attn.hook_q"], c["blocks.1.attn.hook_k"]
     scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(8)
-    assert torch.allclose(scores.tril(), c["blocks.1.attn.hook_attn_scores"].nan_to_num(neginf=0).tril(), atol=1e-5)
+    assert torch.allclose(
+        scores.tril(), c["blocks.1.attn.hook_attn_scores"].nan_to_num(neginf=0).tril(), atol=1e-5
+    )
 
 
 def test_batch_rows_are_independent(tiny, tokens):
@@ -73,7 +104,7 @@ def test_batch_rows_are_independent(tiny, tokens):
 
 def test_same_seed_same_weights(tiny_cfg):
     a, b = Transformer(tiny_cfg), Transformer(tiny_cfg)
-    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
 def test_context_limit_names_the_limit(tiny):
@@ -101,6 +132,8 @@ def test_text_round_trip(tiny):
 
 def test_config_rejects_unknown_options():
     with pytest.raises(ValueError, match="act_fn"):
-        TransformerConfig(n_layers=1, d_model=8, n_heads=2, d_head=4, d_vocab=5, n_ctx=6, act_fn="swish")
+        TransformerConfig(
+            n_layers=1, d_model=8, n_heads=2, d_head=4, d_vocab=5, n_ctx=6, act_fn="swish"
+        )
     with pytest.raises(ValueError, match="Unknown TransformerConfig fields"):
         TransformerConfig.from_dict({"n_layers": 1, "bogus": 2})

@@ -49,7 +49,9 @@ class WordTokenizer:
         rows = [self._encode_one(t, prepend_bos) for t in text]
         lengths = sorted({len(r) for r in rows})
         if len(lengths) > 1:
-            raise ValueError(f"Texts tokenize to different lengths {lengths}; pass texts of equal length.")
+            raise ValueError(
+                f"Texts tokenize to different lengths {lengths}; pass texts of equal length."
+            )
         return torch.tensor(rows)
 
     def decode_list(self, tokens) -> list[str]:

@@ -33,7 +33,9 @@ class TransformerConfig:
     n_ctx: int  # longest sequence the positional embedding covers
     d_mlp: int | None = None  # None = attention-only (no MLP blocks at all)
     act_fn: str = "gelu"  # "gelu" or "relu"; used only with MLPs
-    normalization: str | None = "ln"  # "ln" = LayerNorm before each sublayer and the unembed; None = none
+    normalization: str | None = (
+        "ln"  # "ln" = LayerNorm before each sublayer and the unembed; None = none
+    )
     positional: str = "learned"  # learned absolute position embedding
     init_std: float = 0.02
     seed: int = 0  # seed of the initial weights
@@ -58,7 +60,9 @@ class TransformerConfig:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
-            raise ValueError(f"Unknown TransformerConfig fields {unknown}; valid fields: {sorted(known)}.")
+            raise ValueError(
+                f"Unknown TransformerConfig fields {unknown}; valid fields: {sorted(known)}."
+            )
         return cls(**d)
 
 
@@ -96,7 +100,9 @@ class Attention(nn.Module):
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]
         self.hook_k = HookPoint()
         self.hook_v = HookPoint()
-        self.hook_attn_scores = HookPoint()  # [batch, head, query_pos, key_pos], pre-softmax, masked
+        self.hook_attn_scores = (
+            HookPoint()
+        )  # [batch, head, query_pos, key_pos], pre-softmax, masked
         self.hook_pattern = HookPoint()  # [batch, head, query_pos, key_pos], rows sum to 1
         self.hook_z = HookPoint()  # [batch, pos, head, d_head], pattern-weighted values
 
@@ -182,7 +188,7 @@ class Transformer(nn.Module):
     def reset_parameters(self) -> None:
         """Seeded init: normal(0, init_std) matrices, zero biases, unit LayerNorm gains."""
         gen = torch.Generator().manual_seed(self.cfg.seed)
-        for name, p in self.named_parameters():
+        for p in self.parameters():
             if p.dim() >= 2:
                 with torch.no_grad():
                     p.copy_(torch.randn(p.shape, generator=gen) * self.cfg.init_std)
@@ -195,11 +201,15 @@ class Transformer(nn.Module):
         if not isinstance(tokens, torch.Tensor):
             tokens = torch.as_tensor(tokens)
         if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(f"tokens must be integer ids, got dtype {tokens.dtype}. Use model.to_tokens(text).")
+            raise TypeError(
+                f"tokens must be integer ids, got dtype {tokens.dtype}. Use model.to_tokens(text)."
+            )
         if tokens.dim() == 1:
             tokens = tokens[None]
         if tokens.dim() != 2:
-            raise ValueError(f"tokens must be [batch, pos] or [pos], got shape {list(tokens.shape)}.")
+            raise ValueError(
+                f"tokens must be [batch, pos] or [pos], got shape {list(tokens.shape)}."
+            )
         if tokens.shape[1] > self.cfg.n_ctx:
             raise ValueError(
                 f"Sequence of {tokens.shape[1]} tokens is longer than this model's context of "
@@ -233,7 +243,9 @@ class Transformer(nn.Module):
     def forward(self, tokens) -> torch.Tensor:
         tokens = self._check_tokens(tokens)
         T = tokens.shape[1]
-        resid = self.hook_embed(self.W_E[tokens]) + self.hook_pos_embed(self.W_pos[:T][None].expand(tokens.shape[0], -1, -1))
+        resid = self.hook_embed(self.W_E[tokens]) + self.hook_pos_embed(
+            self.W_pos[:T][None].expand(tokens.shape[0], -1, -1)
+        )
         for block in self.blocks:
             resid = block(resid)
         if self.cfg.normalization == "ln":

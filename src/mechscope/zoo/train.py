@@ -29,16 +29,22 @@ ZOO = Path(__file__).parent
 def repeated_accuracy(model: Transformer, data: dict, n: int = 512, seed: int = 12345) -> float:
     """Next-token accuracy on the predictable (repeated) part of held-out sequences."""
     gen = torch.Generator().manual_seed(seed)
-    tokens, periods = random_period_batch(
-        n, data["seq_len"], model.cfg.d_vocab, data["min_period"], data["max_period"], gen
+    tokens, periods, starts = random_period_batch(
+        n,
+        data["seq_len"],
+        model.cfg.d_vocab,
+        data["min_period"],
+        data["max_period"],
+        gen,
+        p_prefix=data["p_prefix"],
     )
     with torch.no_grad():
         pred = model(tokens)[:, :-1].argmax(-1)
-    mask = repeated_part_mask(data["seq_len"], periods)
+    mask = repeated_part_mask(data["seq_len"], periods, starts)
     return float((pred == tokens[:, 1:])[mask].float().mean())
 
 
-def train_induction_2l(steps: int = 3000, seed: int = 0) -> tuple[Transformer, dict]:
+def train_induction_2l(steps: int = 2500, seed: int = 0) -> tuple[Transformer, dict]:
     """2-layer attention-only transformer on random blocks repeated with a random period.
 
     Induction heads form here (Olsson et al. 2022): a layer-0 previous-token head and a
@@ -46,20 +52,38 @@ def train_induction_2l(steps: int = 3000, seed: int = 0) -> tuple[Transformer, d
     """
     tok = WordTokenizer(WORDS)
     cfg = TransformerConfig(
-        n_layers=2, d_model=64, n_heads=4, d_head=16, d_vocab=len(tok), n_ctx=64,
-        d_mlp=None, normalization="ln", seed=seed,
+        n_layers=2,
+        d_model=64,
+        n_heads=4,
+        d_head=16,
+        d_vocab=len(tok),
+        n_ctx=64,
+        d_mlp=None,
+        normalization="ln",
+        seed=seed,
     )
-    data = {"seq_len": 64, "min_period": 4, "max_period": 24, "batch": 64}
+    data = {"seq_len": 64, "min_period": 4, "max_period": 24, "p_prefix": 0.25, "batch": 64}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
     torch.manual_seed(seed)
     model = Transformer(cfg, tokenizer=tok)
-    opt = torch.optim.AdamW(model.parameters(), lr=optim["lr"], weight_decay=optim["weight_decay"], betas=tuple(optim["betas"]))
+    opt = torch.optim.AdamW(
+        model.parameters(),
+        lr=optim["lr"],
+        weight_decay=optim["weight_decay"],
+        betas=tuple(optim["betas"]),
+    )
     gen = torch.Generator().manual_seed(seed + 1)
     start = time.perf_counter()
     losses = []
     for step in (bar := tqdm(range(steps), desc="induction-2l")):
-        tokens, _ = random_period_batch(
-            data["batch"], data["seq_len"], cfg.d_vocab, data["min_period"], data["max_period"], gen
+        tokens, _, _ = random_period_batch(
+            data["batch"],
+            data["seq_len"],
+            cfg.d_vocab,
+            data["min_period"],
+            data["max_period"],
+            gen,
+            p_prefix=data["p_prefix"],
         )
         logits = model(tokens)
         loss = F.cross_entropy(logits[:, :-1].reshape(-1, cfg.d_vocab), tokens[:, 1:].reshape(-1))
@@ -81,22 +105,34 @@ def train_induction_2l(steps: int = 3000, seed: int = 0) -> tuple[Transformer, d
         "tokenizer": tok.to_dict(),
         "data": {
             **data,
-            "recipe": "BOS, then a block of `period` distinct random words (period uniform in "
-            "[min_period, max_period] per sequence), repeated to seq_len tokens. A random period "
-            "forces a previous-token head: a fixed one lets the model look back a fixed distance.",
+            "recipe": "BOS, then (with probability p_prefix) a random-length prefix of other random "
+            "words, then a block of `period` distinct random words (period uniform in "
+            "[min_period, max_period] per sequence) repeated to seq_len tokens. A random period forces a previous-token head (a fixed one "
+            "lets the model look back a fixed distance); a random start forces it at every position.",
         },
-        "training": {"seed": seed, "steps": steps, "optimizer": optim, "loss": "next-token cross-entropy, all positions",
-                     "final_loss_mean_last_100": sum(losses[-100:]) / len(losses[-100:]),
-                     "wall_time_s": round(wall, 1), "threads": torch.get_num_threads(),
-                     "torch": torch.__version__, "python": platform.python_version()},
+        "training": {
+            "seed": seed,
+            "steps": steps,
+            "optimizer": optim,
+            "loss": "next-token cross-entropy, all positions",
+            "final_loss_mean_last_100": sum(losses[-100:]) / len(losses[-100:]),
+            "wall_time_s": round(wall, 1),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
         "metrics": {
             "repeated_accuracy": round(repeated_accuracy(model, data), 4),
-            "induction_head": [il + 1, ih], "induction_score": round(iscore, 4),
-            "previous_token_head": [pl, ph], "previous_token_score": round(pscore, 4),
+            "induction_head": [il + 1, ih],
+            "induction_score": round(iscore, 4),
+            "previous_token_head": [pl, ph],
+            "previous_token_score": round(pscore, 4),
             "scores_definition": "mechscope.heads.head_scores(model), period 20, batch 32, seed 0",
         },
-        "references": ["Elhage et al. 2021, A Mathematical Framework for Transformer Circuits",
-                       "Olsson et al. 2022, In-context Learning and Induction Heads"],
+        "references": [
+            "Elhage et al. 2021, A Mathematical Framework for Transformer Circuits",
+            "Olsson et al. 2022, In-context Learning and Induction Heads",
+        ],
     }
     return model, card
 
@@ -116,10 +152,19 @@ def save(model: Transformer, card: dict, out: Path) -> None:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("name", choices=sorted(RECIPES))
-    p.add_argument("--out", type=Path, default=ZOO, help="output folder (default: the package's zoo)")
+    p.add_argument(
+        "--out", type=Path, default=ZOO, help="output folder (default: the package's zoo)"
+    )
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="CPU threads (default 1: the same float results on every machine)",
+    )
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     kwargs = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
     model, card = RECIPES[args.name](**kwargs)
     save(model, card, args.out)

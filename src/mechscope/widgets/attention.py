@@ -1,0 +1,295 @@
+"""AttentionPatterns: every head of every layer at a glance, one head up close.
+
+The widget shows
+
+- a thumbnail grid, layers as rows and heads as columns (labelled ``L{l}H{h}``);
+- the focused head as a heatmap, query positions as rows and key positions as columns,
+  with the tokens on both axes;
+- a token strip: hovering a token colours every token by the attention the hovered token
+  (as query) pays to it in the focused head.
+
+Clicking a thumbnail focuses that head and sets ``selected = [layer, head]``, which Python
+can observe; setting ``selected`` from Python refocuses the view. ``layer`` indexes the
+widget's own layers (``from_cache(..., layers=[3, 5])`` has layers 0 and 1, labelled L3, L5).
+
+The pattern travels as one binary buffer (see ``_buffers``), never as JSON floats.
+TypeScript side: ``widgets/attention/index.ts``.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import numpy as np
+import traitlets
+
+from mechscope.widgets import _buffers
+
+_STATIC = Path(__file__).parent / "static"
+_PATTERN_HOOK = re.compile(r"^blocks\.(\d+)\.attn\.hook_pattern$")
+
+# Attention weights are probabilities; anything far outside [0, 1] is probably scores.
+_RANGE_TOLERANCE = 1e-3
+# Above this the notebook gets heavy and the browser slow; say so rather than hang.
+_WARN_PAYLOAD_BYTES = 64 * 2**20
+
+
+class AttentionPatterns(anywidget.AnyWidget):
+    """Attention patterns of a model on one prompt, as an interactive widget.
+
+    Args:
+        attention: ``[layer, head, query_pos, key_pos]`` attention probabilities (torch
+            Tensor or numpy array); ``[head, query_pos, key_pos]`` is taken as one layer.
+        tokens: one string per position (``len(tokens) == key_pos``).
+        dtype: encoding of the payload: ``"auto"`` (float32 if it fits 4 MiB, else float16
+            if that fits, else uint8), ``"float32"``, ``"float16"`` or ``"uint8"``.
+        selected: ``[layer, head]`` to focus first; default ``[0, 0]``.
+        title: shown above the widget.
+        layer_labels: one label per layer (default ``L0``, ``L1``, ...).
+
+    Example::
+
+        _, cache = model.run_with_cache(tokens, names=lambda n: n.endswith("hook_pattern"))
+        w = AttentionPatterns.from_cache(cache, model.to_str_tokens(tokens))
+        w.observe(lambda change: print(change["new"]), names="selected")
+    """
+
+    _esm = _STATIC / "attention.js"
+    _css = _STATIC / "attention.css"
+
+    tokens = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    n_layers = traitlets.Int(0).tag(sync=True)
+    n_heads = traitlets.Int(0).tag(sync=True)
+    n_tokens = traitlets.Int(0).tag(sync=True)
+    # [layer, head, query, key] little-endian, C order, encoded as `dtype` (see _buffers).
+    attention = traitlets.Bytes(b"").tag(sync=True)
+    dtype = traitlets.Unicode("float32").tag(sync=True)
+    layer_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
+    selected = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+
+    def __init__(
+        self,
+        attention: Any,
+        tokens: Sequence[str],
+        *,
+        dtype: str = "auto",
+        selected: Sequence[int] | None = None,
+        title: str = "",
+        layer_labels: Sequence[str] | None = None,
+    ) -> None:
+        pattern = _as_pattern(attention)
+        n_layers, n_heads, n_q, n_k = pattern.shape
+        tokens = _check_tokens(tokens, pattern.shape)
+        _check_range(pattern)
+        labels = _check_layer_labels(layer_labels, n_layers)
+        encoding = _buffers.resolve_dtype(dtype, pattern.size)
+        payload = _buffers.encode(pattern, encoding)
+        if len(payload) > _WARN_PAYLOAD_BYTES:
+            warnings.warn(
+                f"AttentionPatterns payload is {len(payload) / 2**20:.0f} MiB "
+                f"({n_layers} layers x {n_heads} heads x {n_k}^2 positions as {encoding}); "
+                "the notebook will be large and slow. Pass fewer layers "
+                "(from_cache(..., layers=[...])) or a shorter prompt, or dtype='uint8'.",
+                stacklevel=2,
+            )
+        super().__init__(
+            tokens=tokens,
+            n_layers=n_layers,
+            n_heads=n_heads,
+            n_tokens=n_k,
+            attention=payload,
+            dtype=encoding,
+            layer_labels=labels,
+            title=title,
+            selected=_check_selected([0, 0] if selected is None else selected, n_layers, n_heads),
+        )
+
+    @classmethod
+    def from_cache(
+        cls,
+        cache: Mapping[str, Any],
+        tokens: Sequence[str],
+        *,
+        layers: Sequence[int] | None = None,
+        batch_index: int = 0,
+        **kwargs: Any,
+    ) -> AttentionPatterns:
+        """Build the widget from ``blocks.{l}.attn.hook_pattern`` entries of a cache.
+
+        Args:
+            cache: mapping from hook name to tensor; patterns are ``[batch, head, query_pos,
+                key_pos]`` (or ``[head, query_pos, key_pos]`` when the batch dim was dropped).
+            tokens: one string per position.
+            layers: which layers to show (default: every layer with a pattern in the cache).
+            batch_index: which prompt of the batch to show.
+            **kwargs: passed on to the constructor (dtype, selected, title, layer_labels).
+        """
+        found = {}
+        for name in cache.keys():
+            match = _PATTERN_HOOK.match(str(name))
+            if match:
+                found[int(match.group(1))] = name
+        if not found:
+            shown = sorted(map(str, cache.keys()))
+            raise ValueError(
+                "the cache holds no attention patterns (no 'blocks.{l}.attn.hook_pattern' "
+                f"entries; it has {_preview(shown)}). Fix: cache them with "
+                "model.run_with_cache(tokens, names=lambda n: n.endswith('hook_pattern'))."
+            )
+        if layers is None:
+            layers = sorted(found)
+        else:
+            layers = [int(layer) for layer in layers]
+            missing = [layer for layer in layers if layer not in found]
+            if missing:
+                raise ValueError(
+                    f"layers={layers} asks for layer(s) {missing} but the cache only has "
+                    f"patterns for layers {sorted(found)}. Fix: pick from those, or re-run "
+                    "run_with_cache with those layers' hook_pattern names included."
+                )
+        per_layer = []
+        for layer in layers:
+            pattern = _buffers.to_numpy(cache[found[layer]], name=found[layer])
+            if pattern.ndim == 4:
+                if not -pattern.shape[0] <= batch_index < pattern.shape[0]:
+                    raise ValueError(
+                        f"batch_index={batch_index} but {found[layer]} has batch size "
+                        f"{pattern.shape[0]} (shape {tuple(pattern.shape)}). "
+                        f"Fix: pass batch_index in 0..{pattern.shape[0] - 1}."
+                    )
+                pattern = pattern[batch_index]
+            elif pattern.ndim != 3:
+                raise ValueError(
+                    f"{found[layer]} has shape {tuple(pattern.shape)}; expected "
+                    "[batch, head, query_pos, key_pos] or [head, query_pos, key_pos]."
+                )
+            per_layer.append(pattern)
+        shapes = {p.shape for p in per_layer}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"the cached patterns differ in shape across layers {layers}: "
+                f"{[tuple(p.shape) for p in per_layer]}; expected one [head, query_pos, "
+                "key_pos] shape for all. Fix: pass layers= with layers of one model and run."
+            )
+        kwargs.setdefault("layer_labels", [f"L{layer}" for layer in layers])
+        return cls(np.stack(per_layer), tokens, **kwargs)
+
+    @traitlets.validate("selected")
+    def _validate_selected(self, proposal: Any) -> list[int]:
+        try:
+            return _check_selected(proposal["value"], self.n_layers, self.n_heads)
+        except ValueError as err:
+            raise traitlets.TraitError(str(err)) from None
+
+    def pattern(self) -> np.ndarray:
+        """The pattern as the browser sees it (decoded payload), ``[layer, head, q, k]``."""
+        n = self.n_tokens
+        return _buffers.decode(self.attention, self.dtype, (self.n_layers, self.n_heads, n, n))
+
+    def __repr__(self) -> str:
+        return (
+            f"AttentionPatterns(n_layers={self.n_layers}, n_heads={self.n_heads}, "
+            f"n_tokens={self.n_tokens}, dtype={self.dtype!r}, selected={list(self.selected)})"
+        )
+
+
+def _as_pattern(attention: Any) -> np.ndarray:
+    """``attention`` as a float32 ``[layer, head, query_pos, key_pos]`` array, validated."""
+    pattern = _buffers.to_numpy(attention, name="attention")
+    if pattern.ndim == 3:
+        pattern = pattern[None]
+    if pattern.ndim != 4:
+        raise ValueError(
+            f"attention has shape {tuple(pattern.shape)} ({pattern.ndim} dims); expected "
+            "[layer, head, query_pos, key_pos] or [head, query_pos, key_pos]. Fix: for a "
+            "cached [batch, head, q, k] pattern pass pattern[0], or use "
+            "AttentionPatterns.from_cache(cache, tokens)."
+        )
+    _, _, n_q, n_k = pattern.shape
+    if n_q != n_k:
+        raise ValueError(
+            f"attention has shape {tuple(pattern.shape)} with {n_q} query positions but "
+            f"{n_k} key positions; expected a square [query_pos, key_pos] pattern of one "
+            "prompt attending to itself (hook_pattern)."
+        )
+    if pattern.size == 0:
+        raise ValueError(f"attention has shape {tuple(pattern.shape)}, which holds no values.")
+    return pattern
+
+
+def _check_tokens(tokens: Sequence[str], shape: tuple[int, ...]) -> list[str]:
+    if isinstance(tokens, str) or not isinstance(tokens, Sequence):
+        raise ValueError(
+            f"tokens must be a list of str, one per position, got {type(tokens).__name__}. "
+            "Fix: pass model.to_str_tokens(prompt)."
+        )
+    bad = [(i, t) for i, t in enumerate(tokens) if not isinstance(t, str)]
+    if bad:
+        i, t = bad[0]
+        raise ValueError(
+            f"tokens must all be str, but tokens[{i}] is {type(t).__name__} ({t!r}) and "
+            f"{len(bad)} of {len(tokens)} are not str. Fix: pass model.to_str_tokens(prompt), "
+            "not token ids."
+        )
+    n_k = shape[-1]
+    if len(tokens) != n_k:
+        raise ValueError(
+            f"attention has {n_k} key positions but {len(tokens)} tokens were given "
+            f"(attention shape {tuple(shape)}, tokens shape ({len(tokens)},)); expected one "
+            "token per position. Fix: pass the str tokens of the same prompt the pattern "
+            "was computed on (including any BOS token)."
+        )
+    return list(tokens)
+
+
+def _check_range(pattern: np.ndarray) -> None:
+    finite = pattern[np.isfinite(pattern)]
+    if finite.size == 0:
+        return
+    lo, hi = float(finite.min()), float(finite.max())
+    if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
+        raise ValueError(
+            f"attention values range over [{lo:.3g}, {hi:.3g}]; expected probabilities in "
+            "[0, 1]. Fix: pass the post-softmax pattern (blocks.{l}.attn.hook_pattern), not "
+            "the scores (hook_attn_scores)."
+        )
+
+
+def _check_selected(selected: Sequence[int], n_layers: int, n_heads: int) -> list[int]:
+    value = list(selected)
+    if len(value) != 2 or not all(isinstance(v, (int, np.integer)) for v in value):
+        raise ValueError(
+            f"selected must be [layer, head] (two ints), got {value!r}. Fix: e.g. [0, 0]."
+        )
+    layer, head = (int(v) for v in value)
+    if not (0 <= layer < n_layers and 0 <= head < n_heads):
+        raise ValueError(
+            f"selected={value!r} is out of range: this widget has {n_layers} layers and "
+            f"{n_heads} heads, so layer must be in 0..{n_layers - 1} and head in 0..{n_heads - 1}."
+        )
+    return [layer, head]
+
+
+def _check_layer_labels(labels: Sequence[str] | None, n_layers: int) -> list[str]:
+    if labels is None:
+        return [f"L{layer}" for layer in range(n_layers)]
+    labels = [str(label) for label in labels]
+    if len(labels) != n_layers:
+        raise ValueError(
+            f"layer_labels has {len(labels)} labels but attention has {n_layers} layers; "
+            "expected one label per layer."
+        )
+    return labels
+
+
+def _preview(names: list[str], limit: int = 6) -> str:
+    if not names:
+        return "no entries"
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(repr(n) for n in names[:limit]) + more

@@ -1,0 +1,144 @@
+"""The quickstart notebook, run for real in JupyterLab + Chromium.
+
+Opens ``00_quickstart.ipynb`` in an isolated JupyterLab, runs every cell,
+checks there is no error output, finds the ``AttentionPatterns`` widget,
+checks one thumbnail per (layer, head) of the shipped ``induction-2l`` model,
+hovers two tokens and checks the displayed attention weights follow, takes
+screenshots, and checks the page never tried to leave 127.0.0.1.
+
+Run:  .venv/bin/python -m pytest tests/browser -q
+Artifacts (gitignored): tests/browser/artifacts/{attention_widget,quickstart_page}.png
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+WIDGET = '.ms-attention[data-rendered="true"]'
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def strip_ansi(s: str) -> str:
+    return _ANSI.sub("", s)
+
+
+def _weights(widget) -> list[str | None]:
+    return widget.locator(".ms-attn-token").evaluate_all(
+        "els => els.map(e => e.getAttribute('data-weight'))"
+    )
+
+
+def test_quickstart_renders_and_responds(lab_page, quickstart_target, artifacts_dir):
+    lab, page = lab_page, lab_page.page
+    name = quickstart_target.notebook
+
+    # 1. open the notebook in a fresh workspace and wait for its kernel
+    lab.open_notebook(name)
+    lab.wait_kernel_idle(name, timeout=60)
+
+    # 2. run all cells; every code cell must have run, none may have errored
+    lab.run_all_cells(name, timeout=quickstart_target.run_timeout)
+    cells = lab.cell_report(name)
+    errors, not_run, stderr = [], [], []
+    for c in cells:
+        if c["source"].strip() and c["count"] is None:
+            not_run.append(c["index"])
+        for out in c["outputs"]:
+            if out.get("output_type") == "error":
+                tb = strip_ansi("\n".join(out.get("traceback", [])))
+                errors.append(
+                    f"cell {c['index']}: {out.get('ename')}: {out.get('evalue')}\n{tb[-1500:]}"
+                )
+            elif out.get("output_type") == "stream" and out.get("name") == "stderr":
+                stderr.append(
+                    f"cell {c['index']}: {strip_ansi(''.join(out.get('text', '')))[:300]}"
+                )
+    if stderr:  # warnings are allowed, but visible in the test report
+        print("stderr output (allowed):\n  " + "\n  ".join(stderr))
+    if errors:
+        lab.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
+    if not_run:
+        lab.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
+
+    # 3. the attention widget rendered (anywidget + widget manager really loaded)
+    # the last widget is focused on the induction head (selected=[layer, head] in the notebook)
+    widget = page.locator(WIDGET).last
+    try:
+        widget.wait_for(state="attached", timeout=20_000)
+    except Exception:  # noqa: BLE001
+        outputs = page.locator(".jp-OutputArea-output").evaluate_all(
+            "els => els.map(e => (e.getAttribute('data-mime-type') || '?') + ': '"
+            " + e.innerText.slice(0, 200))"
+        )
+        lab.fail(
+            f"no rendered AttentionPatterns widget ({WIDGET}) after running {name}. "
+            f"`.ms-attention` elements present: {page.locator('.ms-attention').count()}. "
+            "Outputs on the page:\n  " + "\n  ".join(outputs)
+        )
+    widget.scroll_into_view_if_needed()
+
+    # one thumbnail per (layer, head) of the zoo model
+    n_layers, n_heads = quickstart_target.expected_grid()
+    thumbs = widget.locator(".ms-attn-thumb")
+    grid = thumbs.evaluate_all(
+        "els => els.map(e => [e.getAttribute('data-layer'), e.getAttribute('data-head')])"
+    )
+    assert len(grid) == n_layers * n_heads, (
+        f"expected {n_layers} x {n_heads} = {n_layers * n_heads} head thumbnails "
+        f"(from {quickstart_target.card.name}), found {len(grid)}"
+    )
+    expected = {(str(layer), str(head)) for layer in range(n_layers) for head in range(n_heads)}
+    assert {tuple(g) for g in grid} == expected, f"thumbnails cover {sorted(map(tuple, grid))}"
+    assert widget.locator(".ms-attn-focus").count() >= 1, "no focused-head canvas (.ms-attn-focus)"
+
+    # 4. hovering a token changes the displayed weights
+    tokens = widget.locator(".ms-attn-token")
+    n_tokens = tokens.count()
+    assert n_tokens >= 2, f"need at least 2 tokens to hover, found {n_tokens}"
+    first, last = tokens.nth(0), tokens.nth(n_tokens - 1)
+
+    last.hover()
+    page.wait_for_timeout(100)  # let a rAF-batched repaint land
+    before = _weights(widget)
+    assert all(w is not None for w in before), f"tokens without data-weight: {before}"
+    try:
+        [float(w) for w in before]  # numbers (NaN allowed: shown as marked cells)
+    except ValueError:
+        pytest.fail(f"non-numeric data-weight among {before}")
+
+    first.hover()
+    try:
+        page.wait_for_function(
+            """([sel, before]) => {
+                 const el = document.querySelector(sel);
+                 const now = [...el.querySelectorAll('.ms-attn-token')]
+                   .map(e => e.getAttribute('data-weight'));
+                 return JSON.stringify(now) !== JSON.stringify(before);
+               }""",
+            arg=[WIDGET, before],
+            timeout=5_000,
+        )
+    except Exception:  # noqa: BLE001
+        lab.fail(
+            f"data-weight did not change when hovering token 0 after token {n_tokens - 1}: "
+            f"still {before}"
+        )
+    after = _weights(widget)
+    assert after != before
+
+    # 5. screenshots (artifacts/, gitignored; docs/attention.png in the README is a copy):
+    # hover a word of the second copy, so the induction head's look-back shows
+    tokens.nth(n_tokens * 3 // 4).hover()
+    page.wait_for_timeout(100)
+    widget.screenshot(path=str(artifacts_dir / "attention_widget.png"))
+    page.screenshot(path=str(artifacts_dir / "quickstart_page.png"), full_page=True)
+
+    # 6. nothing left 127.0.0.1
+    lab.guard.assert_clean()
+    # the recorder itself works: it saw the page's HTTP requests and the kernel websocket
+    assert any(u.startswith("http") for u in lab.guard.requests), "network recorder saw no HTTP"
+    assert any(u.startswith("ws") for u in lab.guard.requests), "network recorder saw no websocket"
