@@ -26,8 +26,11 @@ $(VENV)/.dev: pyproject.toml $(VENV)/.torch
 	$(PY) -m pip install --quiet -e ".[dev]"
 	@touch $@
 
+# Jupyter refuses to run as root without --allow-root (containers, classroom VMs).
+ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root,)
+
 lab: $(VENV)/.lab
-	$(VENV)/bin/jupyter lab notebooks/
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/
 
 # A browser for the browser tier: Debian's chromium where installed, else Playwright's own.
 $(VENV)/.browser: $(VENV)/.dev

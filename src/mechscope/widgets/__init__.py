@@ -1,5 +1,7 @@
 """Jupyter widgets (anywidget) for mechscope; TypeScript sources in widgets/ at the repo root."""
 
 from mechscope.widgets.attention import AttentionPatterns
+from mechscope.widgets.feature_dashboard import FeatureDashboard
+from mechscope.widgets.token_activations import TokenActivations
 
-__all__ = ["AttentionPatterns"]
+__all__ = ["AttentionPatterns", "FeatureDashboard", "TokenActivations"]

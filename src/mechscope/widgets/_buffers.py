@@ -11,6 +11,11 @@ Encodings (all C order, little-endian):
 - ``uint8``: 1 byte a value, for data in [0, 1]: ``round(clip(x, 0, 1) * 254)``; the
   reserved code 255 marks NaN/Inf, so non-finite cells survive quantisation and are drawn
   as marked cells rather than as silent zeros. |error| <= 1/508 on [0, 1].
+- ``int32``: 4 bytes a value, for integers (histogram counts, indices); not a choice for
+  float data, so not in ``DTYPES``. :func:`decode` gives it back as int32.
+
+Signed float data (activations, logit effects) uses ``float32`` or ``float16``; see
+:func:`resolve_signed_dtype`.
 """
 
 from __future__ import annotations
@@ -20,8 +25,11 @@ from typing import Any
 import numpy as np
 
 DTYPES = ("float32", "float16", "uint8")
-_ITEMSIZE = {"float32": 4, "float16": 2, "uint8": 1}
-_NUMPY_DTYPE = {"float32": "<f4", "float16": "<f2", "uint8": "u1"}
+_ITEMSIZE = {"float32": 4, "float16": 2, "uint8": 1, "int32": 4}
+_NUMPY_DTYPE = {"float32": "<f4", "float16": "<f2", "uint8": "u1", "int32": "<i4"}
+SIGNED_DTYPES = ("float32", "float16")
+# Largest finite float16; bigger values would overflow to Inf and be drawn as "marked".
+_FLOAT16_MAX = 65504.0
 
 # dtype="auto" keeps the widget payload small enough to save in a notebook and to send
 # over the Jupyter websocket quickly: the widest encoding whose payload fits this budget.
@@ -69,6 +77,26 @@ def resolve_dtype(dtype: str, n_values: int) -> str:
     return dtype
 
 
+def resolve_signed_dtype(dtype: str, arr: np.ndarray) -> str:
+    """Like :func:`resolve_dtype`, for data of any sign and magnitude (no uint8).
+
+    ``"auto"`` picks float32 when the payload fits the budget, else float16 unless a finite
+    value would overflow float16 (then float32 anyway: correct beats small).
+    """
+    if dtype == "auto":
+        if arr.size * _ITEMSIZE["float32"] <= AUTO_BUDGET_BYTES:
+            return "float32"
+        finite = arr[np.isfinite(arr)]
+        too_big = finite.size and float(np.abs(finite).max()) > _FLOAT16_MAX
+        return "float32" if too_big else "float16"
+    if dtype not in SIGNED_DTYPES:
+        raise ValueError(
+            f"dtype={dtype!r} is not supported for activations; expected 'auto' or one of "
+            f"{list(SIGNED_DTYPES)} (uint8 only holds values in [0, 1])."
+        )
+    return dtype
+
+
 def payload_nbytes(n_values: int, dtype: str) -> int:
     """Length in bytes of the encoded payload of ``n_values`` values."""
     return n_values * _ITEMSIZE[dtype]
@@ -84,6 +112,8 @@ def encode(arr: np.ndarray, dtype: str) -> bytes:
         return q.tobytes(order="C")
     if dtype not in _NUMPY_DTYPE:
         raise ValueError(f"dtype={dtype!r} is not supported; expected one of {list(DTYPES)}")
+    if dtype == "int32":
+        return np.ascontiguousarray(arr).astype("<i4", casting="same_kind").tobytes(order="C")
     return np.ascontiguousarray(arr, dtype=_NUMPY_DTYPE[dtype]).tobytes(order="C")
 
 
@@ -93,6 +123,8 @@ def decode(buf: bytes | memoryview, dtype: str, shape: tuple[int, ...]) -> np.nd
     if dtype == "uint8":
         out = raw.astype(np.float32) / UINT8_SCALE
         out[raw == UINT8_NONFINITE] = np.nan
+    elif dtype == "int32":
+        out = raw.astype(np.int32)
     else:
         out = raw.astype(np.float32)
     return out.reshape(shape)
