@@ -8,9 +8,12 @@ repeated once:
   ``i >= 2`` to position ``i - 1`` (over all such queries and the batch);
 - **induction score**: its mean attention from each query in the second copy
   (``i = T + 1 .. 2T``) to the token *after* the previous occurrence of the same
-  token, position ``i - T + 1``.
+  token, position ``i - T + 1``;
+- **duplicate-token score**: its mean attention from each query in the second copy
+  to the previous occurrence of the same token, position ``i - T``.
 
-Both lie in [0, 1]; 1 means the head puts all its attention on that position.
+All lie in [0, 1]; 1 means the head puts all its attention on that position.
+Scores work on any HookedModel that has ``blocks.{l}.attn.hook_pattern`` hook points.
 """
 
 from __future__ import annotations
@@ -20,10 +23,17 @@ import torch
 from .toy.induction import repeated_random_tokens
 
 
+MIN_PERIOD = 2  # an induction score needs a token whose previous occurrence has a successor
+
+
 def _patterns(model, tokens: torch.Tensor) -> torch.Tensor:
     """``[layer, batch, head, q, k]`` attention patterns of ``model`` on ``tokens``."""
-    n = model.cfg.n_layers
-    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(n)]
+    names = [n for n in model.hook_names() if n.endswith("attn.hook_pattern")]
+    if not names:
+        raise ValueError(
+            f"{type(model).__name__} has no attention hook points (blocks.{{l}}.attn.hook_pattern): "
+            "head scores need a model with attention layers."
+        )
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names=names)
     return torch.stack([cache[name] for name in names])
@@ -41,14 +51,33 @@ def diagonal_score(
 
 
 def head_scores(model, period: int = 20, batch: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
-    """Previous-token and induction scores of every head: ``{"previous_token": [layer, head], "induction": [layer, head]}``."""
+    """Previous-token, induction and duplicate-token score of every head.
+
+    Returns ``{"previous_token", "induction", "duplicate_token"}``, each ``[layer, head]``,
+    measured on ``batch`` sequences ``[BOS, r_1..r_T, r_1..r_T]`` with ``T = period``
+    distinct random tokens (so the sequence length is ``1 + 2 * period``).
+    """
+    n_ctx = model.cfg.n_ctx
+    if period < MIN_PERIOD:
+        raise ValueError(
+            f"period={period} is too short for an induction score: the minimum is {MIN_PERIOD} "
+            f"(sequences of at least {1 + 2 * MIN_PERIOD} tokens)."
+        )
+    if 1 + 2 * period > n_ctx:
+        raise ValueError(
+            f"period={period} gives sequences of {1 + 2 * period} tokens, longer than the model's "
+            f"context of {n_ctx}; use period <= {(n_ctx - 1) // 2}."
+        )
     tokens = repeated_random_tokens(batch, period, model.cfg.d_vocab, seed=seed)
     pat = _patterns(model, tokens)  # [layer, batch, head, q, k]
-    prev = diagonal_score(pat, offset=1, first_query=2, last_query=2 * period).mean(1)
-    ind = diagonal_score(
-        pat, offset=period - 1, first_query=period + 1, last_query=2 * period
-    ).mean(1)
-    return {"previous_token": prev, "induction": ind}
+    second = {"first_query": period + 1, "last_query": 2 * period}
+    return {
+        "previous_token": diagonal_score(pat, offset=1, first_query=2, last_query=2 * period).mean(
+            1
+        ),
+        "induction": diagonal_score(pat, offset=period - 1, **second).mean(1),
+        "duplicate_token": diagonal_score(pat, offset=period, **second).mean(1),
+    }
 
 
 def best_head(scores: torch.Tensor) -> tuple[int, int, float]:

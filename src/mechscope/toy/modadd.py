@@ -1,0 +1,78 @@
+"""Modular addition, the task of Nanda et al. 2023, "Progress measures for grokking via
+mechanistic interpretability" (after Power et al. 2022, "Grokking").
+
+Inputs are ``a b =`` (three tokens) and the answer is ``(a + b) mod p``, read at the
+``=`` position. A 1-layer transformer trained on 30% of all pairs with strong weight
+decay first memorises, then, thousands of epochs later, *groks*: it learns an
+algorithm based on a few key frequencies ``w_k = 2 pi k / p``. Embeddings become
+circles in each key frequency's (cos, sin) plane (the review's example of a
+non-linear, circular feature, §3.2), and the logits become ``cos(w_k (a + b - c))``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from ..models import WordTokenizer
+
+
+def tokenizer(p: int) -> WordTokenizer:
+    """Numbers ``"0".."p-1"`` then ``"="``. Id 0 is BOS (unused), so number ``n`` is id ``n + 1``."""
+    return WordTokenizer([str(i) for i in range(p)] + ["="])
+
+
+def all_pairs(p: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Every ``(a, b)`` as tokens ``[p*p, 3]`` (ids, no BOS) and answers ``[p*p]`` (numbers 0..p-1).
+
+    Row ``a * p + b`` holds the pair ``(a, b)``.
+    """
+    a = torch.arange(p).repeat_interleave(p)
+    b = torch.arange(p).repeat(p)
+    eq = torch.full_like(a, p + 1)  # "=" is the last word: id p + 1
+    return torch.stack([a + 1, b + 1, eq], dim=1), (a + b) % p
+
+
+def train_test_split(p: int, frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices into :func:`all_pairs` for the training pairs and the held-out pairs."""
+    perm = torch.randperm(p * p, generator=torch.Generator().manual_seed(seed))
+    n = int(frac * p * p)
+    return perm[:n], perm[n:]
+
+
+def answer_logits(logits: torch.Tensor, p: int) -> torch.Tensor:
+    """Logits at the ``=`` position restricted to the ``p`` number tokens: ``[batch, p]``."""
+    return logits[:, -1, 1 : p + 1]
+
+
+def fourier_basis(p: int) -> tuple[torch.Tensor, list[str]]:
+    """Orthonormal Fourier basis of functions on Z_p: ``[p, p]`` rows (constant, cos 1, sin 1, ...)."""
+    x = torch.arange(p, dtype=torch.float64)
+    rows, names = [torch.ones(p, dtype=torch.float64)], ["const"]
+    for k in range(1, p // 2 + 1):
+        rows += [torch.cos(2 * math.pi * k * x / p), torch.sin(2 * math.pi * k * x / p)]
+        names += [f"cos {k}", f"sin {k}"]
+    basis = torch.stack(rows)
+    return (basis / basis.norm(dim=1, keepdim=True)).float(), names
+
+
+def embedding_frequency_norms(W_E_numbers: torch.Tensor) -> torch.Tensor:
+    """Norm of the embedding in each frequency k = 1..p//2 (cos and sin together): ``[p // 2]``.
+
+    W_E_numbers: ``[p, d_model]``, the embedding rows of the number tokens.
+    """
+    p = W_E_numbers.shape[0]
+    basis, _ = fourier_basis(p)
+    coef = basis @ W_E_numbers  # [p, d_model] in the Fourier basis
+    pairs = coef[1:].reshape(p // 2, 2, -1)  # (cos k, sin k) pairs
+    return pairs.pow(2).sum(dim=(1, 2)).sqrt()
+
+
+def key_frequencies(W_E_numbers: torch.Tensor, share: float = 0.9) -> list[int]:
+    """The fewest frequencies (largest first) holding ``share`` of the embedding's squared norm."""
+    norms2 = embedding_frequency_norms(W_E_numbers).pow(2)
+    order = norms2.argsort(descending=True)
+    cum = norms2[order].cumsum(0) / norms2.sum()
+    n = int((cum < share).sum()) + 1
+    return sorted((order[:n] + 1).tolist())
