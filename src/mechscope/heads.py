@@ -22,7 +22,6 @@ import torch
 
 from .toy.induction import repeated_random_tokens
 
-
 MIN_PERIOD = 2  # an induction score needs a token whose previous occurrence has a successor
 
 

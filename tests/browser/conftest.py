@@ -1,7 +1,8 @@
 """Fixtures for the real-browser tier: a real JupyterLab + Playwright Chromium.
 
 Session scope: one isolated JupyterLab server (see ``_lab.py``) serving a
-temporary copy of ``notebooks/`` and one Chromium. Function scope: a fresh
+temporary copy of ``notebooks/`` (at the lab root) plus the test-only notebooks of
+``tests/browser/notebooks/`` (under ``browser-tests/``), and one Chromium. Function scope: a fresh
 browser context whose every request is checked; anything not addressed to
 the loopback interface is aborted, recorded, and reported by
 ``NetworkGuard.assert_clean()``.
@@ -80,6 +81,9 @@ CHROMIUM_ARGS = [
     "--proxy-bypass-list=127.0.0.1;localhost;[::1]",
 ]
 
+# Test-only notebook directories served next to the tutorials: {folder under the lab root: source}.
+EXTRA_NOTEBOOK_DIRS = {"browser-tests": HERE / "notebooks"}
+
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 LOCAL_SCHEMES = {"data", "blob", "about"}
 
@@ -118,6 +122,25 @@ def quickstart_target() -> QuickstartTarget:
     return target
 
 
+@dataclass(frozen=True)
+class NotebookTarget:
+    """A test-only notebook: its path relative to the lab root, and the "Run All" budget."""
+
+    notebook: str
+    run_timeout: float
+
+
+@pytest.fixture(scope="session")
+def feature_widgets_target() -> NotebookTarget:
+    name = "feature_widgets.ipynb"
+    if not (EXTRA_NOTEBOOK_DIRS["browser-tests"] / name).is_file():
+        pytest.fail(f"test notebook not found: {EXTRA_NOTEBOOK_DIRS['browser-tests'] / name}")
+    return NotebookTarget(
+        notebook=f"browser-tests/{name}",
+        run_timeout=float(os.environ.get("MECHSCOPE_BROWSER_RUN_TIMEOUT", "150")),
+    )
+
+
 @pytest.fixture(scope="session")
 def artifacts_dir() -> Path:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -136,6 +159,17 @@ def lab_server(quickstart_target, tmp_path_factory):
         root,
         ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
     )
+    for folder, source in EXTRA_NOTEBOOK_DIRS.items():
+        if (root / folder).exists():
+            pytest.fail(
+                f"{quickstart_target.notebooks_dir} already has a '{folder}' entry, which the "
+                f"browser tests need for {source}; rename one of them."
+            )
+        shutil.copytree(
+            source,
+            root / folder,
+            ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"),
+        )
     server = _lab.LabServer(
         root,
         work,

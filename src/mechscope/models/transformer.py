@@ -238,6 +238,31 @@ class Transformer(nn.Module):
             tokens = tok.encode(tokens, prepend_bos=prepend_bos)
         return tok.decode_list(tokens)
 
+    # ---- weights, for the cache's analysis (same accessors as HFModel) -------
+
+    def head_output_weights(self, layer: int) -> torch.Tensor:
+        """Per-head output matrices ``W_O``: ``[head, d_head, d_model]``."""
+        return self.blocks[layer].attn.W_O
+
+    def attn_output_bias(self, layer: int) -> torch.Tensor:
+        """Attention output bias ``b_O``: ``[d_model]``."""
+        return self.blocks[layer].attn.b_O
+
+    def unembed_weights(self) -> torch.Tensor:
+        """Unembedding ``W_U``: ``[d_model, d_vocab]``."""
+        return self.W_U
+
+    def unembed_bias(self) -> torch.Tensor:
+        """Unembedding bias ``b_U``: ``[d_vocab]``."""
+        return self.b_U
+
+    def final_norm(self) -> dict | None:
+        """The final norm as ``{"kind": "ln", "eps", "weight", "bias"}``; None without one."""
+        if self.cfg.normalization != "ln":
+            return None
+        ln = self.ln_final
+        return {"kind": "ln", "eps": ln.eps, "weight": ln.w, "bias": ln.b}
+
     # ---- forward and hooks --------------------------------------------------
 
     def forward(self, tokens) -> torch.Tensor:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..heads import best_head, head_scores
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.induction import WORDS, random_period_batch, repeated_part_mask
+from .recipes_features import train_grammar_2l, train_grammar_2l_sae_mlp1
 
 ZOO = Path(__file__).parent
 
@@ -137,7 +138,9 @@ def train_induction_2l(steps: int = 2500, seed: int = 0) -> tuple[Transformer, d
     return model, card
 
 
-RECIPES = {"induction-2l": train_induction_2l}
+RECIPES = {"induction-2l": train_induction_2l, "grammar-2l": train_grammar_2l}
+# SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
+SAE_RECIPES = {"grammar-2l-mlp1": train_grammar_2l_sae_mlp1}
 
 
 def save(model: Transformer, card: dict, out: Path) -> None:
@@ -151,7 +154,7 @@ def save(model: Transformer, card: dict, out: Path) -> None:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("name", choices=sorted(RECIPES))
+    p.add_argument("name", choices=sorted(RECIPES) + sorted(SAE_RECIPES))
     p.add_argument(
         "--out", type=Path, default=ZOO, help="output folder (default: the package's zoo)"
     )
@@ -166,6 +169,13 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     kwargs = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
+    if args.name in SAE_RECIPES:
+        sae, card = SAE_RECIPES[args.name](**kwargs)
+        weights = sae.save(args.out / "sae" / card["name"], card)
+        card["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+        sae.save(args.out / "sae" / card["name"], card)
+        print(json.dumps(card["metrics"], indent=2))
+        return
     model, card = RECIPES[args.name](**kwargs)
     save(model, card, args.out)
     print(json.dumps(card["metrics"], indent=2))
