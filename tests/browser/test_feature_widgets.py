@@ -1,0 +1,210 @@
+"""TokenActivations and FeatureDashboard, run for real in JupyterLab + Chromium.
+
+Opens ``tests/browser/notebooks/feature_widgets.ipynb`` (synthetic data with known values;
+served as ``browser-tests/feature_widgets.ipynb``), runs every cell, and for each widget
+checks that it rendered, responds to one interaction, shows the token
+``<img src=x onerror=alert(1)>`` as text (no ``<img>`` element, no alert), and takes a
+screenshot; then checks the page never tried to leave 127.0.0.1.
+
+Run:  .venv/bin/python -m pytest tests/browser -q
+Artifacts (gitignored): tests/browser/artifacts/{token_activations,feature_dashboard}_widget.png
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.browser
+
+TOKEN_ACTS = '.ms-token-acts[data-rendered="true"]'
+DASH = '.ms-feature-dash[data-rendered="true"]'
+IMG = "<img src=x onerror=alert(1)>"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _run_notebook(lab, name: str, timeout: float) -> None:
+    lab.open_notebook(name)
+    lab.wait_kernel_idle(name, timeout=60)
+    lab.run_all_cells(name, timeout=timeout)
+    errors, not_run = [], []
+    for c in lab.cell_report(name):
+        if c["source"].strip() and c["count"] is None:
+            not_run.append(c["index"])
+        for out in c["outputs"]:
+            if out.get("output_type") == "error":
+                tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
+                errors.append(
+                    f"cell {c['index']}: {out.get('ename')}: {out.get('evalue')}\n{tb[-1500:]}"
+                )
+    if errors:
+        lab.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
+    if not_run:
+        lab.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
+
+
+def _kernel_eval(lab, name: str, expr: str) -> str:
+    """``print(expr)`` in the notebook's kernel; its stdout (checks what Python sees)."""
+    return lab.page.evaluate(
+        """async ([name, code]) => {
+             const kernel = window.__ms.panel(name).sessionContext.session.kernel;
+             const future = kernel.requestExecute({ code, silent: false, store_history: false });
+             let out = "";
+             future.onIOPub = (msg) => {
+               if (msg.header.msg_type === "stream") out += msg.content.text;
+               if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+             };
+             await future.done;
+             return out.trim();
+           }""",
+        [name, f"print({expr})"],
+    )
+
+
+def _attr(locator, name: str) -> list[str | None]:
+    return locator.evaluate_all(f"els => els.map(e => e.getAttribute({name!r}))")
+
+
+def _wait_widget(lab, selector: str, what: str):
+    widget = lab.page.locator(selector).last
+    try:
+        widget.wait_for(state="attached", timeout=20_000)
+    except Exception:  # noqa: BLE001
+        lab.fail(f"no rendered {what} ({selector}) after running the notebook")
+    widget.scroll_into_view_if_needed()
+    return widget
+
+
+def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, artifacts_dir):
+    lab, page = lab_page, lab_page.page
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    _run_notebook(lab, feature_widgets_target.notebook, feature_widgets_target.run_timeout)
+
+    # ---- TokenActivations ------------------------------------------------------------------
+    ta = _wait_widget(lab, TOKEN_ACTS, "TokenActivations widget")
+    tokens = ta.locator(".ms-tok")
+    assert tokens.count() == 6 + 4 + 3, f"expected 13 tokens, found {tokens.count()}"
+    texts = tokens.evaluate_all("els => els.map(e => e.textContent)")
+    assert texts[6] == IMG, f"the <img> token is not shown literally: {texts[6]!r}"
+    assert ta.locator("img").count() == 0, "a token was parsed as HTML: <img> element created"
+    options = ta.locator(".ms-ta-select option").evaluate_all("els => els.map(e => e.textContent)")
+    assert options == ["position code", "signed code"], options
+    assert ta.get_attribute("data-feature") == "0"
+    before = _attr(tokens, "data-value")
+    # feature 0 is (10 * text + pos) / 10: text 0 -> 0 .. 0.5, text 1 -> 1 .. 1.3, text 2 -> 2 .. 2.2
+    assert before == [
+        "0",
+        "0.1",
+        "0.2",
+        "0.3",
+        "0.4",
+        "0.5",
+        "1",
+        "1.1",
+        "1.2",
+        "1.3",
+        "2",
+        "2.1",
+        "2.2",
+    ]
+    colours_before = tokens.evaluate_all("els => els.map(e => e.style.background)")
+    assert colours_before[0] == "rgb(255, 255, 255)", "zero is not white on the sequential map"
+
+    tokens.nth(7).hover()
+    readout = ta.locator(".ms-ta-readout")
+    assert "position code = 1.1" in readout.text_content(), readout.text_content()
+
+    # one interaction: pick the other feature from the list
+    ta.locator(".ms-ta-select").select_option("1")
+    try:
+        page.wait_for_function(
+            "(sel) => document.querySelector(sel).getAttribute('data-feature') === '1'",
+            arg=TOKEN_ACTS,
+            timeout=5_000,
+        )
+    except Exception:  # noqa: BLE001
+        lab.fail("choosing 'signed code' in the list did not switch the feature")
+    seen = _kernel_eval(lab, feature_widgets_target.notebook, "token_acts.feature")
+    assert seen == "1", f"Python did not see the feature chosen in the browser: {seen!r}"
+    after = _attr(tokens, "data-value")
+    assert after == [
+        "1",
+        "0.9",
+        "0.8",
+        "0.7",
+        "0.6",
+        "0.5",
+        "0",
+        "-0.1",
+        "-0.2",
+        "-0.3",
+        "-1",
+        "-1.1",
+        "NaN",
+    ]
+    colours_after = tokens.evaluate_all("els => els.map(e => e.style.background)")
+    assert colours_after != colours_before
+    # diverging: positive values red-ish, negative blue-ish, zero white, NaN magenta
+    rgb = [tuple(map(int, re.findall(r"\d+", c))) for c in colours_after]
+    assert rgb[0][0] > rgb[0][2] and rgb[11][2] > rgb[11][0], rgb
+    assert rgb[6] == (255, 255, 255) and rgb[12] == (255, 0, 255), rgb
+    assert ta.locator("img").count() == 0
+    ta.screenshot(path=str(artifacts_dir / "token_activations_widget.png"))
+
+    # ---- FeatureDashboard ------------------------------------------------------------------
+    dash = _wait_widget(lab, DASH, "FeatureDashboard widget")
+    rows = dash.locator(".ms-fd-context")
+    assert rows.count() == 4, f"expected k=4 top contexts, found {rows.count()}"
+    assert dash.get_attribute("data-feature") == "0"
+    assert dash.locator(".ms-fd-input").input_value() == "0"
+    # feature f peaks with value 5 + f on context 2 f at position f
+    assert rows.first.get_attribute("data-context") == "0"
+    top = rows.first.locator(".ms-tok-max")
+    assert top.get_attribute("data-value") == "5" and top.get_attribute("data-pos") == "0"
+    contexts_before = _attr(rows, "data-context")
+    assert dash.locator(".ms-fd-logits-pos .ms-fd-logit").count() == 8  # n_logits capped at d_vocab
+    assert dash.locator(".ms-fd-hist-canvas").get_attribute("data-total") == str(6 * 5)
+    assert dash.locator(".ms-fd-prev").is_disabled()
+
+    dash.locator(".ms-fd-next").click()
+    try:
+        page.wait_for_function(
+            "(sel) => document.querySelector(sel).getAttribute('data-feature') === '1'",
+            arg=DASH,
+            timeout=5_000,
+        )
+    except Exception:  # noqa: BLE001
+        lab.fail("clicking next did not move the dashboard to feature 1")
+    assert dash.locator(".ms-fd-input").input_value() == "1"
+    seen = _kernel_eval(lab, feature_widgets_target.notebook, "dash.feature")
+    assert seen == "1", f"Python did not see the feature stepped to in the browser: {seen!r}"
+    assert dash.locator(".ms-fd-name").text_content() == "feature 1"
+    assert rows.first.get_attribute("data-context") == "2"
+    top = rows.first.locator(".ms-tok-max")
+    assert top.get_attribute("data-value") == "6" and top.get_attribute("data-pos") == "1"
+    assert _attr(rows, "data-context") != contexts_before
+    shown = dash.locator(".ms-tok").evaluate_all("els => els.map(e => e.textContent)")
+    assert IMG in shown, "context 2 holds the <img> token; it should show as text"
+    assert dash.locator("img").count() == 0, "a token was parsed as HTML: <img> element created"
+    dash.screenshot(path=str(artifacts_dir / "feature_dashboard_widget.png"))
+
+    # and the other way: Python sets the feature, the view follows
+    _kernel_eval(lab, feature_widgets_target.notebook, "setattr(dash, 'feature', 2)")
+    try:
+        page.wait_for_function(
+            "(sel) => document.querySelector(sel).getAttribute('data-feature') === '2'",
+            arg=DASH,
+            timeout=5_000,
+        )
+    except Exception:  # noqa: BLE001
+        lab.fail("setting dash.feature = 2 in Python did not move the view")
+    assert rows.first.get_attribute("data-context") == "4"
+    assert dash.locator(".ms-fd-next").is_disabled()
+
+    # ---- nothing executed, nothing left 127.0.0.1 -------------------------------------------
+    assert page.locator('img[src="x"]').count() == 0
+    assert dialogs == [], f"a token ran as code: dialogs {dialogs}"
+    lab.guard.assert_clean()
+    assert any(u.startswith("ws") for u in lab.guard.requests), "network recorder saw no websocket"

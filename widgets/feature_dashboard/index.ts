@@ -1,0 +1,377 @@
+// FeatureDashboard: one feature at a time (an SAE latent, a neuron): its activation
+// histogram, the top-k activating contexts with tokens coloured by the activation, and the
+// tokens whose logits it raises and lowers most. Step through features with prev / next /
+// the number input; the shown feature is the two-way trait `feature`.
+// Everything is precomputed in Python (src/mechscope/widgets/feature_dashboard.py, whose
+// traits the Model below mirrors) and arrives as binary buffers.
+
+import {
+  type ActivationScale,
+  activationCss,
+  activationNeedsLightText,
+  formatValue,
+  scaleOf,
+} from "../shared/activation";
+import { type ArrayDtype, type BinaryLike, decodeArray } from "../shared/buffers";
+import { decodeInt32 } from "../shared/int32";
+import { clearChildren, el } from "../shared/dom";
+import { type AnyModel, coalesce, displayToken, type RenderProps } from "../shared/model";
+
+/** Synced traits of mechscope.widgets.FeatureDashboard. */
+export interface Model {
+  n_features: number;
+  k: number;
+  bins: number;
+  n_logits: number;
+  ctx_len: number;
+  feature_names: string[];
+  /** Index of the shown feature; two-way. */
+  feature: number;
+  title: string;
+  /** [feature, bin] int32 counts of the non-zero finite activations. */
+  hist_counts: BinaryLike;
+  /** [feature, bin + 1] float32 bin edges. */
+  hist_edges: BinaryLike;
+  /** [feature] float32: fraction of tokens where the feature is non-zero. */
+  density: BinaryLike;
+  /** [feature] int32: NaN/Inf activations (excluded from everything else). */
+  nonfinite: BinaryLike;
+  n_tokens: number;
+  /** The contexts that appear in some top-k, and their indices in the caller's list. */
+  contexts: string[][];
+  context_ids: number[];
+  /** [feature, k] int32 index into `contexts`, -1 where fewer than k contexts activate. */
+  top_context: BinaryLike;
+  /** [feature, k] int32 position of the max-activating token. */
+  top_pos: BinaryLike;
+  /** [feature, k, ctx_len] activations of the top contexts, encoded as `dtype`. */
+  top_acts: BinaryLike;
+  dtype: ArrayDtype;
+  has_logits: boolean;
+  logit_tokens: string[];
+  /** [feature, n_logits] int32 index into logit_tokens / float32 effect, for the top and bottom. */
+  logit_pos_ids: BinaryLike;
+  logit_pos_vals: BinaryLike;
+  logit_neg_ids: BinaryLike;
+  logit_neg_vals: BinaryLike;
+}
+
+const DATA_KEYS: (keyof Model)[] = [
+  "n_features", "k", "bins", "n_logits", "ctx_len", "feature_names", "hist_counts", "hist_edges",
+  "density", "nonfinite", "n_tokens", "contexts", "context_ids", "top_context", "top_pos",
+  "top_acts", "dtype", "has_logits", "logit_tokens", "logit_pos_ids", "logit_pos_vals",
+  "logit_neg_ids", "logit_neg_vals",
+];
+const HIST_W = 280;
+const HIST_H = 90;
+
+interface Decoded {
+  counts: Int32Array;
+  edges: Float32Array;
+  density: Float32Array;
+  nonfinite: Int32Array;
+  topContext: Int32Array;
+  topPos: Int32Array;
+  topActs: Float32Array;
+  posIds: Int32Array;
+  posVals: Float32Array;
+  negIds: Int32Array;
+  negVals: Float32Array;
+}
+
+class FeatureDashboardView {
+  private d!: Decoded;
+  private feature = 0;
+  private ok = false;
+  private titleEl: HTMLElement | null = null;
+  private input!: HTMLInputElement;
+  private nameEl!: HTMLElement;
+  private histCanvas!: HTMLCanvasElement;
+  private histLo!: HTMLElement;
+  private histHi!: HTMLElement;
+  private histStats!: HTMLElement;
+  private ctxList!: HTMLElement;
+  private posList!: HTMLElement;
+  private negList!: HTMLElement;
+  private readout!: HTMLElement;
+
+  private readonly onData = coalesce(() => this.build());
+  private readonly onFeature = () => this.applyFeature();
+  private readonly onTitle = () => this.renderTitle();
+
+  constructor(
+    private readonly model: AnyModel<Model>,
+    private readonly root: HTMLElement,
+  ) {
+    root.classList.add("ms-feature-dash");
+    for (const key of DATA_KEYS) model.on(`change:${key}`, this.onData);
+    model.on("change:feature", this.onFeature);
+    model.on("change:title", this.onTitle);
+    this.build();
+  }
+
+  destroy(): void {
+    for (const key of DATA_KEYS) this.model.off(`change:${key}`, this.onData);
+    this.model.off("change:feature", this.onFeature);
+    this.model.off("change:title", this.onTitle);
+    clearChildren(this.root);
+  }
+
+  private decode(): Decoded {
+    const m = this.model;
+    const F = m.get("n_features");
+    const k = m.get("k");
+    const bins = m.get("bins");
+    const nl = m.get("n_logits");
+    const has = m.get("has_logits");
+    const d: Decoded = {
+      counts: decodeInt32(m.get("hist_counts"), F * bins),
+      edges: decodeArray(m.get("hist_edges"), "float32", F * (bins + 1)),
+      density: decodeArray(m.get("density"), "float32", F),
+      nonfinite: decodeInt32(m.get("nonfinite"), F),
+      topContext: decodeInt32(m.get("top_context"), F * k),
+      topPos: decodeInt32(m.get("top_pos"), F * k),
+      topActs: decodeArray(m.get("top_acts"), m.get("dtype"), F * k * m.get("ctx_len")),
+      posIds: decodeInt32(m.get("logit_pos_ids"), has ? F * nl : 0),
+      posVals: decodeArray(m.get("logit_pos_vals"), "float32", has ? F * nl : 0),
+      negIds: decodeInt32(m.get("logit_neg_ids"), has ? F * nl : 0),
+      negVals: decodeArray(m.get("logit_neg_vals"), "float32", has ? F * nl : 0),
+    };
+    const nCtx = m.get("contexts").length;
+    const bad = d.topContext.findIndex((c) => c < -1 || c >= nCtx);
+    if (bad >= 0) throw new Error(`top_context[${bad}] = ${d.topContext[bad]} but there are ${nCtx} contexts`);
+    return d;
+  }
+
+  private build(): void {
+    this.ok = false;
+    this.titleEl = null;
+    this.root.removeAttribute("data-rendered");
+    clearChildren(this.root);
+    try {
+      this.d = this.decode();
+    } catch (err) {
+      this.root.append(el("div", "ms-fd-error", `FeatureDashboard could not decode its data: ${String(err)}`));
+      console.error(err);
+      return;
+    }
+    this.feature = this.clampFeature(this.model.get("feature")) ?? 0;
+
+    this.titleEl = el("div", "ms-fd-title");
+    const body = el("div", "ms-fd-body");
+    body.append(this.buildHistogram(), this.buildLogits());
+    const ctxPanel = el("div", "ms-fd-panel ms-fd-contexts-panel");
+    this.ctxList = el("div", "ms-fd-contexts");
+    this.readout = el("div", "ms-fd-readout", "\u00a0");
+    ctxPanel.append(el("div", "ms-fd-heading", "Top activating contexts"), this.ctxList, this.readout);
+    this.ctxList.addEventListener("mouseover", (ev) => {
+      const t = (ev.target as Element).closest<HTMLElement>(".ms-tok");
+      if (t) {
+        this.readout.textContent =
+          `context ${t.dataset.context}, token ${t.dataset.pos} \u201c${t.textContent}\u201d: ${t.dataset.value}`;
+      }
+    });
+    this.root.append(this.titleEl, this.buildNav(), body, ctxPanel);
+    this.renderTitle();
+    this.ok = true;
+    this.show();
+    this.root.setAttribute("data-rendered", "true");
+  }
+
+  private buildNav(): HTMLElement {
+    const n = this.model.get("n_features");
+    const nav = el("div", "ms-fd-nav");
+    const prev = el("button", "ms-fd-prev", "\u25c0 prev");
+    const next = el("button", "ms-fd-next", "next \u25b6");
+    prev.type = next.type = "button";
+    prev.addEventListener("click", () => this.choose(this.feature - 1));
+    next.addEventListener("click", () => this.choose(this.feature + 1));
+    this.input = el("input", "ms-fd-input");
+    this.input.type = "number";
+    this.input.min = "0";
+    this.input.max = String(n - 1);
+    this.input.step = "1";
+    this.input.setAttribute("aria-label", "feature index");
+    this.input.addEventListener("change", () => {
+      const f = Number(this.input.value);
+      if (this.clampFeature(f) === null) this.input.value = String(this.feature);
+      else this.choose(f);
+    });
+    this.nameEl = el("span", "ms-fd-name");
+    nav.append(prev, el("span", "ms-fd-label", "feature"), this.input, el("span", "ms-fd-of", `of ${n}`), next, this.nameEl);
+    return nav;
+  }
+
+  private buildHistogram(): HTMLElement {
+    const panel = el("div", "ms-fd-panel ms-fd-hist");
+    this.histCanvas = el("canvas", "ms-fd-hist-canvas");
+    this.histCanvas.width = HIST_W;
+    this.histCanvas.height = HIST_H;
+    const axis = el("div", "ms-fd-hist-axis");
+    this.histLo = el("span", "ms-fd-hist-lo");
+    this.histHi = el("span", "ms-fd-hist-hi");
+    axis.append(this.histLo, this.histHi);
+    this.histStats = el("div", "ms-fd-hist-stats");
+    panel.append(el("div", "ms-fd-heading", "Activations (non-zero)"), this.histCanvas, axis, this.histStats);
+    return panel;
+  }
+
+  private buildLogits(): HTMLElement {
+    const panel = el("div", "ms-fd-panel ms-fd-logits");
+    const pos = el("div", "ms-fd-logit-col");
+    const neg = el("div", "ms-fd-logit-col");
+    this.posList = el("ol", "ms-fd-logits-pos");
+    this.negList = el("ol", "ms-fd-logits-neg");
+    pos.append(el("div", "ms-fd-heading", "Raises logits of"), this.posList);
+    neg.append(el("div", "ms-fd-heading", "Lowers logits of"), this.negList);
+    panel.append(pos, neg);
+    if (!this.model.get("has_logits")) {
+      panel.replaceChildren(el("div", "ms-fd-muted", "No logit weights given (logit_weights=None)."));
+    }
+    return panel;
+  }
+
+  private renderTitle(): void {
+    if (!this.titleEl) return;
+    const title = this.model.get("title");
+    this.titleEl.textContent = title;
+    this.titleEl.hidden = !title;
+  }
+
+  private clampFeature(f: number | null | undefined): number | null {
+    const n = this.model.get("n_features");
+    return typeof f === "number" && Number.isInteger(f) && f >= 0 && f < n ? f : null;
+  }
+
+  private choose(f: number): void {
+    if (this.clampFeature(f) === null || f === this.feature) return;
+    this.feature = f;
+    this.show();
+    this.model.set("feature", f);
+    this.model.save_changes();
+  }
+
+  private applyFeature(): void {
+    const f = this.clampFeature(this.model.get("feature"));
+    if (!this.ok || f === null || f === this.feature) return;
+    this.feature = f;
+    this.show();
+  }
+
+  private show(): void {
+    const f = this.feature;
+    const n = this.model.get("n_features");
+    const name = this.model.get("feature_names")[f] ?? `feature ${f}`;
+    this.root.dataset.feature = String(f);
+    this.input.value = String(f);
+    this.nameEl.textContent = name;
+    (this.root.querySelector(".ms-fd-prev") as HTMLButtonElement).disabled = f === 0;
+    (this.root.querySelector(".ms-fd-next") as HTMLButtonElement).disabled = f === n - 1;
+    this.drawHistogram(f);
+    this.showContexts(f);
+    if (this.model.get("has_logits")) {
+      this.fillLogits(this.posList, this.d.posIds, this.d.posVals, f);
+      this.fillLogits(this.negList, this.d.negIds, this.d.negVals, f);
+    }
+    this.readout.textContent = "\u00a0";
+  }
+
+  private drawHistogram(f: number): void {
+    const bins = this.model.get("bins");
+    const counts = this.d.counts.subarray(f * bins, (f + 1) * bins);
+    const edges = this.d.edges.subarray(f * (bins + 1), (f + 1) * (bins + 1));
+    const scale = scaleOf(edges);
+    let top = 0;
+    let total = 0;
+    for (const c of counts) {
+      top = Math.max(top, c);
+      total += c;
+    }
+    const ctx = this.histCanvas.getContext("2d");
+    if (ctx) {
+      ctx.clearRect(0, 0, HIST_W, HIST_H);
+      const w = HIST_W / bins;
+      for (let b = 0; b < bins; b++) {
+        if (!counts[b]) continue;
+        // sqrt keeps the long tail visible next to a tall first bin
+        const h = Math.max(1, Math.round((Math.sqrt(counts[b]) / Math.sqrt(top)) * (HIST_H - 2)));
+        ctx.fillStyle = activationCss((edges[b] + edges[b + 1]) / 2, scale);
+        ctx.fillRect(Math.floor(b * w), HIST_H - h, Math.max(1, Math.ceil(w) - 1), h);
+        ctx.strokeStyle = "rgba(0,0,0,0.35)";
+        ctx.strokeRect(Math.floor(b * w) + 0.5, HIST_H - h + 0.5, Math.max(1, Math.ceil(w) - 1) - 1, h - 1);
+      }
+    }
+    this.histCanvas.dataset.total = String(total);
+    this.histCanvas.title = `${total} non-zero activations in ${bins} bins (bar height ~ sqrt(count))`;
+    this.histLo.textContent = formatValue(edges[0]);
+    this.histHi.textContent = formatValue(edges[bins]);
+    const nTok = this.model.get("n_tokens");
+    const nonfinite = this.d.nonfinite[f];
+    this.histStats.textContent =
+      `density ${(100 * this.d.density[f]).toPrecision(3)}% of ${nTok} tokens` +
+      (nonfinite ? `; ${nonfinite} NaN/Inf values excluded` : "");
+    this.histStats.classList.toggle("ms-fd-warn", nonfinite > 0);
+  }
+
+  private showContexts(f: number): void {
+    const k = this.model.get("k");
+    const L = this.model.get("ctx_len");
+    const contexts = this.model.get("contexts");
+    const ids = this.model.get("context_ids");
+    clearChildren(this.ctxList);
+    // One colour scale for all k rows, so rows compare at a glance.
+    const scale: ActivationScale = scaleOf(this.d.topActs, f * k * L, k * L);
+    let shown = 0;
+    for (let r = 0; r < k; r++) {
+      const c = this.d.topContext[f * k + r];
+      if (c < 0) continue;
+      shown++;
+      const base = (f * k + r) * L;
+      const maxPos = this.d.topPos[f * k + r];
+      const row = el("div", "ms-fd-context");
+      row.dataset.context = String(ids[c]);
+      row.dataset.rank = String(r);
+      row.append(
+        el("span", "ms-fd-ctx-rank", `#${ids[c]}`),
+        el("span", "ms-fd-ctx-max", formatValue(this.d.topActs[base + maxPos])),
+      );
+      const toks = el("span", "ms-fd-ctx-tokens");
+      contexts[c].forEach((tok, p) => {
+        const v = this.d.topActs[base + p];
+        const s = el("span", "ms-tok", displayToken(tok));
+        s.dataset.value = formatValue(v);
+        s.dataset.pos = String(p);
+        s.dataset.context = String(ids[c]);
+        s.style.background = activationCss(v, scale);
+        s.style.color = activationNeedsLightText(v, scale) ? "#fff" : "#111";
+        s.title = `${formatValue(v)} at token ${p} of context ${ids[c]}`;
+        if (p === maxPos) s.classList.add("ms-tok-max");
+        if (v - v !== 0) s.classList.add("ms-tok-nonfinite");
+        toks.append(s);
+      });
+      row.append(toks);
+      this.ctxList.append(row);
+    }
+    if (!shown) this.ctxList.append(el("div", "ms-fd-muted", "This feature is never positive on these contexts."));
+  }
+
+  private fillLogits(list: HTMLElement, ids: Int32Array, vals: Float32Array, f: number): void {
+    const nl = this.model.get("n_logits");
+    const tokens = this.model.get("logit_tokens");
+    clearChildren(list);
+    for (let i = 0; i < nl; i++) {
+      const v = vals[f * nl + i];
+      const li = el("li", "ms-fd-logit");
+      li.dataset.value = formatValue(v);
+      li.append(el("span", "ms-fd-logit-tok", displayToken(tokens[ids[f * nl + i]] ?? "?")), el("span", "ms-fd-logit-val", formatValue(v)));
+      list.append(li);
+    }
+  }
+}
+
+function render({ model, el: root }: RenderProps<Model>): () => void {
+  const view = new FeatureDashboardView(model, root);
+  return () => view.destroy();
+}
+
+export default { render };
