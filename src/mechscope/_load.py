@@ -83,7 +83,9 @@ def load(name: str, device: str = "cpu", **hf_kwargs):
         raise TypeError(f"load() takes a model name (str), got {type(name).__name__}.")
     if name in zoo.available():
         if hf_kwargs:
-            raise TypeError(f"Zoo model {name!r} takes no Hugging Face arguments ({sorted(hf_kwargs)}).")
+            raise TypeError(
+                f"Zoo model {name!r} takes no Hugging Face arguments ({sorted(hf_kwargs)})."
+            )
         return zoo.load_zoo(name, device=device)
     if name.lower() in (MINILM, "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
         return _from_pretrained(str(minilm_path()), device, **hf_kwargs)

@@ -123,9 +123,7 @@ def cached_run(
         act = act.detach()
         if remove_batch_dim:
             if act.shape[0] != 1:
-                raise ValueError(
-                    f"remove_batch_dim=True needs batch size 1, got {act.shape[0]}."
-                )
+                raise ValueError(f"remove_batch_dim=True needs batch size 1, got {act.shape[0]}.")
             act = act[0]
         store[hook.name] = act.to(device=device or act.device, dtype=dtype or act.dtype)
 

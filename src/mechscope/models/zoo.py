@@ -12,6 +12,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .tokenizer import WordTokenizer
@@ -58,4 +59,32 @@ def load_zoo(name: str, device: str = "cpu") -> Transformer:
     state = load_file(str(zoo_dir() / f"{name}.safetensors"), device=str(device))
     model.load_state_dict(state)
     model.card = card(name)
+    return model.to(device).eval()
+
+
+def checkpoint_steps(name: str) -> list[int]:
+    """Training steps at which zoo model ``name`` has a shipped checkpoint ([] if none)."""
+    return list(card(name).get("checkpoints", {}).get("steps", []))
+
+
+def load_checkpoint(name: str, step: int, device: str = "cpu") -> Transformer:
+    """Zoo model ``name`` as it was at training step ``step`` (eval mode, float32).
+
+    Checkpoints ship in float16 (``NAME.checkpoints.safetensors``, keys ``step{N}/{param}``);
+    the card's checkpoint metrics were measured from exactly these weights.
+    """
+    steps = checkpoint_steps(name)
+    if step not in steps:
+        raise ValueError(
+            f"{name!r} has no checkpoint at step {step}. "
+            f"Available steps: {steps or '(none: this model ships no checkpoints)'}."
+        )
+    path = zoo_dir() / f"{name}.checkpoints.safetensors"
+    prefix = f"step{step}/"
+    with safe_open(str(path), framework="pt", device=str(device)) as f:
+        state = {k[len(prefix) :]: f.get_tensor(k).float() for k in f.keys() if k.startswith(prefix)}
+    model = build(card(name))
+    model.load_state_dict(state)
+    model.card = card(name)
+    model.step = step
     return model.to(device).eval()
