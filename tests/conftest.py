@@ -1,7 +1,12 @@
+import os
+
 import pytest
 import torch
 
 from mechscope.models import Transformer, TransformerConfig, WordTokenizer
+
+# No test may reach a model hub: CI and classrooms are offline.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 @pytest.fixture

@@ -125,14 +125,6 @@ def test_tokens_as_list_and_dict(gpt2):
     assert torch.allclose(out[1, -1], gpt2("dog")[0, -1], atol=1e-5)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_tokens_on_another_device_are_moved():
-    model = mechscope.wrap(tiny_gpt2().cuda(), tiny_tokenizer())
-    assert model(torch.tensor([[4, 5]])).device.type == "cuda"
-    model.cpu()
-    assert model(torch.tensor([[4, 5]], device="cuda")).device.type == "cpu"
-
-
 def test_unsupported_architecture_names_class_and_families():
     import transformers as tf
 
