@@ -130,15 +130,24 @@ class NotebookTarget:
     run_timeout: float
 
 
-@pytest.fixture(scope="session")
-def feature_widgets_target() -> NotebookTarget:
-    name = "feature_widgets.ipynb"
+def _test_notebook(name: str) -> NotebookTarget:
+    """A notebook of tests/browser/notebooks/, as served under ``browser-tests/``."""
     if not (EXTRA_NOTEBOOK_DIRS["browser-tests"] / name).is_file():
         pytest.fail(f"test notebook not found: {EXTRA_NOTEBOOK_DIRS['browser-tests'] / name}")
     return NotebookTarget(
         notebook=f"browser-tests/{name}",
         run_timeout=float(os.environ.get("MECHSCOPE_BROWSER_RUN_TIMEOUT", "150")),
     )
+
+
+@pytest.fixture(scope="session")
+def feature_widgets_target() -> NotebookTarget:
+    return _test_notebook("feature_widgets.ipynb")
+
+
+@pytest.fixture(scope="session")
+def heatmap_target() -> NotebookTarget:
+    return _test_notebook("heatmap.ipynb")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from mechscope.widgets.attention import AttentionPatterns
 from mechscope.widgets.feature_dashboard import FeatureDashboard
+from mechscope.widgets.heatmap import Heatmap, link_heads
 from mechscope.widgets.token_activations import TokenActivations
 
-__all__ = ["AttentionPatterns", "FeatureDashboard", "TokenActivations"]
+__all__ = ["AttentionPatterns", "FeatureDashboard", "Heatmap", "TokenActivations", "link_heads"]

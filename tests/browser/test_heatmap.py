@@ -1,0 +1,231 @@
+"""Heatmap, linked to AttentionPatterns, run for real in JupyterLab + Chromium.
+
+Opens ``tests/browser/notebooks/heatmap.ipynb`` (served as ``browser-tests/heatmap.ipynb``),
+runs every cell, and checks:
+
+- the induction-score heatmap of the shipped ``induction-2l`` model is linked to the attention
+  widget: clicking the induction head's cell focuses that head in the attention widget (and
+  Python sees it), and clicking a thumbnail in the attention widget selects its cell;
+- hovering a cell shows its exact value in the readout and ``data-value``;
+- a small two-panel heatmap shares one scale, marks NaN/Inf, and shows the column label
+  ``<img src=x onerror=alert(1)>`` as text;
+- a wide 3 x 12 x 128 heatmap renders every cell with readable (rotated, thinned) labels;
+- screenshots, and the page never tried to leave 127.0.0.1.
+
+Run:  .venv/bin/python -m pytest tests/browser -q
+Artifacts (gitignored): tests/browser/artifacts/heatmap_{widget,small,panels}.png
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.browser
+
+HEATMAP = '.ms-heatmap[data-rendered="true"]'
+ATTENTION = '.ms-attention[data-rendered="true"]'
+IMG = "<img src=x onerror=alert(1)>"
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def _run_notebook(lab, name: str, timeout: float) -> None:
+    lab.open_notebook(name)
+    lab.wait_kernel_idle(name, timeout=60)
+    lab.run_all_cells(name, timeout=timeout)
+    errors, not_run = [], []
+    for c in lab.cell_report(name):
+        if c["source"].strip() and c["count"] is None:
+            not_run.append(c["index"])
+        for out in c["outputs"]:
+            if out.get("output_type") == "error":
+                tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
+                errors.append(
+                    f"cell {c['index']}: {out.get('ename')}: {out.get('evalue')}\n{tb[-1500:]}"
+                )
+    if errors:
+        lab.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
+    if not_run:
+        lab.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
+
+
+def _kernel_eval(lab, name: str, expr: str) -> str:
+    """``print(expr)`` in the notebook's kernel; its stdout (checks what Python sees)."""
+    return lab.page.evaluate(
+        """async ([name, code]) => {
+             const kernel = window.__ms.panel(name).sessionContext.session.kernel;
+             const future = kernel.requestExecute({ code, silent: false, store_history: false });
+             let out = "";
+             future.onIOPub = (msg) => {
+               if (msg.header.msg_type === "stream") out += msg.content.text;
+               if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+             };
+             await future.done;
+             return out.trim();
+           }""",
+        [name, f"print({expr})"],
+    )
+
+
+def _heatmap(lab, title: str):
+    widget = lab.page.locator(HEATMAP).filter(has=lab.page.locator(".ms-hm-title", has_text=title))
+    try:
+        widget.first.wait_for(state="attached", timeout=20_000)
+    except Exception:  # noqa: BLE001
+        lab.fail(f"no rendered Heatmap titled {title!r} ({HEATMAP}) after running the notebook")
+    if widget.count() != 1:
+        lab.fail(f"expected one Heatmap titled {title!r}, found {widget.count()}")
+    widget.scroll_into_view_if_needed()
+    return widget
+
+
+def _wait_attr(lab, locator, name: str, value: str, why: str) -> None:
+    try:
+        locator.page.wait_for_function(
+            "([el, name, value]) => el.getAttribute(name) === value",
+            arg=[locator.element_handle(), name, value],
+            timeout=5_000,
+        )
+    except Exception:  # noqa: BLE001
+        lab.fail(f"{why}: {name} is {locator.get_attribute(name)!r}, expected {value!r}")
+
+
+def _rgb(css: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in re.findall(r"\d+", css)[:3])
+
+
+def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_dir):
+    lab, page = lab_page, lab_page.page
+    name = heatmap_target.notebook
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    _run_notebook(lab, name, heatmap_target.run_timeout)
+
+    # ---- head-score heatmap linked to the attention widget ----------------------------------
+    heads = _heatmap(lab, "Induction score per head")
+    attn = page.locator(ATTENTION).last
+    attn.wait_for(state="attached", timeout=20_000)
+    n_layers, n_heads = (int(x) for x in _kernel_eval(lab, name, "*scores.shape").split())
+    cells = heads.locator(".ms-hm-cell")
+    assert cells.count() == n_layers * n_heads
+    rows = heads.locator(".ms-hm-rowlabel").evaluate_all("els => els.map(e => e.textContent)")
+    cols = heads.locator(".ms-hm-collabel").evaluate_all("els => els.map(e => e.textContent)")
+    assert rows == [f"L{i}" for i in range(n_layers)]
+    assert cols == [f"H{i}" for i in range(n_heads)]
+    # link_heads showed the attention widget's focus (L0H0) in the heatmap
+    assert attn.get_attribute("data-selected") == "0,0"
+    assert heads.get_attribute("data-selected") == "0,0,0"
+
+    layer, head = (int(x) for x in _kernel_eval(lab, name, "*best").split())
+    assert (layer, head) != (0, 0), "the induction head should not be the attention focus yet"
+    target = heads.locator(f'.ms-hm-cell[data-panel="0"][data-row="{layer}"][data-col="{head}"]')
+    target.click()
+    _wait_attr(lab, heads, "data-selected", f"0,{layer},{head}", "the clicked cell is not selected")
+    _wait_attr(
+        lab,
+        attn,
+        "data-selected",
+        f"{layer},{head}",
+        "clicking the heatmap cell did not focus that head in the attention widget",
+    )
+    assert "ms-hm-cell-selected" in (target.get_attribute("class") or "")
+    assert _kernel_eval(lab, name, "attn.selected, heads.selected") == (
+        f"[{layer}, {head}] [0, {layer}, {head}]"
+    )
+    assert attn.locator(".ms-attn-focus-label").text_content() == f"L{layer}H{head}"
+
+    # and the other way: a thumbnail click in the attention widget selects the heatmap cell
+    attn.locator('.ms-attn-thumb[data-layer="0"][data-head="1"]').click()
+    _wait_attr(
+        lab,
+        heads,
+        "data-selected",
+        "0,0,1",
+        "clicking a head in the attention widget did not select its heatmap cell",
+    )
+
+    # hover: the exact value (float32, shortest repr) in data-value and the readout
+    target.hover()
+    value = target.get_attribute("data-value")
+    readout = heads.locator(".ms-hm-readout").text_content()
+    assert readout == f"layer L{layer} \u00b7 head H{head}: score = {value}", readout
+    exact = float(_kernel_eval(lab, name, f"repr(float(heads.values_array()[0, {layer}, {head}]))"))
+    assert np.float32(float(value)) == np.float32(exact), (value, exact)
+    assert float(value) > 0.5, "the induction head's score should be high"
+    legend = heads.locator(".ms-hm-legend").text_content()
+    assert "score" in legend and "NaN / Inf" in legend
+    heads.screenshot(path=str(artifacts_dir / "heatmap_widget.png"))
+
+    # ---- small two-panel heatmap: shared scale, NaN/Inf marked, <img> label as text ----------
+    small = _heatmap(lab, "Small patching test")
+    assert small.locator(".ms-hm-panel").count() == 2
+    titles = small.locator(".ms-hm-panel-title").evaluate_all("els => els.map(e => e.textContent)")
+    assert titles == ["resid", "attn"]
+    assert small.locator(".ms-hm-legend-lo").text_content() == "-4"
+    assert small.locator(".ms-hm-legend-hi").text_content() == "4"
+    assert small.locator(".ms-hm-legend-mid").text_content() == "0"
+    assert "one scale for all 2 panels" in small.locator(".ms-hm-legend").text_content()
+    labels = small.locator('.ms-hm-panel[data-panel="0"] .ms-hm-collabel')
+    assert labels.evaluate_all("els => els.map(e => e.textContent)") == [
+        "<bos>",
+        IMG,
+        " cat",
+        "\u21b5",
+    ]
+    assert small.locator("img").count() == 0, "a label was parsed as HTML: <img> element created"
+
+    def cell(p: int, r: int, c: int):
+        return small.locator(f'.ms-hm-cell[data-panel="{p}"][data-row="{r}"][data-col="{c}"]')
+
+    colours = {
+        (p, r, c): _rgb(cell(p, r, c).evaluate("e => e.style.backgroundColor"))
+        for p, r, c in [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 1), (1, 0, 0), (1, 1, 3)]
+    }
+    assert colours[(0, 0, 2)] == (255, 255, 255), "zero is not white on the diverging map"
+    assert colours[(0, 0, 0)][0] > colours[(0, 0, 0)][2], "a positive value is not red-ish"
+    assert colours[(0, 0, 1)][2] > colours[(0, 0, 1)][0], "a negative value is not blue-ish"
+    assert colours[(1, 0, 0)] == (33, 102, 172), "-4 (the scale minimum) is not full blue"
+    assert colours[(0, 1, 1)] == colours[(1, 1, 3)] == (255, 0, 255), "NaN/Inf not magenta"
+    for key in [(0, 1, 1), (1, 1, 3)]:
+        assert "ms-hm-nonfinite" in (cell(*key).get_attribute("class") or "")
+    assert cell(0, 1, 1).get_attribute("data-value") == "NaN"
+    assert cell(1, 1, 3).get_attribute("data-value") == "Inf"
+    cell(0, 0, 1).hover()
+    assert small.locator(".ms-hm-readout").text_content() == (
+        f"resid \u00b7 layer L0 \u00b7 pos {IMG}: logit diff = -2"
+    )
+    cell(1, 0, 2).click()
+    _wait_attr(lab, small, "data-selected", "1,0,2", "clicking a cell did not select it")
+    assert _kernel_eval(lab, name, "small.selected") == "[1, 0, 2]"
+    _kernel_eval(lab, name, "setattr(small, 'selected', [0, 1, 3])")
+    _wait_attr(lab, small, "data-selected", "0,1,3", "setting small.selected in Python")
+    assert "ms-hm-cell-selected" in (cell(0, 1, 3).get_attribute("class") or "")
+    assert "ms-hm-cell-selected" not in (cell(1, 0, 2).get_attribute("class") or "")
+    small.screenshot(path=str(artifacts_dir / "heatmap_small.png"))
+
+    # ---- wide heatmap: 3 x 12 x 128 cells, column labels rotated and thinned ----------------
+    wide = _heatmap(lab, "Wide patching test")
+    assert wide.locator(".ms-hm-cell").count() == 3 * 12 * 128
+    grid = wide.locator(".ms-hm-grid").first
+    assert "ms-hm-rotated" in (grid.get_attribute("class") or "")
+    step = int(grid.get_attribute("data-label-step"))
+    assert step > 1
+    shown = grid.locator(".ms-hm-collabel:not(.ms-hm-collabel-skip)")
+    assert shown.count() == len(range(0, 128, step))
+    assert shown.nth(1).text_content() == f"tok{step}"
+    boxes = shown.evaluate_all(
+        "els => els.slice(0, 12).map(e => { const b = e.getBoundingClientRect();"
+        " return [b.left, b.right, b.width, b.height]; })"
+    )
+    for (_, right, width, height), (left, *_rest) in zip(boxes, boxes[1:], strict=False):
+        assert width > 0 and height > width, "column labels are not rotated"
+        assert left >= right - 0.5, f"column labels overlap: {boxes[:4]}"
+    wide.screenshot(path=str(artifacts_dir / "heatmap_panels.png"))
+
+    # ---- nothing executed, nothing left 127.0.0.1 -------------------------------------------
+    assert page.locator('img[src="x"]').count() == 0
+    assert dialogs == [], f"a label ran as code: dialogs {dialogs}"
+    lab.guard.assert_clean()
+    assert any(u.startswith("ws") for u in lab.guard.requests), "network recorder saw no websocket"

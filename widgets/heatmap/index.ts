@@ -1,0 +1,298 @@
+// Heatmap: one or more labelled grids (panels) of values sharing one colour scale; hover a
+// cell for its exact value, click it to select it (two-way `selected` trait).
+// Python side: src/mechscope/widgets/heatmap.py (the traits below mirror it).
+
+import { formatValue } from "../shared/activation";
+import { type BinaryLike, decodeArray } from "../shared/buffers";
+import { clearChildren, el } from "../shared/dom";
+import { float32Text, type HeatScale, heatCss, heatGradient, heatScale } from "../shared/heatscale";
+import { type AnyModel, coalesce, displayToken, type RenderProps } from "../shared/model";
+
+/** Synced traits of mechscope.widgets.Heatmap. */
+export interface Model {
+  n_panels: number;
+  n_rows: number;
+  n_cols: number;
+  /** [panel, row, col] float32 values, C order, little-endian. */
+  values: BinaryLike;
+  row_labels: string[];
+  col_labels: string[];
+  panel_titles: string[];
+  title: string;
+  row_title: string;
+  col_title: string;
+  value_label: string;
+  /** White point of the diverging map; null for the sequential map. */
+  center: number | null;
+  /** Colour scale limits, computed in Python over every panel (one scale for all). */
+  vmin: number;
+  vmax: number;
+  /** [panel, row, col] of the selected cell, or [] for none; two-way. */
+  selected: number[];
+}
+
+const DATA_KEYS = [
+  "n_panels", "n_rows", "n_cols", "values", "row_labels", "col_labels", "panel_titles",
+  "row_title", "col_title", "value_label", "center", "vmin", "vmax",
+];
+// Width the cells of one panel aim for; cells are integer-sized within [CELL_MIN, CELL_MAX].
+const PANEL_TARGET_PX = 640;
+const CELL_MIN_PX = 6;
+const CELL_MAX_PX = 40;
+// Rows stay tall enough for a line of label text.
+const ROW_MIN_PX = 16;
+// Rough width of one label character, to decide whether column labels fit upright.
+const CHAR_PX = 6.5;
+// Rotated labels are one line of text: every k-th one is shown so that they never overlap.
+const ROTATED_LABEL_PX = 13;
+
+class HeatmapView {
+  private data: Float32Array = new Float32Array(0);
+  private nP = 0;
+  private nR = 0;
+  private nC = 0;
+  private scale: HeatScale = heatScale(0, 1, null);
+  private cells: HTMLElement[] = [];
+  private sel: number | null = null;
+  private ok = false;
+  private titleEl: HTMLElement | null = null;
+  private readout!: HTMLElement;
+
+  private readonly onData = coalesce(() => this.build());
+  private readonly onSelected = () => this.applySelected();
+  private readonly onTitle = () => this.renderTitle();
+
+  constructor(
+    private readonly model: AnyModel<Model>,
+    private readonly root: HTMLElement,
+  ) {
+    root.classList.add("ms-heatmap");
+    for (const key of DATA_KEYS) model.on(`change:${key}`, this.onData);
+    model.on("change:selected", this.onSelected);
+    model.on("change:title", this.onTitle);
+    this.build();
+  }
+
+  destroy(): void {
+    for (const key of DATA_KEYS) this.model.off(`change:${key}`, this.onData);
+    this.model.off("change:selected", this.onSelected);
+    this.model.off("change:title", this.onTitle);
+    clearChildren(this.root);
+  }
+
+  private build(): void {
+    const m = this.model;
+    this.ok = false;
+    this.titleEl = null;
+    this.cells = [];
+    this.sel = null;
+    this.root.removeAttribute("data-rendered");
+    clearChildren(this.root);
+    this.nP = m.get("n_panels");
+    this.nR = m.get("n_rows");
+    this.nC = m.get("n_cols");
+    try {
+      this.data = decodeArray(m.get("values"), "float32", this.nP * this.nR * this.nC);
+      const counts: [string, number, number][] = [
+        ["row_labels", m.get("row_labels").length, this.nR],
+        ["col_labels", m.get("col_labels").length, this.nC],
+        ["panel_titles", m.get("panel_titles").length, this.nP],
+      ];
+      for (const [name, got, want] of counts) {
+        if (got !== want) throw new Error(`${name} has ${got} entries for ${want}`);
+      }
+    } catch (err) {
+      // A broken payload is shown, not swallowed: an empty widget looks like a working one.
+      this.root.append(el("div", "ms-hm-error", `Heatmap could not decode its data: ${String(err)}`));
+      console.error(err);
+      return;
+    }
+    this.scale = heatScale(m.get("vmin"), m.get("vmax"), m.get("center"));
+
+    this.titleEl = el("div", "ms-hm-title");
+    const head = el("div", "ms-hm-head");
+    this.readout = el("div", "ms-hm-readout", "hover a cell for its value");
+    head.append(this.buildLegend(), this.readout);
+    const panels = el("div", "ms-hm-panels");
+    for (let p = 0; p < this.nP; p++) panels.append(this.buildPanel(p));
+    // One delegated listener each for thousands of cells.
+    panels.addEventListener("mouseover", (ev) => {
+      const c = this.cellOf(ev);
+      if (c) this.hover(c);
+    });
+    panels.addEventListener("mouseleave", () => {
+      this.readout.textContent = "hover a cell for its value";
+    });
+    panels.addEventListener("click", (ev) => {
+      const c = this.cellOf(ev);
+      if (c) this.select(Number(c.dataset.panel), Number(c.dataset.row), Number(c.dataset.col));
+    });
+
+    this.root.append(this.titleEl, head, panels);
+    this.renderTitle();
+    this.ok = true;
+    this.showSelected(this.indexOf(m.get("selected")));
+    this.root.setAttribute("data-rendered", "true");
+  }
+
+  private renderTitle(): void {
+    if (!this.titleEl) return;
+    const title = this.model.get("title");
+    this.titleEl.textContent = title;
+    this.titleEl.hidden = !title;
+  }
+
+  private buildLegend(): HTMLElement {
+    const s = this.scale;
+    const legend = el("div", "ms-hm-legend");
+    const label = this.model.get("value_label");
+    if (label) legend.append(el("span", "ms-hm-legend-label", label));
+    const bar = el("span", "ms-hm-legend-bar");
+    bar.style.background = heatGradient(s);
+    const barBox = el("span", "ms-hm-legend-barbox");
+    barBox.append(bar);
+    if (s.kind === "diverging") {
+      bar.title = `diverging, white at ${formatValue(s.center)}`;
+      barBox.classList.add("ms-hm-legend-centred");
+      barBox.append(el("span", "ms-hm-legend-mid", formatValue(s.center)));
+    } else {
+      bar.title = "sequential (viridis), min to max";
+    }
+    legend.append(
+      el("span", "ms-hm-legend-lo", formatValue(s.lo)),
+      barBox,
+      el("span", "ms-hm-legend-hi", formatValue(s.hi)),
+    );
+    if (this.nP > 1) legend.append(el("span", "ms-hm-legend-note", `one scale for all ${this.nP} panels`));
+    legend.append(el("span", "ms-hm-nan-swatch"), el("span", "", "NaN / Inf"));
+    return legend;
+  }
+
+  private buildPanel(p: number): HTMLElement {
+    const m = this.model;
+    const rowLabels = m.get("row_labels");
+    const colLabels = m.get("col_labels");
+    const cellW = Math.max(CELL_MIN_PX, Math.min(CELL_MAX_PX, Math.floor(PANEL_TARGET_PX / this.nC)));
+    const cellH = Math.max(ROW_MIN_PX, cellW);
+    // Upright labels when the longest fits its column, else rotated and thinned to every k-th.
+    const longest = colLabels.reduce((n, s) => Math.max(n, displayToken(s).length), 0);
+    const rotated = longest * CHAR_PX > cellW - 2;
+    const step = rotated ? Math.ceil(ROTATED_LABEL_PX / cellW) : 1;
+
+    const panel = el("div", "ms-hm-panel");
+    panel.dataset.panel = String(p);
+    const ptitle = m.get("panel_titles")[p];
+    if (ptitle) panel.append(el("div", "ms-hm-panel-title", ptitle));
+    const wrap = el("div", "ms-hm-grid-wrap");
+    const grid = el("div", "ms-hm-grid");
+    grid.classList.toggle("ms-hm-rotated", rotated);
+    grid.dataset.labelStep = String(step);
+    grid.style.gridTemplateColumns = `auto repeat(${this.nC}, ${cellW}px)`;
+    grid.style.gridTemplateRows = `auto repeat(${this.nR}, ${cellH}px)`;
+
+    const rowTitle = m.get("row_title");
+    const colTitle = m.get("col_title");
+    const corner = rowTitle || colTitle ? `${rowTitle || "row"} \u2193 ${colTitle || "col"} \u2192` : "";
+    grid.append(el("div", "ms-hm-corner", corner));
+    for (let c = 0; c < this.nC; c++) {
+      const shown = c % step === 0;
+      const text = displayToken(colLabels[c]);
+      const lab = el("div", shown ? "ms-hm-collabel" : "ms-hm-collabel ms-hm-collabel-skip", shown ? text : "");
+      lab.title = `${colTitle || "col"} ${c}: ${text}`;
+      grid.append(lab);
+    }
+    const base = p * this.nR * this.nC;
+    for (let r = 0; r < this.nR; r++) {
+      const rl = el("div", "ms-hm-rowlabel", displayToken(rowLabels[r]));
+      rl.title = `${rowTitle || "row"} ${r}: ${displayToken(rowLabels[r])}`;
+      grid.append(rl);
+      for (let c = 0; c < this.nC; c++) {
+        const i = base + r * this.nC + c;
+        const v = this.data[i];
+        const cell = el("div", "ms-hm-cell");
+        cell.dataset.panel = String(p);
+        cell.dataset.row = String(r);
+        cell.dataset.col = String(c);
+        cell.dataset.value = float32Text(v);
+        cell.style.backgroundColor = heatCss(v, this.scale);
+        if (v - v !== 0) cell.classList.add("ms-hm-nonfinite");
+        cell.title = this.describe(p, r, c);
+        this.cells.push(cell);
+        grid.append(cell);
+      }
+    }
+    wrap.append(grid);
+    panel.append(wrap);
+    return panel;
+  }
+
+  private cellOf(ev: Event): HTMLElement | null {
+    return (ev.target as Element).closest<HTMLElement>(".ms-hm-cell");
+  }
+
+  /** "panel · row L1 · col H3: value = 0.25": what a cell is, in the user's own labels. */
+  private describe(p: number, r: number, c: number): string {
+    const m = this.model;
+    const v = this.data[(p * this.nR + r) * this.nC + c];
+    const parts: string[] = [];
+    const ptitle = m.get("panel_titles")[p];
+    if (ptitle) parts.push(ptitle);
+    else if (this.nP > 1) parts.push(`panel ${p}`);
+    parts.push(`${m.get("row_title") || "row"} ${displayToken(m.get("row_labels")[r])}`);
+    parts.push(`${m.get("col_title") || "col"} ${displayToken(m.get("col_labels")[c])}`);
+    const label = m.get("value_label") || "value";
+    return `${parts.join(" \u00b7 ")}: ${label} = ${float32Text(v)}`;
+  }
+
+  private hover(cell: HTMLElement): void {
+    this.readout.textContent = this.describe(
+      Number(cell.dataset.panel),
+      Number(cell.dataset.row),
+      Number(cell.dataset.col),
+    );
+  }
+
+  /** Flat cell index of a `selected` value, or null when it is empty or out of range. */
+  private indexOf(sel: number[] | null | undefined): number | null {
+    if (!Array.isArray(sel) || sel.length !== 3) return null;
+    const [p, r, c] = sel;
+    if (!(p >= 0 && p < this.nP && r >= 0 && r < this.nR && c >= 0 && c < this.nC)) return null;
+    return (p * this.nR + r) * this.nC + c;
+  }
+
+  /** A click on a cell: highlight it and tell Python. */
+  private select(p: number, r: number, c: number): void {
+    this.showSelected(this.indexOf([p, r, c]));
+    this.model.set("selected", [p, r, c]);
+    this.model.save_changes();
+  }
+
+  /** Python (or another view of the same model) changed `selected`. */
+  private applySelected(): void {
+    if (!this.ok) return;
+    this.showSelected(this.indexOf(this.model.get("selected")));
+  }
+
+  private showSelected(i: number | null): void {
+    if (this.sel !== null) {
+      this.cells[this.sel]?.classList.remove("ms-hm-cell-selected");
+      this.cells[this.sel]?.removeAttribute("aria-selected");
+    }
+    this.sel = i;
+    if (i === null) {
+      this.root.dataset.selected = "";
+      return;
+    }
+    const cell = this.cells[i];
+    cell.classList.add("ms-hm-cell-selected");
+    cell.setAttribute("aria-selected", "true");
+    this.root.dataset.selected = `${cell.dataset.panel},${cell.dataset.row},${cell.dataset.col}`;
+  }
+}
+
+function render({ model, el: root }: RenderProps<Model>): () => void {
+  const view = new HeatmapView(model, root);
+  return () => view.destroy();
+}
+
+export default { render };
