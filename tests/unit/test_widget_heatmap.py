@@ -191,9 +191,7 @@ def test_from_head_scores_labels_and_sequential_map():
     assert w.row_labels == ["L0", "L1"] and w.col_labels == ["H0", "H1", "H2", "H3"]
     assert (w.row_title, w.col_title) == ("layer", "head")
     assert w.center is None and w.title == "induction"
-    assert w.vmin == pytest.approx(float(scores.min())) and w.vmax == pytest.approx(
-        float(scores.max())
-    )
+    assert (w.vmin, w.vmax) == (0.0, 1.0)  # scores are in [0, 1]: a fixed scale
     assert Heatmap.from_head_scores(scores, col_labels=list("abcd")).col_labels == list("abcd")
     with pytest.raises(ValueError, match=r"scores has shape \(2, 4, 1\).*expected \[layer, head\]"):
         Heatmap.from_head_scores(torch.rand(2, 4, 1))
@@ -254,3 +252,18 @@ def test_bundle_exists_and_is_offline_and_safe():
         assert "outerHTML" not in text
         assert re.search(r"https?://", text) is None
         assert "@import" not in text
+
+
+def test_fixed_limits_for_sequential_scores():
+    import numpy as np
+
+    from mechscope.widgets import Heatmap
+
+    hm = Heatmap.from_head_scores(np.array([[0.1, 0.3], [0.2, 0.25]]))
+    assert (hm.vmin, hm.vmax) == (0.0, 1.0)  # scores keep their meaning: 0.3 is not "bright"
+    auto = Heatmap(np.array([[0.1, 0.3]]), center=None)
+    assert (auto.vmin, auto.vmax) == pytest.approx((0.1, 0.3))
+    with pytest.raises(ValueError, match="center=None"):
+        Heatmap(np.array([[0.1, 0.3]]), vmin=0.0)
+    with pytest.raises(ValueError, match="vmin must be below vmax"):
+        Heatmap(np.array([[0.1, 0.3]]), center=None, vmin=1.0, vmax=0.5)

@@ -102,11 +102,13 @@ class Heatmap(anywidget.AnyWidget):
         col_title: str = "",
         selected: Sequence[int] | None = None,
         value_label: str = "",
+        vmin: float | None = None,
+        vmax: float | None = None,
     ) -> None:
         arr, given = _as_values(values)
         n_panels, n_rows, n_cols = arr.shape
         center = _check_center(center)
-        vmin, vmax = color_scale(arr, center)
+        vmin, vmax = _fixed_scale(color_scale(arr, center), vmin, vmax, center)
         super().__init__(
             n_panels=n_panels,
             n_rows=n_rows,
@@ -151,6 +153,9 @@ class Heatmap(anywidget.AnyWidget):
         kwargs.setdefault("col_title", "head")
         kwargs.setdefault("center", None)
         kwargs.setdefault("value_label", "score")
+        if kwargs["center"] is None:  # a head scoring 0.3 should look like 0.3, not "bright"
+            kwargs.setdefault("vmin", 0.0)
+            kwargs.setdefault("vmax", 1.0)
         return cls(arr, **kwargs)
 
     @traitlets.validate("selected")
@@ -172,6 +177,25 @@ class Heatmap(anywidget.AnyWidget):
             f"center={center}, scale=[{self.vmin:.4g}, {self.vmax:.4g}], "
             f"selected={list(self.selected)})"
         )
+
+
+def _fixed_scale(
+    auto: tuple[float, float], vmin: float | None, vmax: float | None, center: float | None
+) -> tuple[float, float]:
+    """The data's scale with user limits applied. Fixed limits only make sense for the
+    sequential map; a diverging map is always symmetric about ``center``."""
+    if vmin is None and vmax is None:
+        return auto
+    if center is not None:
+        raise ValueError(
+            "vmin/vmax fix the limits of the sequential map; pass center=None with them "
+            f"(got center={center}). A diverging map is always symmetric about its center."
+        )
+    lo = auto[0] if vmin is None else float(vmin)
+    hi = auto[1] if vmax is None else float(vmax)
+    if not lo < hi:
+        raise ValueError(f"vmin must be below vmax, got vmin={lo}, vmax={hi}.")
+    return lo, hi
 
 
 def color_scale(arr: np.ndarray, center: float | None) -> tuple[float, float]:
