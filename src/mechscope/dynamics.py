@@ -36,3 +36,16 @@ def crossing_step(steps: Sequence[int], values: Sequence[float], frac: float = 0
         if (v >= target) if rising else (v <= target):
             return s
     return steps[-1]
+
+
+def steepest_interval(steps: Sequence[int], values: Sequence[float]) -> tuple[int, int]:
+    """The consecutive checkpoint pair ``(step_a, step_b)`` over which ``values`` changes most,
+    in the direction of its overall change (a loss's biggest drop, a score's biggest rise)."""
+    if len(steps) != len(values) or len(steps) < 2:
+        raise ValueError(
+            f"need at least two checkpoints with one value each, got {len(steps)} steps and {len(values)} values."
+        )
+    sign = 1.0 if values[-1] >= values[0] else -1.0
+    deltas = [sign * (b - a) for a, b in zip(values[:-1], values[1:], strict=True)]
+    i = max(range(len(deltas)), key=deltas.__getitem__)
+    return steps[i], steps[i + 1]

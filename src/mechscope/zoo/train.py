@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from ..heads import best_head, head_scores
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.induction import WORDS, random_period_batch, repeated_part_mask
-from .recipes_features import train_grammar_2l, train_grammar_2l_sae_mlp1
+from .recipes_features import train_grammar_2l, train_grammar_2l_sae_mlp0
 
 ZOO = Path(__file__).parent
 
@@ -45,12 +45,49 @@ def repeated_accuracy(model: Transformer, data: dict, n: int = 512, seed: int = 
     return float((pred == tokens[:, 1:])[mask].float().mean())
 
 
-def train_induction_2l(steps: int = 2500, seed: int = 0) -> tuple[Transformer, dict]:
+def log_spaced_steps(total: int, n: int, first: int = 10) -> list[int]:
+    """About ``n`` steps from 0 to ``total``: 0, then log-spaced from ``first`` to ``total``."""
+    return sorted({0, *(round(first * (total / first) ** (i / (n - 2))) for i in range(n - 1))})
+
+
+def repeated_loss(model: Transformer, data: dict, n: int = 256, seed: int = 12345) -> float:
+    """Mean next-token loss on the predictable (repeated) part of held-out sequences."""
+    gen = torch.Generator().manual_seed(seed)
+    tokens, periods, starts = random_period_batch(
+        n,
+        data["seq_len"],
+        model.cfg.d_vocab,
+        data["min_period"],
+        data["max_period"],
+        gen,
+        p_prefix=data["p_prefix"],
+    )
+    with torch.no_grad():
+        logits = model(tokens)[:, :-1]
+    loss = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
+    return float(loss[repeated_part_mask(data["seq_len"], periods, starts)].mean())
+
+
+def checkpoint_metrics(model: Transformer, data: dict) -> dict:
+    """What the training-dynamics notebook plots for one checkpoint."""
+    scores = head_scores(model)
+    return {
+        "repeated_loss": round(repeated_loss(model, data), 4),
+        "induction_score": round(float(scores["induction"][1:].max()), 4),
+        "previous_token_score": round(float(scores["previous_token"][:1].max()), 4),
+    }
+
+
+def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | None = None):
     """2-layer attention-only transformer on random blocks repeated with a random period.
 
     Induction heads form here (Olsson et al. 2022): a layer-0 previous-token head and a
-    layer-1 induction head that K-composes with it (Elhage et al. 2021).
+    layer-1 induction head that K-composes with it (Elhage et al. 2021). Returns
+    ``(model, card, checkpoints)``; checkpoints (log-spaced steps) show the phase change.
+    Seed 0 (the tutorials' model) keeps 20 checkpoints by default, other seeds none.
     """
+    if n_checkpoints is None:
+        n_checkpoints = 20 if seed == 0 else 0
     tok = WordTokenizer(WORDS)
     cfg = TransformerConfig(
         n_layers=2,
@@ -74,9 +111,13 @@ def train_induction_2l(steps: int = 2500, seed: int = 0) -> tuple[Transformer, d
         betas=tuple(optim["betas"]),
     )
     gen = torch.Generator().manual_seed(seed + 1)
+    save_at = set(log_spaced_steps(steps, n_checkpoints)) if n_checkpoints else set()
+    checkpoints = {}
     start = time.perf_counter()
     losses = []
     for step in (bar := tqdm(range(steps), desc="induction-2l")):
+        if step in save_at:
+            checkpoints[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         tokens, _, _ = random_period_batch(
             data["batch"],
             data["seq_len"],
@@ -95,12 +136,21 @@ def train_induction_2l(steps: int = 2500, seed: int = 0) -> tuple[Transformer, d
         if step % 100 == 0:
             bar.set_postfix(loss=f"{loss.item():.3f}")
     wall = time.perf_counter() - start
+    if n_checkpoints:
+        checkpoints[steps] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    # Measure each checkpoint as it ships (float16), so tests can re-check the card exactly.
+    probe = Transformer(cfg, tokenizer=tok).eval()
+    ckpt_metrics = {}
+    for step, sd in sorted(checkpoints.items()):
+        probe.load_state_dict({k: v.to(torch.float16).float() for k, v in sd.items()})
+        ckpt_metrics[str(step)] = checkpoint_metrics(probe, data)
     model.eval()
     scores = head_scores(model)
     il, ih, iscore = best_head(scores["induction"][1:])  # induction heads need a layer before them
     pl, ph, pscore = best_head(scores["previous_token"][:1])
     card = {
-        "name": "induction-2l",
+        # Other seeds ship under their own names, for the universality comparison.
+        "name": "induction-2l" if seed == 0 else f"induction-2l-seed{seed}",
         "description": "2-layer attention-only transformer that forms induction heads on repeated random words.",
         "config": cfg.to_dict(),
         "tokenizer": tok.to_dict(),
@@ -122,6 +172,7 @@ def train_induction_2l(steps: int = 2500, seed: int = 0) -> tuple[Transformer, d
             "torch": torch.__version__,
             "python": platform.python_version(),
         },
+        **({"checkpoints": {"metrics": ckpt_metrics}} if checkpoints else {}),
         "metrics": {
             "repeated_accuracy": round(repeated_accuracy(model, data), 4),
             "induction_head": [il + 1, ih],
@@ -135,20 +186,39 @@ def train_induction_2l(steps: int = 2500, seed: int = 0) -> tuple[Transformer, d
             "Olsson et al. 2022, In-context Learning and Induction Heads",
         ],
     }
-    return model, card
+    return model, card, (checkpoints or None)
 
 
 RECIPES = {"induction-2l": train_induction_2l, "grammar-2l": train_grammar_2l}
 # SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
-SAE_RECIPES = {"grammar-2l-mlp1": train_grammar_2l_sae_mlp1}
+SAE_RECIPES = {"grammar-2l-mlp0": train_grammar_2l_sae_mlp0}
 
 
-def save(model: Transformer, card: dict, out: Path) -> None:
+def save(model: Transformer, card: dict, out: Path, checkpoints: dict | None = None) -> None:
+    """Write NAME.safetensors, NAME.json and, with checkpoints, NAME.checkpoints.safetensors.
+
+    Checkpoints are stored in float16 (half the size); their metrics in the card are measured
+    from the stored float16 weights, so the tests re-measure exactly what ships.
+    """
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{card['name']}.safetensors"
     state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights), metadata={"name": card["name"]})
     card["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    if checkpoints:
+        flat = {
+            f"step{step}/{k}": v.to(torch.float16).contiguous()
+            for step, sd in sorted(checkpoints.items())
+            for k, v in sd.items()
+        }
+        path = out / f"{card['name']}.checkpoints.safetensors"
+        save_file(flat, str(path), metadata={"name": card["name"]})
+        card.setdefault("checkpoints", {})
+        card["checkpoints"].update(
+            steps=sorted(checkpoints),
+            dtype="float16",
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
     (out / f"{card['name']}.json").write_text(json.dumps(card, indent=2) + "\n")
 
 
@@ -176,8 +246,8 @@ def main(argv=None) -> None:
         sae.save(args.out / "sae" / card["name"], card)
         print(json.dumps(card["metrics"], indent=2))
         return
-    model, card = RECIPES[args.name](**kwargs)
-    save(model, card, args.out)
+    model, card, *rest = RECIPES[args.name](**kwargs)
+    save(model, card, args.out, checkpoints=rest[0] if rest else None)
     print(json.dumps(card["metrics"], indent=2))
 
 
