@@ -76,3 +76,57 @@ def key_frequencies(W_E_numbers: torch.Tensor, share: float = 0.9) -> list[int]:
     cum = norms2[order].cumsum(0) / norms2.sum()
     n = int((cum < share).sum()) + 1
     return sorted((order[:n] + 1).tolist())
+
+
+def _sum_frequency_projector(p: int, freqs: list[int]) -> torch.Tensor:
+    """Orthonormal ``[p*p, 2*len(freqs)]`` basis of the functions cos(w_k (a+b)), sin(w_k (a+b)).
+
+    Rows are ordered like :func:`all_pairs` (row ``a * p + b``).
+    """
+    a = torch.arange(p, dtype=torch.float64).repeat_interleave(p)
+    b = torch.arange(p, dtype=torch.float64).repeat(p)
+    cols = []
+    for k in freqs:
+        w = 2 * math.pi * k / p
+        cols += [torch.cos(w * (a + b)), torch.sin(w * (a + b))]
+    basis = torch.stack(cols, dim=1)
+    return basis / basis.norm(dim=0, keepdim=True)
+
+
+def split_logits(logits: torch.Tensor, freqs: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split answer logits ``[p*p, p]`` (all pairs, :func:`all_pairs` order) into the part that is a
+    function of ``a + b`` at the key frequencies, and the rest.
+
+    Returns ``(restricted, excluded)``: restricted = the per-answer mean over pairs plus the
+    projection onto cos/sin(w_k (a+b)); excluded = the logits minus that projection.
+    After Nanda et al. 2023 (restricted and excluded loss).
+    """
+    n, p = logits.shape
+    if n != p * p:
+        raise ValueError(
+            f"logits must cover all {p}*{p} = {p * p} pairs in all_pairs order, got {n} rows."
+        )
+    Q = _sum_frequency_projector(p, freqs).to(logits.dtype)
+    centered = logits - logits.mean(0, keepdim=True)
+    proj = Q @ (Q.T @ centered)
+    return logits.mean(0, keepdim=True) + proj, logits - proj
+
+
+def restricted_loss(logits: torch.Tensor, answers: torch.Tensor, freqs: list[int]) -> float:
+    """Loss over all pairs when only the key-frequency ``a + b`` terms of the logits are kept.
+
+    Low restricted loss means the key frequencies alone do the task (the generalising circuit).
+    """
+    restricted, _ = split_logits(logits, freqs)
+    return float(torch.nn.functional.cross_entropy(restricted, answers))
+
+
+def excluded_loss(
+    logits: torch.Tensor, answers: torch.Tensor, freqs: list[int], train_idx: torch.Tensor
+) -> float:
+    """Loss on the *training* pairs when the key-frequency ``a + b`` terms are removed.
+
+    It rises while the model moves from memorising to the Fourier algorithm (Nanda et al. 2023).
+    """
+    _, excluded = split_logits(logits, freqs)
+    return float(torch.nn.functional.cross_entropy(excluded[train_idx], answers[train_idx]))
