@@ -60,3 +60,24 @@ def test_restricted_and_excluded_loss_on_the_ideal_algorithm():
     )
     with pytest.raises(ValueError, match="all 17\\*17"):
         modadd.split_logits(logits[:10], freqs)
+
+
+def test_fast_training_forward_equals_model():
+    from mechscope.models import Transformer, TransformerConfig
+    from mechscope.zoo.recipes_circuits import last_position_logits
+
+    cfg = TransformerConfig(
+        n_layers=1,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_vocab=9,
+        n_ctx=3,
+        d_mlp=32,
+        act_fn="relu",
+        normalization=None,
+        init_std=0.3,
+    )
+    model = Transformer(cfg)
+    tokens, _ = modadd.all_pairs(7)
+    assert torch.allclose(last_position_logits(model, tokens), model(tokens)[:, -1], atol=1e-5)
