@@ -35,6 +35,8 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")  # colour codes in tracebacks
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 ARTIFACTS = HERE / "artifacts"
@@ -481,6 +483,43 @@ class LabPage:
 
     def cell_report(self, name: str) -> list[dict]:
         return self.page.evaluate("(n) => window.__ms.report(n)", name)
+
+    def run_notebook(self, name: str, timeout: float) -> None:
+        """Open ``name``, run every cell, and fail with the tracebacks if any cell raised."""
+        self.open_notebook(name)
+        self.wait_kernel_idle(name, timeout=60)
+        self.run_all_cells(name, timeout=timeout)
+        errors, not_run = [], []
+        for c in self.cell_report(name):
+            if c["source"].strip() and c["count"] is None:
+                not_run.append(c["index"])
+            for out in c["outputs"]:
+                if out.get("output_type") == "error":
+                    tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
+                    errors.append(
+                        f"cell {c['index']}: {out.get('ename')}: {out.get('evalue')}\n{tb[-1500:]}"
+                    )
+        if errors:
+            self.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
+        if not_run:
+            self.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
+
+    def kernel_eval(self, name: str, expr: str) -> str:
+        """``print(expr)`` in the notebook's kernel; its stdout (checks what Python sees)."""
+        return self.page.evaluate(
+            """async ([name, code]) => {
+                 const kernel = window.__ms.panel(name).sessionContext.session.kernel;
+                 const future = kernel.requestExecute({ code, silent: false, store_history: false });
+                 let out = "";
+                 future.onIOPub = (msg) => {
+                   if (msg.header.msg_type === "stream") out += msg.content.text;
+                   if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
+                 };
+                 await future.done;
+                 return out.trim();
+               }""",
+            [name, f"print({expr})"],
+        )
 
 
 @pytest.fixture

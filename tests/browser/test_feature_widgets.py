@@ -21,45 +21,6 @@ pytestmark = pytest.mark.browser
 TOKEN_ACTS = '.ms-token-acts[data-rendered="true"]'
 DASH = '.ms-feature-dash[data-rendered="true"]'
 IMG = "<img src=x onerror=alert(1)>"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _run_notebook(lab, name: str, timeout: float) -> None:
-    lab.open_notebook(name)
-    lab.wait_kernel_idle(name, timeout=60)
-    lab.run_all_cells(name, timeout=timeout)
-    errors, not_run = [], []
-    for c in lab.cell_report(name):
-        if c["source"].strip() and c["count"] is None:
-            not_run.append(c["index"])
-        for out in c["outputs"]:
-            if out.get("output_type") == "error":
-                tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
-                errors.append(
-                    f"cell {c['index']}: {out.get('ename')}: {out.get('evalue')}\n{tb[-1500:]}"
-                )
-    if errors:
-        lab.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
-    if not_run:
-        lab.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
-
-
-def _kernel_eval(lab, name: str, expr: str) -> str:
-    """``print(expr)`` in the notebook's kernel; its stdout (checks what Python sees)."""
-    return lab.page.evaluate(
-        """async ([name, code]) => {
-             const kernel = window.__ms.panel(name).sessionContext.session.kernel;
-             const future = kernel.requestExecute({ code, silent: false, store_history: false });
-             let out = "";
-             future.onIOPub = (msg) => {
-               if (msg.header.msg_type === "stream") out += msg.content.text;
-               if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
-             };
-             await future.done;
-             return out.trim();
-           }""",
-        [name, f"print({expr})"],
-    )
 
 
 def _attr(locator, name: str) -> list[str | None]:
@@ -80,7 +41,7 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     lab, page = lab_page, lab_page.page
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    _run_notebook(lab, feature_widgets_target.notebook, feature_widgets_target.run_timeout)
+    lab.run_notebook(feature_widgets_target.notebook, feature_widgets_target.run_timeout)
 
     # ---- TokenActivations ------------------------------------------------------------------
     ta = _wait_widget(lab, TOKEN_ACTS, "TokenActivations widget")
@@ -126,7 +87,7 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
         )
     except Exception:  # noqa: BLE001
         lab.fail("choosing 'signed code' in the list did not switch the feature")
-    seen = _kernel_eval(lab, feature_widgets_target.notebook, "token_acts.feature")
+    seen = lab.kernel_eval(feature_widgets_target.notebook, "token_acts.feature")
     assert seen == "1", f"Python did not see the feature chosen in the browser: {seen!r}"
     after = _attr(tokens, "data-value")
     assert after == [
@@ -178,7 +139,7 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     except Exception:  # noqa: BLE001
         lab.fail("clicking next did not move the dashboard to feature 1")
     assert dash.locator(".ms-fd-input").input_value() == "1"
-    seen = _kernel_eval(lab, feature_widgets_target.notebook, "dash.feature")
+    seen = lab.kernel_eval(feature_widgets_target.notebook, "dash.feature")
     assert seen == "1", f"Python did not see the feature stepped to in the browser: {seen!r}"
     assert dash.locator(".ms-fd-name").text_content() == "feature 1"
     assert rows.first.get_attribute("data-context") == "2"
@@ -191,7 +152,7 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     dash.screenshot(path=str(artifacts_dir / "feature_dashboard_widget.png"))
 
     # and the other way: Python sets the feature, the view follows
-    _kernel_eval(lab, feature_widgets_target.notebook, "setattr(dash, 'feature', 2)")
+    lab.kernel_eval(feature_widgets_target.notebook, "setattr(dash, 'feature', 2)")
     try:
         page.wait_for_function(
             "(sel) => document.querySelector(sel).getAttribute('data-feature') === '2'",

@@ -28,45 +28,6 @@ pytestmark = pytest.mark.browser
 HEATMAP = '.ms-heatmap[data-rendered="true"]'
 ATTENTION = '.ms-attention[data-rendered="true"]'
 IMG = "<img src=x onerror=alert(1)>"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-
-
-def _run_notebook(lab, name: str, timeout: float) -> None:
-    lab.open_notebook(name)
-    lab.wait_kernel_idle(name, timeout=60)
-    lab.run_all_cells(name, timeout=timeout)
-    errors, not_run = [], []
-    for c in lab.cell_report(name):
-        if c["source"].strip() and c["count"] is None:
-            not_run.append(c["index"])
-        for out in c["outputs"]:
-            if out.get("output_type") == "error":
-                tb = _ANSI.sub("", "\n".join(out.get("traceback", [])))
-                errors.append(
-                    f"cell {c['index']}: {out.get('ename')}: {out.get('evalue')}\n{tb[-1500:]}"
-                )
-    if errors:
-        lab.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
-    if not_run:
-        lab.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
-
-
-def _kernel_eval(lab, name: str, expr: str) -> str:
-    """``print(expr)`` in the notebook's kernel; its stdout (checks what Python sees)."""
-    return lab.page.evaluate(
-        """async ([name, code]) => {
-             const kernel = window.__ms.panel(name).sessionContext.session.kernel;
-             const future = kernel.requestExecute({ code, silent: false, store_history: false });
-             let out = "";
-             future.onIOPub = (msg) => {
-               if (msg.header.msg_type === "stream") out += msg.content.text;
-               if (msg.header.msg_type === "error") out += msg.content.ename + ": " + msg.content.evalue;
-             };
-             await future.done;
-             return out.trim();
-           }""",
-        [name, f"print({expr})"],
-    )
 
 
 def _heatmap(lab, title: str):
@@ -101,13 +62,13 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     name = heatmap_target.notebook
     dialogs: list[str] = []
     page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    _run_notebook(lab, name, heatmap_target.run_timeout)
+    lab.run_notebook(name, heatmap_target.run_timeout)
 
     # ---- head-score heatmap linked to the attention widget ----------------------------------
     heads = _heatmap(lab, "Induction score per head")
     attn = page.locator(ATTENTION).last
     attn.wait_for(state="attached", timeout=20_000)
-    n_layers, n_heads = (int(x) for x in _kernel_eval(lab, name, "*scores.shape").split())
+    n_layers, n_heads = (int(x) for x in lab.kernel_eval(name, "*scores.shape").split())
     cells = heads.locator(".ms-hm-cell")
     assert cells.count() == n_layers * n_heads
     rows = heads.locator(".ms-hm-rowlabel").evaluate_all("els => els.map(e => e.textContent)")
@@ -118,7 +79,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     assert attn.get_attribute("data-selected") == "0,0"
     assert heads.get_attribute("data-selected") == "0,0,0"
 
-    layer, head = (int(x) for x in _kernel_eval(lab, name, "*best").split())
+    layer, head = (int(x) for x in lab.kernel_eval(name, "*best").split())
     assert (layer, head) != (0, 0), "the induction head should not be the attention focus yet"
     target = heads.locator(f'.ms-hm-cell[data-panel="0"][data-row="{layer}"][data-col="{head}"]')
     target.click()
@@ -131,7 +92,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
         "clicking the heatmap cell did not focus that head in the attention widget",
     )
     assert "ms-hm-cell-selected" in (target.get_attribute("class") or "")
-    assert _kernel_eval(lab, name, "attn.selected, heads.selected") == (
+    assert lab.kernel_eval(name, "attn.selected, heads.selected") == (
         f"[{layer}, {head}] [0, {layer}, {head}]"
     )
     assert attn.locator(".ms-attn-focus-label").text_content() == f"L{layer}H{head}"
@@ -151,7 +112,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     value = target.get_attribute("data-value")
     readout = heads.locator(".ms-hm-readout").text_content()
     assert readout == f"layer L{layer} \u00b7 head H{head}: score = {value}", readout
-    exact = float(_kernel_eval(lab, name, f"repr(float(heads.values_array()[0, {layer}, {head}]))"))
+    exact = float(lab.kernel_eval(name, f"repr(float(heads.values_array()[0, {layer}, {head}]))"))
     assert np.float32(float(value)) == np.float32(exact), (value, exact)
     assert float(value) > 0.5, "the induction head's score should be high"
     legend = heads.locator(".ms-hm-legend").text_content()
@@ -198,8 +159,8 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     )
     cell(1, 0, 2).click()
     _wait_attr(lab, small, "data-selected", "1,0,2", "clicking a cell did not select it")
-    assert _kernel_eval(lab, name, "small.selected") == "[1, 0, 2]"
-    _kernel_eval(lab, name, "setattr(small, 'selected', [0, 1, 3])")
+    assert lab.kernel_eval(name, "small.selected") == "[1, 0, 2]"
+    lab.kernel_eval(name, "setattr(small, 'selected', [0, 1, 3])")
     _wait_attr(lab, small, "data-selected", "0,1,3", "setting small.selected in Python")
     assert "ms-hm-cell-selected" in (cell(0, 1, 3).get_attribute("class") or "")
     assert "ms-hm-cell-selected" not in (cell(1, 0, 2).get_attribute("class") or "")

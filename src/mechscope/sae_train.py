@@ -1,0 +1,188 @@
+"""Training sparse autoencoders on cached activations, and data to test them on.
+
+``train_sae(acts, SAEConfig(...))`` fits an :class:`~mechscope.sae.SAE` to any
+tensor of activations ``[..., d_in]`` (from ``model.run_with_cache`` or
+:func:`collect_activations`), with a progress bar. Recipes:
+
+- ReLU + L1 (Bricken et al. 2023): loss = ``||x - x̂||^2 + l1_coefficient * sum_i f_i``
+  (decoder rows are unit norm, so ``f_i`` is the feature's size). The L1 coefficient
+  ramps up linearly over ``l1_warmup_steps`` (Anthropic, "Circuits Updates", April 2024).
+- TopK (Gao et al. 2024): loss = ``||x - x̂||^2 + aux_k_coefficient * AuxK``, where AuxK
+  asks the ``k_aux`` largest *dead* latents to reconstruct the residual error, which
+  revives dead features.
+
+After each Adam step decoder rows are renormalised to unit norm, and the part of their
+gradient along themselves is removed first (Bricken 2023), so the step only rotates them.
+
+:func:`synthetic_superposition` makes data with *known* features in superposition
+(Sharkey et al. 2022): an SAE should find them (mean max cosine similarity near 1).
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from .sae import SAE, SAEConfig, check_finite, evaluate
+
+
+def synthetic_superposition(
+    n_features: int = 64,
+    d: int = 32,
+    n_samples: int = 50_000,
+    p_active: float = 0.05,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Activations built from known sparse features: ``(acts [n_samples, d], features [n_features, d])``.
+
+    Each sample is ``sum_i a_i * features_i`` with ``a_i`` uniform in [0, 1] with probability
+    ``p_active`` (else 0); ``features`` are random unit vectors, more of them than dimensions,
+    so they are in superposition.
+    """
+    if n_features < 1 or d < 1 or n_samples < 1:
+        raise ValueError(
+            f"n_features={n_features}, d={d}, n_samples={n_samples}; all must be >= 1."
+        )
+    if not 0 < p_active <= 1:
+        raise ValueError(f"p_active={p_active}; expected a probability in (0, 1].")
+    # Offset so that this stream never equals an SAE's init stream (SAEConfig.seed), which
+    # would start the SAE on the true features.
+    gen = torch.Generator().manual_seed(0x5EED0000 + seed)
+    features = F.normalize(torch.randn(n_features, d, generator=gen), dim=-1)
+    coeff = torch.rand(n_samples, n_features, generator=gen)
+    coeff = coeff * (torch.rand(n_samples, n_features, generator=gen) < p_active)
+    return coeff @ features, features
+
+
+@torch.no_grad()
+def collect_activations(
+    model, tokens: torch.Tensor, site: str, batch_size: int = 256
+) -> torch.Tensor:
+    """Activations of hook ``site`` at every position: ``[batch * pos, d]`` (float32, CPU).
+
+    Raises if they hold NaN / Inf, naming the site and the count.
+    """
+    chunks = []
+    for i in range(0, len(tokens), batch_size):
+        _, cache = model.run_with_cache(tokens[i : i + batch_size], names=site)
+        chunks.append(cache[site].reshape(-1, cache[site].shape[-1]).float().cpu())
+    acts = torch.cat(chunks)
+    check_finite(acts, site)
+    return acts
+
+
+def _topk_decode(values: torch.Tensor, idx: torch.Tensor, W_dec: torch.Tensor) -> torch.Tensor:
+    """``sum_j values[b, j] * W_dec[idx[b, j]]``: ``[batch, d_in]`` at cost batch*k*d_in, not
+    batch*d_sae*d_in (the sparse decode of Gao et al. 2024)."""
+    return F.embedding_bag(idx, W_dec, per_sample_weights=values, mode="sum")
+
+
+def train_sae(
+    acts: torch.Tensor,
+    cfg: SAEConfig,
+    *,
+    steps: int = 2000,
+    batch_size: int = 1024,
+    lr: float = 1e-3,
+    l1_coefficient: float = 1e-3,
+    l1_warmup_steps: int = 0,
+    aux_k_coefficient: float = 1 / 32,
+    dead_window: int = 100_000,
+    progress: bool = True,
+) -> SAE:
+    """Train an SAE on ``acts`` ``[..., d_in]`` for ``steps`` Adam steps of ``batch_size`` rows.
+
+    Rows are shuffled once per pass (seeded by ``cfg.seed``); ``b_dec`` starts at the mean
+    activation. ``l1_coefficient`` applies to ``"relu"`` SAEs; ``aux_k_coefficient`` (1/32 as
+    in Gao 2024) and ``dead_window`` (inputs without firing before a latent counts as dead)
+    to ``"topk"``. Returns the SAE in eval mode; ``sae.card["training"]`` records the run.
+    """
+    if acts.shape[-1] != cfg.d_in:
+        raise ValueError(
+            f"Activations have width {acts.shape[-1]} (shape {list(acts.shape)}), but "
+            f"cfg.d_in={cfg.d_in}. Use SAEConfig(d_in={acts.shape[-1]}, ...)."
+        )
+    check_finite(acts, cfg.site)
+    if steps < 1 or batch_size < 1:
+        raise ValueError(f"steps={steps}, batch_size={batch_size}; both must be >= 1.")
+    x_all = acts.reshape(-1, cfg.d_in).float().contiguous()
+    n = len(x_all)
+    sae = SAE(cfg)
+    with torch.no_grad():
+        sae.b_dec.copy_(x_all.mean(0))
+    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    gen = torch.Generator().manual_seed(cfg.seed + 1)
+    order, pos = torch.randperm(n, generator=gen), 0
+    topk = cfg.activation == "topk"
+    k_aux = max(1, cfg.d_in // 2)
+    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long)  # inputs since each latent last fired
+    start = time.perf_counter()
+    bar = tqdm(range(steps), desc=f"SAE {cfg.activation} d_sae={cfg.d_sae}", disable=not progress)
+    for step in bar:
+        if pos + batch_size > n:
+            order, pos = torch.randperm(n, generator=gen), 0
+        x = x_all[order[pos : pos + batch_size]]
+        pos += batch_size
+        pre = sae.pre_activations(x)
+        if topk:
+            values, idx = pre.topk(cfg.k, dim=-1, sorted=False)
+            values = F.relu(values)
+            recon = _topk_decode(values, idx, sae.W_dec) + sae.b_dec
+            fired = torch.zeros(cfg.d_sae, dtype=torch.bool).index_fill_(0, idx[values > 0], True)
+        else:
+            f = F.relu(pre)
+            recon = f @ sae.W_dec + sae.b_dec
+            fired = (f > 0).any(0)
+        mse = (recon - x).pow(2).sum(-1).mean()
+        loss = mse
+        if topk:
+            dead = since_fired >= dead_window
+            n_dead = int(dead.sum())
+            if n_dead and aux_k_coefficient > 0:
+                residual = (x - recon).detach()
+                dead_pre = pre[:, dead]
+                kk = min(k_aux, n_dead)
+                v, j = dead_pre.topk(kk, dim=-1, sorted=False)
+                aux_recon = _topk_decode(F.relu(v), j, sae.W_dec[dead])
+                scale = min(n_dead / k_aux, 1.0)
+                loss = (
+                    loss + aux_k_coefficient * scale * (aux_recon - residual).pow(2).sum(-1).mean()
+                )
+        else:
+            ramp = min(1.0, (step + 1) / l1_warmup_steps) if l1_warmup_steps else 1.0
+            loss = loss + ramp * l1_coefficient * f.sum(-1).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        with torch.no_grad():
+            # Keep only the part of each decoder row's gradient that rotates it (Bricken 2023).
+            g, w = sae.W_dec.grad, sae.W_dec
+            g.sub_((g * w).sum(1, keepdim=True) * w)
+        opt.step()
+        sae.normalize_decoder()
+        since_fired = torch.where(fired, 0, since_fired + batch_size)
+        if progress and step % 100 == 0:
+            bar.set_postfix(mse=f"{mse.item():.4g}")
+    wall = time.perf_counter() - start
+    sae.card = {
+        "training": {
+            "steps": steps,
+            "batch_size": batch_size,
+            "inputs_seen": steps * batch_size,
+            "optimizer": {"name": "Adam", "lr": lr, "betas": [0.9, 0.999]},
+            "l1_coefficient": l1_coefficient if not topk else None,
+            "l1_warmup_steps": l1_warmup_steps if not topk else None,
+            "aux_k_coefficient": aux_k_coefficient if topk else None,
+            "dead_window": dead_window if topk else None,
+            "wall_time_s": round(wall, 2),
+            "inputs_per_s": round(steps * batch_size / wall),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+        }
+    }
+    return sae.eval()
+
+
+__all__ = ["collect_activations", "evaluate", "synthetic_superposition", "train_sae"]
