@@ -6,6 +6,7 @@ groks, with checkpoints across training and the train/test curves in its card.
 
 from __future__ import annotations
 
+import math
 import time
 
 import torch
@@ -62,6 +63,9 @@ def train_modadd_1l(
         d_mlp=512,
         act_fn="relu",
         normalization=None,
+        # 0.8 / sqrt(d_model): the init of Nanda et al.'s model. With GPT-2's 0.02 the model
+        # neither memorises nor groks in 3k steps (test accuracy stalls near 0.45).
+        init_std=0.8 / math.sqrt(128),
         seed=seed,
     )
     data = {"p": p, "train_frac": 0.3, "split_seed": seed}
