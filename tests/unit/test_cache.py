@@ -46,3 +46,29 @@ def test_cached_values_are_detached_copies(tiny, tokens):
 def test_repr_lists_shapes(tiny, tokens):
     _, cache = tiny.run_with_cache(tokens, names="blocks.0.attn.hook_pattern")
     assert repr(cache) == "ActivationCache({blocks.0.attn.hook_pattern: [2, 2, 9, 9]})"
+
+
+def test_run_with_cache_runs_without_autograd_unless_asked(tiny, tokens):
+    logits, cache = tiny.run_with_cache(tokens, names="hook_embed")
+    assert not logits.requires_grad  # no graph: memory is the model plus the cache
+    logits, _ = tiny.run_with_cache(tokens, names="hook_embed", grad=True)
+    assert logits.requires_grad
+    logits.sum().backward()
+    assert tiny.W_E.grad is not None
+    tiny.zero_grad(set_to_none=True)
+
+
+def test_hook_points_that_never_fire_are_an_error(tiny, tokens):
+    """A model patched after construction must not return a silently empty cache."""
+    original = tiny.blocks[1].attn.hook_pattern.forward
+    tiny.blocks[1].attn.forward = lambda x: torch.zeros_like(x)  # bypasses its hook points
+    try:
+        with pytest.raises(RuntimeError, match="never fired.*blocks.1.attn.hook_pattern"):
+            tiny.run_with_cache(tokens, names=lambda n: n.endswith("hook_pattern"))
+    finally:
+        del tiny.blocks[1].attn.forward
+    assert tiny.blocks[1].attn.hook_pattern.forward == original
+
+
+def test_to_str_tokens_accepts_one_id(tiny):
+    assert tiny.to_str_tokens(torch.tensor(3)) == ["c"]

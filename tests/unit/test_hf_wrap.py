@@ -173,3 +173,8 @@ def test_load_local_directory_and_offline_hub(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no directory at that path"):
         mechscope.load("./no/such/dir")
     assert mechscope.load("induction-2l").cfg.n_layers == 2  # zoo names come first
+
+
+def test_to_str_tokens_accepts_one_id(gpt2):
+    one = gpt2.to_str_tokens(torch.tensor(4))
+    assert len(one) == 1 and one == gpt2.to_str_tokens(torch.tensor([4]))

@@ -84,6 +84,8 @@ class TokenMixin:
         if isinstance(tokens, str):
             tokens = self.to_tokens(tokens, prepend_bos=prepend_bos)
         t = torch.as_tensor(tokens)
+        if t.dim() == 0:  # one id, e.g. logits[0, -1].argmax()
+            t = t[None]
         if t.dim() == 2:
             if t.shape[0] != 1:
                 raise ValueError(f"to_str_tokens takes one sequence, got a batch of {t.shape[0]}.")

@@ -57,6 +57,8 @@ class WordTokenizer:
     def decode_list(self, tokens) -> list[str]:
         """``[pos]`` or ``[1, pos]`` ids -> list of words."""
         t = torch.as_tensor(tokens)
+        if t.dim() == 0:  # one id, e.g. logits[0, -1].argmax()
+            t = t[None]
         if t.dim() == 2:
             if t.shape[0] != 1:
                 raise ValueError(f"to_str_tokens takes one sequence, got a batch of {t.shape[0]}.")

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cache import ActivationCache
-from ..hooks import HookFn, HookPoint, NameFilter, installed_hooks, name_hook_points, resolve_names
+from ..cache import ActivationCache, cached_run
+from ..hooks import HookFn, HookPoint, NameFilter, installed_hooks, name_hook_points
 
 
 @dataclass(frozen=True)
@@ -302,6 +302,7 @@ class Transformer(nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         remove_batch_dim: bool = False,
+        grad: bool = False,
     ) -> tuple[torch.Tensor, ActivationCache]:
         """Forward pass that records activations. Returns ``(logits, cache)``.
 
@@ -309,20 +310,18 @@ class Transformer(nn.Module):
             None for every hook point. Only these are kept (memory = what you ask for).
         device, dtype: where and in which dtype to store cached tensors.
         remove_batch_dim: drop the batch axis (needs batch size 1).
+        grad: keep autograd on, so the returned logits can be differentiated (cached
+            activations are always detached).
         """
         tokens = self._check_tokens(tokens)
         if remove_batch_dim and tokens.shape[0] != 1:
             raise ValueError(f"remove_batch_dim=True needs batch size 1, got {tokens.shape[0]}.")
-        store: dict[str, torch.Tensor] = {}
-
-        def save(act, hook):
-            act = act.detach()
-            if remove_batch_dim:
-                act = act[0]
-            store[hook.name] = act.to(device=device or act.device, dtype=dtype or act.dtype)
-
-        wanted = resolve_names(names, self.hook_names())
-        with self.hooks([(n, save) for n in wanted]):
-            logits = self(tokens)
-        ordered = {n: store[n] for n in wanted if n in store}
-        return logits, ActivationCache(ordered, model=self, has_batch_dim=not remove_batch_dim)
+        return cached_run(
+            self,
+            tokens,
+            names,
+            device=device,
+            dtype=dtype,
+            remove_batch_dim=remove_batch_dim,
+            grad=grad,
+        )
