@@ -81,3 +81,20 @@ def test_fast_training_forward_equals_model():
     model = Transformer(cfg)
     tokens, _ = modadd.all_pairs(7)
     assert torch.allclose(last_position_logits(model, tokens), model(tokens)[:, -1], atol=1e-5)
+
+
+def test_circle_fit_on_planted_circle():
+    p, k = 31, 4
+    a = torch.arange(p, dtype=torch.float32)
+    d = 6
+    W = torch.zeros(p, d)
+    W[:, 0] = torch.cos(2 * math.pi * k * a / p) * 3
+    W[:, 1] = torch.sin(2 * math.pi * k * a / p) * 3
+    W[:, 2:] = 0.01 * torch.randn(p, d - 2, generator=torch.Generator().manual_seed(1))
+    pts = modadd.frequency_plane(W, k)
+    fit = modadd.circle_fit(pts, k)
+    assert fit["radius_cv"] < 0.02 and fit["angle_error"] < 0.02
+    scrambled = modadd.circle_fit(
+        pts[torch.randperm(p, generator=torch.Generator().manual_seed(0))], k
+    )
+    assert scrambled["angle_error"] > 0.5

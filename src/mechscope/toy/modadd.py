@@ -130,3 +130,48 @@ def excluded_loss(
     """
     _, excluded = split_logits(logits, freqs)
     return float(torch.nn.functional.cross_entropy(excluded[train_idx], answers[train_idx]))
+
+
+def frequency_plane(W_E_numbers: torch.Tensor, k: int) -> torch.Tensor:
+    """Each number's embedding in the plane of frequency ``k``: ``[p, 2]`` coordinates.
+
+    The plane is spanned by the embedding's components along cos(w_k a) and sin(w_k a), the
+    top-2 directions (in embedding space) of that frequency. For a grokked model the
+    numbers lie on a circle there, number ``a`` at angle ``w_k a`` (+ a constant): a circular
+    feature (Engels et al. 2024; Nanda et al. 2023).
+    """
+    p = W_E_numbers.shape[0]
+    basis, _ = fourier_basis(p)
+    cos_dir = basis[2 * k - 1] @ W_E_numbers  # [d_model]
+    sin_dir = basis[2 * k] @ W_E_numbers
+    plane = torch.stack([cos_dir, sin_dir], dim=1)  # [d_model, 2]
+    q, _ = torch.linalg.qr(plane)
+    return (W_E_numbers - W_E_numbers.mean(0)) @ q
+
+
+def circle_fit(points: torch.Tensor, k: int) -> dict[str, float]:
+    """How well ``[p, 2]`` points sit on a circle with number ``a`` at angle ``+-w_k a + phase``.
+
+    Returns ``radius_cv`` (std / mean of the radii; 0 for a perfect circle) and
+    ``angle_error`` (mean absolute angular deviation in radians after fitting the phase and
+    the direction of travel).
+    """
+    p = points.shape[0]
+    r = points.norm(dim=1)
+    theta = torch.atan2(points[:, 1], points[:, 0]).double()
+    ideal = 2 * math.pi * k * torch.arange(p, dtype=torch.float64) / p
+    best = math.inf
+    for sign in (1.0, -1.0):
+        diff = theta - sign * ideal
+        phase = torch.atan2(torch.sin(diff).mean(), torch.cos(diff).mean())
+        err = torch.remainder(diff - phase + math.pi, 2 * math.pi) - math.pi
+        best = min(best, float(err.abs().mean()))
+    return {"radius_cv": float(r.std() / r.mean()), "angle_error": best}
+
+
+def accuracy(model, p: int, idx: torch.Tensor) -> float:
+    """Accuracy of ``model`` on the pairs ``idx`` (indices into :func:`all_pairs`)."""
+    tokens, answers = all_pairs(p)
+    with torch.no_grad():
+        pred = answer_logits(model(tokens[idx]), p).argmax(-1)
+    return float((pred == answers[idx]).float().mean())
