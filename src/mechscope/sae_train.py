@@ -80,6 +80,31 @@ def _topk_decode(values: torch.Tensor, idx: torch.Tensor, W_dec: torch.Tensor) -
     return F.embedding_bag(idx, W_dec, per_sample_weights=values, mode="sum")
 
 
+def _train_pre_activations(sae: SAE, x: torch.Tensor) -> torch.Tensor:
+    """``(x - b_dec) @ W_enc + b_enc`` ``[batch, d_sae]``, computed as ``x @ W_enc + (b_enc -
+    b_dec @ W_enc)``: the same value, but b_dec's gradient is then a vector-matrix product
+    instead of a ``[batch, d_in]`` matmul, which saves one of the step's three big matmuls."""
+    return torch.addmm(sae.b_enc - sae.b_dec @ sae.W_enc, x, sae.W_enc)
+
+
+def _aux_k_recon(
+    pre: torch.Tensor, W_dec: torch.Tensor, dead_idx: torch.Tensor, k_aux: int
+) -> torch.Tensor:
+    """AuxK reconstruction ``[batch, d_in]`` from the ``k_aux`` largest (ReLU'd) pre-activations
+    ``pre`` ``[batch, d_sae]`` among the dead latents ``dead_idx`` ``[n_dead]`` (Gao 2024)."""
+    n_dead = len(dead_idx)
+    dead_pre = pre.index_select(1, dead_idx)  # [batch, n_dead]
+    W = W_dec.index_select(0, dead_idx)  # [n_dead, d_in]
+    if n_dead <= k_aux:
+        # The top k_aux of at most k_aux latents is all of them: a dense matmul, no top-k.
+        return F.relu(dead_pre) @ W
+    values, idx = dead_pre.topk(k_aux, dim=-1, sorted=False)
+    if 4 * k_aux >= n_dead:
+        # Dense enough that a matmul beats embedding_bag, whose backward is slow on CPU.
+        return torch.zeros_like(dead_pre).scatter_(1, idx, F.relu(values)) @ W
+    return _topk_decode(F.relu(values), idx, W)
+
+
 def train_sae(
     acts: torch.Tensor,
     cfg: SAEConfig,
@@ -113,44 +138,44 @@ def train_sae(
     sae = SAE(cfg)
     with torch.no_grad():
         sae.b_dec.copy_(x_all.mean(0))
-    opt = torch.optim.Adam(sae.parameters(), lr=lr)
+    # fused: one kernel per parameter for the whole Adam update (same math as the default).
+    opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     order, pos = torch.randperm(n, generator=gen), 0
     topk = cfg.activation == "topk"
     k_aux = max(1, cfg.d_in // 2)
-    since_fired = torch.zeros(cfg.d_sae, dtype=torch.long)  # inputs since each latent last fired
+    # Inputs since each latent last fired, plus one sink slot (index d_sae) that absorbs the
+    # top-k picks that did not fire (value <= 0), so the update uses a fixed-size index.
+    since_fired = torch.zeros(cfg.d_sae + 1, dtype=torch.long)
+    x = torch.empty(min(batch_size, n), cfg.d_in)  # reused batch buffer
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=f"SAE {cfg.activation} d_sae={cfg.d_sae}", disable=not progress)
     for step in bar:
         if pos + batch_size > n:
             order, pos = torch.randperm(n, generator=gen), 0
-        x = x_all[order[pos : pos + batch_size]]
+        torch.index_select(x_all, 0, order[pos : pos + batch_size], out=x)
         pos += batch_size
-        pre = sae.pre_activations(x)
+        pre = _train_pre_activations(sae, x)
         if topk:
             values, idx = pre.topk(cfg.k, dim=-1, sorted=False)
             values = F.relu(values)
-            recon = _topk_decode(values, idx, sae.W_dec) + sae.b_dec
-            fired = torch.zeros(cfg.d_sae, dtype=torch.bool).index_fill_(0, idx[values > 0], True)
+            err = _topk_decode(values, idx, sae.W_dec) + (sae.b_dec - x)  # x̂ - x
+            fired_idx = idx.masked_fill(values.detach() <= 0, cfg.d_sae).flatten()
         else:
             f = F.relu(pre)
-            recon = f @ sae.W_dec + sae.b_dec
-            fired = (f > 0).any(0)
-        mse = (recon - x).pow(2).sum(-1).mean()
+            err = torch.addmm(sae.b_dec - x, f, sae.W_dec)  # x̂ - x
+        mse = err.pow(2).sum(-1).mean()
         loss = mse
         if topk:
-            dead = since_fired >= dead_window
-            n_dead = int(dead.sum())
+            # Tensors live on the CPU, so reading the dead count is no device sync.
+            dead_idx = (since_fired[: cfg.d_sae] >= dead_window).nonzero().squeeze(1)
+            n_dead = len(dead_idx)
             if n_dead and aux_k_coefficient > 0:
-                residual = (x - recon).detach()
-                dead_pre = pre[:, dead]
-                kk = min(k_aux, n_dead)
-                v, j = dead_pre.topk(kk, dim=-1, sorted=False)
-                aux_recon = _topk_decode(F.relu(v), j, sae.W_dec[dead])
+                aux_recon = _aux_k_recon(pre, sae.W_dec, dead_idx, k_aux)
                 scale = min(n_dead / k_aux, 1.0)
-                loss = (
-                    loss + aux_k_coefficient * scale * (aux_recon - residual).pow(2).sum(-1).mean()
-                )
+                # residual x - x̂ (detached); aux_recon - residual = aux_recon + err.
+                aux = (aux_recon + err.detach()).pow(2).sum(-1).mean()
+                loss = loss + aux_k_coefficient * scale * aux
         else:
             ramp = min(1.0, (step + 1) / l1_warmup_steps) if l1_warmup_steps else 1.0
             loss = loss + ramp * l1_coefficient * f.sum(-1).mean()
@@ -159,10 +184,11 @@ def train_sae(
         with torch.no_grad():
             # Keep only the part of each decoder row's gradient that rotates it (Bricken 2023).
             g, w = sae.W_dec.grad, sae.W_dec
-            g.sub_((g * w).sum(1, keepdim=True) * w)
+            g.addcmul_(torch.linalg.vecdot(g, w).unsqueeze(1), w, value=-1)
         opt.step()
         sae.normalize_decoder()
-        since_fired = torch.where(fired, 0, since_fired + batch_size)
+        if topk:  # only AuxK reads it
+            since_fired.add_(batch_size).index_fill_(0, fired_idx, 0)
         if progress and step % 100 == 0:
             bar.set_postfix(mse=f"{mse.item():.4g}")
     wall = time.perf_counter() - start
