@@ -161,7 +161,43 @@ def train_modadd_1l(
             "Power et al. 2022, Grokking: Generalization beyond overfitting",
         ],
     }
+    package_modadd(model, card, checkpoints)
     return model, card, checkpoints
+
+
+def modadd_progress(model: Transformer, p: int, train_idx: torch.Tensor, freqs: list[int]) -> dict:
+    """Nanda et al.'s progress measures for one checkpoint: train/test loss and accuracy, and
+    the restricted and excluded loss for the final model's key frequencies ``freqs``."""
+    tokens, answers = modadd.all_pairs(p)
+    with torch.no_grad():
+        logits = last_position_logits(model, tokens)[:, 1 : p + 1].double()
+    test_mask = torch.ones(p * p, dtype=torch.bool)
+    test_mask[train_idx] = False
+    loss = F.cross_entropy(logits, answers, reduction="none")
+    correct = (logits.argmax(-1) == answers).float()
+    return {
+        "train_loss": round(float(loss[train_idx].mean()), 4),
+        "test_loss": round(float(loss[test_mask].mean()), 4),
+        "test_accuracy": round(float(correct[test_mask].mean()), 4),
+        "restricted_loss": round(modadd.restricted_loss(logits, answers, freqs), 4),
+        "excluded_loss": round(modadd.excluded_loss(logits, answers, freqs, train_idx), 4),
+    }
+
+
+def package_modadd(model: Transformer, card: dict, checkpoints: dict) -> dict:
+    """Add checkpoint progress measures to ``card``, measured from the float16 weights that ship."""
+    p = card["data"]["p"]
+    train_idx, _ = modadd.train_test_split(
+        p, card["data"]["train_frac"], card["data"]["split_seed"]
+    )
+    freqs = card["metrics"]["key_frequencies"]
+    probe = Transformer(model.cfg, tokenizer=model.tokenizer).eval()
+    measures = {}
+    for step, sd in sorted(checkpoints.items()):
+        probe.load_state_dict({k: v.to(torch.float16).float() for k, v in sd.items()})
+        measures[str(step)] = modadd_progress(probe, p, train_idx, freqs)
+    card["checkpoints"] = {"metrics": measures}
+    return card
 
 
 if __name__ == "__main__":  # python -m mechscope.zoo.recipes_circuits STEPS OUT_DIR

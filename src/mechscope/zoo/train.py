@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from ..heads import best_head, head_scores
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.induction import WORDS, random_period_batch, repeated_part_mask
+from .recipes_circuits import train_modadd_1l
 from .recipes_features import train_grammar_2l, train_grammar_2l_sae_mlp0
 
 ZOO = Path(__file__).parent
@@ -189,7 +190,11 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
     return model, card, (checkpoints or None)
 
 
-RECIPES = {"induction-2l": train_induction_2l, "grammar-2l": train_grammar_2l}
+RECIPES = {
+    "induction-2l": train_induction_2l,
+    "grammar-2l": train_grammar_2l,
+    "modadd-1l": train_modadd_1l,
+}
 # SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
 SAE_RECIPES = {"grammar-2l-mlp0": train_grammar_2l_sae_mlp0}
 
