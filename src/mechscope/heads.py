@@ -49,6 +49,31 @@ def diagonal_score(
     return pattern[..., q, q - offset].mean(-1)
 
 
+def _probe_tokens(model, batch: int, period: int, seed: int) -> torch.Tensor:
+    """``[BOS, r, r]`` probe sequences in ``model``'s vocabulary.
+
+    Random tokens avoid the tokenizer's special ids (padding, BOS/EOS, ...), so a wrapped
+    Hugging Face model does not read them as padding; position 0 holds the BOS id when the
+    tokenizer has one (zoo models: id 0), else an ordinary token.
+    """
+    tok = getattr(model, "tokenizer", None)
+    bos = getattr(tok, "bos_id", None)
+    if bos is None:
+        bos = getattr(tok, "bos_token_id", None)
+    special = set(getattr(tok, "all_special_ids", None) or []) | (
+        {bos} if bos is not None else set()
+    )
+    allowed = torch.tensor([i for i in range(model.cfg.d_vocab) if i not in special])
+    if len(allowed) < period + 1:
+        raise ValueError(
+            f"period={period} needs {period + 1} ordinary tokens, the vocabulary has {len(allowed)}."
+        )
+    idx = repeated_random_tokens(batch, period, len(allowed) + 1, seed=seed)  # ids 1..len(allowed)
+    tokens = allowed[(idx - 1).clamp(min=0)]
+    tokens[:, 0] = bos if bos is not None else allowed[0]
+    return tokens
+
+
 def head_scores(model, period: int = 20, batch: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
     """Previous-token, induction and duplicate-token score of every head.
 
@@ -67,7 +92,7 @@ def head_scores(model, period: int = 20, batch: int = 32, seed: int = 0) -> dict
             f"period={period} gives sequences of {1 + 2 * period} tokens, longer than the model's "
             f"context of {n_ctx}; use period <= {(n_ctx - 1) // 2}."
         )
-    tokens = repeated_random_tokens(batch, period, model.cfg.d_vocab, seed=seed)
+    tokens = _probe_tokens(model, batch, period, seed)
     pat = _patterns(model, tokens)  # [layer, batch, head, q, k]
     second = {"first_query": period + 1, "last_query": 2 * period}
     return {
