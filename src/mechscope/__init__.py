@@ -11,6 +11,7 @@ from .heads import head_scores
 from .hooks import HookPoint
 from .models import Transformer, TransformerConfig
 from .models.hf import HFModel, wrap
+from .patching import PatchResult, activation_patch
 
 __version__ = "0.1.0"
 
@@ -18,8 +19,10 @@ __all__ = [
     "ActivationCache",
     "HFModel",
     "HookPoint",
+    "PatchResult",
     "Transformer",
     "TransformerConfig",
+    "activation_patch",
     "head_scores",
     "load",
     "wrap",

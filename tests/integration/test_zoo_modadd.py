@@ -57,7 +57,9 @@ def test_embeddings_are_circles(model):
     p = model.card["data"]["p"]
     W_E = model.W_E.detach()[1 : p + 1]
     norms = modadd.embedding_frequency_norms(W_E)
-    strong = [k for k in model.card["metrics"]["key_frequencies"] if norms[k - 1] >= 0.5 * norms.max()]
+    strong = [
+        k for k in model.card["metrics"]["key_frequencies"] if norms[k - 1] >= 0.5 * norms.max()
+    ]
     assert len(strong) >= 3
     for k in strong:  # the dominant frequencies are clean circles, number a at angle w_k a
         fit = modadd.circle_fit(modadd.frequency_plane(W_E, k), k)

@@ -271,7 +271,14 @@ class Transformer(nn.Module):
         resid = self.hook_embed(self.W_E[tokens]) + self.hook_pos_embed(
             self.W_pos[:T][None].expand(tokens.shape[0], -1, -1)
         )
-        for block in self.blocks:
+        return self.forward_from(0, resid)
+
+    def forward_from(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+        """Logits from ``resid`` = ``blocks.{layer}.hook_resid_pre`` ``[batch, pos, d_model]``.
+
+        The tail of ``forward``: patching sweeps start here to skip the layers before a patch.
+        """
+        for block in self.blocks[layer:]:
             resid = block(resid)
         if self.cfg.normalization == "ln":
             resid = self.ln_final(resid)

@@ -82,7 +82,9 @@ def load_checkpoint(name: str, step: int, device: str = "cpu") -> Transformer:
     path = zoo_dir() / f"{name}.checkpoints.safetensors"
     prefix = f"step{step}/"
     with safe_open(str(path), framework="pt", device=str(device)) as f:
-        state = {k[len(prefix) :]: f.get_tensor(k).float() for k in f.keys() if k.startswith(prefix)}
+        state = {
+            k[len(prefix) :]: f.get_tensor(k).float() for k in f.keys() if k.startswith(prefix)
+        }
     model = build(card(name))
     model.load_state_dict(state)
     model.card = card(name)

@@ -1,0 +1,109 @@
+"""Internals of :mod:`mechscope.patching`: the sites, the patch masks, and running from layer L.
+
+A *site* is a kind of activation (``resid_pre``, ``z``, ...) at every layer; a *patch* is one
+index into it (a position, a head, or a head at a position). Many patches of one layer run as
+many copies of the target prompts in one batched forward pass: copy ``i`` gets patch ``i``.
+Each patch is applied as a boolean mask, so patched values are copied bit for bit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Site:
+    hook: str  # hook name under blocks.{layer}
+    index: str  # what one patch indexes: "pos", "head" (all positions) or "head_pos"
+    doc: str
+
+
+SITES = {
+    "resid_pre": Site("hook_resid_pre", "pos", "residual stream entering the block"),
+    "resid_mid": Site("hook_resid_mid", "pos", "residual stream between attention and MLP"),
+    "resid_post": Site("hook_resid_post", "pos", "residual stream leaving the block"),
+    "attn_out": Site("hook_attn_out", "pos", "attention output (all heads, with bias)"),
+    "mlp_out": Site("hook_mlp_out", "pos", "MLP output"),
+    "z": Site("attn.hook_z", "head", "one head's output (z), at every position"),
+    "z_by_pos": Site("attn.hook_z", "head_pos", "one head's output (z) at one position"),
+    "pattern": Site("attn.hook_pattern", "head", "one head's attention pattern"),
+}
+
+
+def hook_name(site: str, layer: int) -> str:
+    return f"blocks.{layer}.{SITES[site].hook}"
+
+
+def patch_grid(site: str, n_pos: int, n_heads: int) -> list[tuple[int, ...]]:
+    """The patches of one layer, in result order: ``(pos,)``, ``(head,)`` or ``(head, pos)``."""
+    index = SITES[site].index
+    if index == "pos":
+        return [(p,) for p in range(n_pos)]
+    if index == "head":
+        return [(h,) for h in range(n_heads)]
+    return [(h, p) for h in range(n_heads) for p in range(n_pos)]
+
+
+def patch_mask(site: str, patches: list[tuple[int, ...]], act_shape: torch.Size) -> torch.Tensor:
+    """Boolean mask, broadcastable to ``[copy, batch, *act_shape[1:]]``: True where copy i is patched.
+
+    Activation layouts (DESIGN.md): resid/attn_out/mlp_out ``[batch, pos, d_model]``;
+    z ``[batch, pos, head, d_head]``; pattern ``[batch, head, query_pos, key_pos]``.
+    """
+    n = len(patches)
+    rest = act_shape[1:]
+    idx = torch.arange(n)
+    index = SITES[site].index
+    if index == "pos":  # [copy, 1, pos, 1]
+        mask = torch.zeros(n, rest[0], dtype=torch.bool)
+        mask[idx, [p[0] for p in patches]] = True
+        return mask[:, None, :, None]
+    if site == "pattern":  # [copy, 1, head, 1, 1]
+        mask = torch.zeros(n, rest[0], dtype=torch.bool)
+        mask[idx, [p[0] for p in patches]] = True
+        return mask[:, None, :, None, None]
+    mask = torch.zeros(n, rest[0], rest[1], dtype=torch.bool)  # [copy, pos, head]
+    if index == "head":
+        mask[idx, :, [p[0] for p in patches]] = True
+    else:
+        mask[idx, [p[1] for p in patches], [p[0] for p in patches]] = True
+    return mask[:, None, :, :, None]
+
+
+def patch_hook(site: str, patches: list[tuple[int, ...]], source: torch.Tensor):
+    """A hook that writes ``source`` ([batch, ...]) into copy i at patch i of the batched run."""
+    mask_cache: dict[str, torch.Tensor] = {}
+
+    def hook(act, hook):
+        n, batch = len(patches), source.shape[0]
+        if "m" not in mask_cache:
+            mask_cache["m"] = patch_mask(site, patches, source.shape).to(act.device)
+        view = act.reshape(n, batch, *act.shape[1:])
+        out = torch.where(mask_cache["m"], source.to(act.dtype)[None], view)
+        return out.reshape(act.shape)
+
+    return hook
+
+
+def run_from_layer(model, layer: int, resid: torch.Tensor) -> torch.Tensor:
+    """Logits of a mechscope ``Transformer`` from ``resid`` = ``blocks.{layer}.hook_resid_pre``.
+
+    The same computation as the tail of ``Transformer.forward``, so with the cached
+    residual of the same tokens the logits are those of a full forward pass.
+    """
+    return model.forward_from(layer, resid)
+
+
+def bytes_per_sequence(model, n_pos: int) -> int:
+    """Rough peak activation memory of one sequence in a no-grad forward pass.
+
+    A few residual-sized tensors, the MLP hidden layer, the scores and pattern of one
+    layer, and the logits (which dominate for large vocabularies). Under no_grad only one
+    layer's intermediates are alive at a time.
+    """
+    cfg = model.cfg
+    d_mlp = getattr(cfg, "d_mlp", None) or 0
+    floats = n_pos * (8 * cfg.d_model + 3 * d_mlp + 4 * cfg.n_heads * n_pos + 2 * cfg.d_vocab)
+    return 4 * floats
