@@ -28,31 +28,9 @@ from .recipes_features import train_grammar_2l, train_grammar_2l_sae_mlp0
 ZOO = Path(__file__).parent
 
 
-def repeated_accuracy(model: Transformer, data: dict, n: int = 512, seed: int = 12345) -> float:
-    """Next-token accuracy on the predictable (repeated) part of held-out sequences."""
-    gen = torch.Generator().manual_seed(seed)
-    tokens, periods, starts = random_period_batch(
-        n,
-        data["seq_len"],
-        model.cfg.d_vocab,
-        data["min_period"],
-        data["max_period"],
-        gen,
-        p_prefix=data["p_prefix"],
-    )
-    with torch.no_grad():
-        pred = model(tokens)[:, :-1].argmax(-1)
-    mask = repeated_part_mask(data["seq_len"], periods, starts)
-    return float((pred == tokens[:, 1:])[mask].float().mean())
-
-
-def log_spaced_steps(total: int, n: int, first: int = 10) -> list[int]:
-    """About ``n`` steps from 0 to ``total``: 0, then log-spaced from ``first`` to ``total``."""
-    return sorted({0, *(round(first * (total / first) ** (i / (n - 2))) for i in range(n - 1))})
-
-
-def repeated_loss(model: Transformer, data: dict, n: int = 256, seed: int = 12345) -> float:
-    """Mean next-token loss on the predictable (repeated) part of held-out sequences."""
+def _heldout(model: Transformer, data: dict, n: int, seed: int):
+    """Held-out induction sequences, the model's logits on them (no grad), and the mask of
+    positions whose next token is predictable by repetition."""
     gen = torch.Generator().manual_seed(seed)
     tokens, periods, starts = random_period_batch(
         n,
@@ -65,8 +43,25 @@ def repeated_loss(model: Transformer, data: dict, n: int = 256, seed: int = 1234
     )
     with torch.no_grad():
         logits = model(tokens)[:, :-1]
-    loss = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
-    return float(loss[repeated_part_mask(data["seq_len"], periods, starts)].mean())
+    return tokens[:, 1:], logits, repeated_part_mask(data["seq_len"], periods, starts)
+
+
+def repeated_accuracy(model: Transformer, data: dict, n: int = 512, seed: int = 12345) -> float:
+    """Next-token accuracy on the predictable (repeated) part of held-out sequences."""
+    targets, logits, mask = _heldout(model, data, n, seed)
+    return float((logits.argmax(-1) == targets)[mask].float().mean())
+
+
+def log_spaced_steps(total: int, n: int, first: int = 10) -> list[int]:
+    """About ``n`` steps from 0 to ``total``: 0, then log-spaced from ``first`` to ``total``."""
+    return sorted({0, *(round(first * (total / first) ** (i / (n - 2))) for i in range(n - 1))})
+
+
+def repeated_loss(model: Transformer, data: dict, n: int = 256, seed: int = 12345) -> float:
+    """Mean next-token loss on the predictable (repeated) part of held-out sequences."""
+    targets, logits, mask = _heldout(model, data, n, seed)
+    loss = F.cross_entropy(logits.transpose(1, 2), targets, reduction="none")
+    return float(loss[mask].mean())
 
 
 def checkpoint_metrics(model: Transformer, data: dict) -> dict:
