@@ -12,6 +12,8 @@ from .hooks import HookPoint
 from .models import Transformer, TransformerConfig
 from .models.hf import HFModel, wrap
 from .patching import PatchResult, activation_patch
+from .patching_attr import attribution_patch, compare_to_exact
+from .path_patching import path_patch, path_patch_all
 
 __version__ = "0.1.0"
 
@@ -23,8 +25,12 @@ __all__ = [
     "Transformer",
     "TransformerConfig",
     "activation_patch",
+    "attribution_patch",
+    "compare_to_exact",
     "head_scores",
     "load",
+    "path_patch",
+    "path_patch_all",
     "wrap",
     "zoo_models",
     "__version__",
