@@ -24,6 +24,7 @@ from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.induction import WORDS, random_period_batch, repeated_part_mask
 from .recipes_circuits import train_modadd_1l
 from .recipes_features import train_grammar_2l, train_grammar_2l_sae_mlp0
+from .recipes_patching import train_facts_ioi_2l
 
 ZOO = Path(__file__).parent
 
@@ -189,6 +190,7 @@ RECIPES = {
     "induction-2l": train_induction_2l,
     "grammar-2l": train_grammar_2l,
     "modadd-1l": train_modadd_1l,
+    "facts-ioi-2l": train_facts_ioi_2l,
 }
 # SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
 SAE_RECIPES = {"grammar-2l-mlp0": train_grammar_2l_sae_mlp0}
