@@ -6,6 +6,7 @@ models (``mechscope.wrap`` / ``mechscope.load``).
 """
 
 from ._load import load, zoo_models
+from .acdc import ACDCResult, acdc
 from .cache import ActivationCache
 from .heads import head_scores
 from .hooks import HookPoint
@@ -18,12 +19,14 @@ from .path_patching import path_patch, path_patch_all
 __version__ = "0.1.0"
 
 __all__ = [
+    "ACDCResult",
     "ActivationCache",
     "HFModel",
     "HookPoint",
     "PatchResult",
     "Transformer",
     "TransformerConfig",
+    "acdc",
     "activation_patch",
     "attribution_patch",
     "compare_to_exact",
