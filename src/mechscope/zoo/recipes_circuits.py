@@ -15,6 +15,7 @@ from tqdm.auto import tqdm
 
 from ..models import Transformer, TransformerConfig
 from ..toy import modadd
+from ._common import run_record, seeded_model_and_optimizer
 
 
 def log_spaced_steps(total: int, n: int, first: int = 10) -> list[int]:
@@ -70,14 +71,7 @@ def train_modadd_1l(
     )
     data = {"p": p, "train_frac": 0.3, "split_seed": seed}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 1.0, "betas": [0.9, 0.98]}
-    torch.manual_seed(seed)
-    model = Transformer(cfg, tokenizer=tok)
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=optim["lr"],
-        weight_decay=optim["weight_decay"],
-        betas=tuple(optim["betas"]),
-    )
+    model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
     tokens, answers = modadd.all_pairs(p)
     train_idx, test_idx = modadd.train_test_split(p, data["train_frac"], data["split_seed"])
     x_tr, y_tr, x_te, y_te = (
@@ -136,17 +130,15 @@ def train_modadd_1l(
             "recipe": "all pairs (a, b) as tokens 'a b =', answer (a + b) mod p read at '='; "
             "a random 30% of pairs (torch.randperm with split_seed) for training, the rest held out",
         },
-        "training": {
-            "seed": seed,
-            "steps": curve["step"][-1],
-            "max_steps": steps,
-            "stop_rule": f"stop {patience} steps after test accuracy first reaches 0.99",
-            "optimizer": optim,
-            "batch": "full (all training pairs)",
-            "wall_time_s": round(wall, 1),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
+        "training": run_record(
+            seed,
+            curve["step"][-1],
+            optim,
+            wall,
+            max_steps=steps,
+            stop_rule=f"stop {patience} steps after test accuracy first reaches 0.99",
+            batch="full (all training pairs)",
+        ),
         "curves": curve,
         "checkpoint_steps": sorted(checkpoints),
         "metrics": {

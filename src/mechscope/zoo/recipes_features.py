@@ -6,7 +6,6 @@ classes (mechscope.toy.grammar), and ``grammar-2l-mlp0``: a TopK SAE on its laye
 
 from __future__ import annotations
 
-import platform
 import time
 
 import torch
@@ -15,6 +14,7 @@ from tqdm.auto import tqdm
 
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.grammar import VOCAB, WORD_CLASS, grammar_batch
+from ._common import run_record, seeded_model_and_optimizer
 
 # ---- grammar-2l: an MLP model for feature work (issue 4) ---------------------------
 
@@ -73,14 +73,7 @@ def train_grammar_2l(steps: int = 2000, seed: int = 0) -> tuple[Transformer, dic
     )
     data = {"seq_len": 32, "batch": 64}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
-    torch.manual_seed(seed)
-    model = Transformer(cfg, tokenizer=tok)
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=optim["lr"],
-        weight_decay=optim["weight_decay"],
-        betas=tuple(optim["betas"]),
-    )
+    model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
     start = time.perf_counter()
     losses = []
     for step in (bar := tqdm(range(steps), desc="grammar-2l")):
@@ -114,17 +107,14 @@ def train_grammar_2l(steps: int = 2000, seed: int = 0) -> tuple[Transformer, dic
             "1_000_000 + seed * steps + i.",
             "eval": GRAMMAR_EVAL,
         },
-        "training": {
-            "seed": seed,
-            "steps": steps,
-            "optimizer": optim,
-            "loss": "next-token cross-entropy, all positions",
-            "final_loss_mean_last_100": sum(losses[-100:]) / len(losses[-100:]),
-            "wall_time_s": round(wall, 1),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "training": run_record(
+            seed,
+            steps,
+            optim,
+            wall,
+            loss="next-token cross-entropy, all positions",
+            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
+        ),
         "metrics": grammar_metrics(model, **GRAMMAR_EVAL),
         "references": [
             "Bricken et al. 2023, Towards Monosemanticity (features of a small MLP model)"

@@ -9,7 +9,6 @@ known answer, a known wrong answer, and a logit difference that flips sign.
 
 from __future__ import annotations
 
-import platform
 import time
 
 import torch
@@ -18,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.facts import VOCAB, PromptPair, canonical_pairs, sample_pairs
+from ._common import run_record, seeded_model_and_optimizer
 
 PATCHING_EVAL = {"n": 512, "seed": 12345}  # held-out prompts the card's metrics use
 
@@ -121,14 +121,7 @@ def train_facts_ioi_2l(steps: int = 3000, seed: int = 0) -> tuple[Transformer, d
     )
     data = {"batch_pairs": 64, "n_ctx": 16}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
-    torch.manual_seed(seed)
-    model = Transformer(cfg, tokenizer=tok)
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=optim["lr"],
-        weight_decay=optim["weight_decay"],
-        betas=tuple(optim["betas"]),
-    )
+    model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
     start = time.perf_counter()
     losses = []
     for step in (bar := tqdm(range(steps), desc="facts-ioi-2l")):
@@ -167,18 +160,15 @@ def train_facts_ioi_2l(steps: int = 3000, seed: int = 0) -> tuple[Transformer, d
             "pairs never seen together in training (ioi_pair_is_heldout); ABB and BAB orders.",
             "eval": PATCHING_EVAL,
         },
-        "training": {
-            "seed": seed,
-            "steps": steps,
-            "optimizer": optim,
-            "loss": "cross-entropy of the answer word at the prompt's last position "
+        "training": run_record(
+            seed,
+            steps,
+            optim,
+            wall,
+            loss="cross-entropy of the answer word at the prompt's last position "
             "(right-padded batches)",
-            "final_loss_mean_last_100": sum(losses[-100:]) / len(losses[-100:]),
-            "wall_time_s": round(wall, 1),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
+        ),
         "metrics": patching_metrics(model, **PATCHING_EVAL),
         "canonical": canonical_metrics(model),
         "metrics_definition": "mechscope.zoo.recipes_patching.patching_metrics: accuracy = "

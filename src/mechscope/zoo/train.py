@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import platform
 import time
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from tqdm.auto import tqdm
 from ..heads import best_head, head_scores
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.induction import WORDS, random_period_batch, repeated_part_mask
+from ._common import run_record, seeded_model_and_optimizer
 from .recipes_circuits import train_modadd_1l
 from .recipes_features import train_grammar_2l, train_grammar_2l_sae_mlp0
 from .recipes_patching import train_facts_ioi_2l
@@ -99,14 +99,7 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
     )
     data = {"seq_len": 64, "min_period": 4, "max_period": 24, "p_prefix": 0.25, "batch": 64}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
-    torch.manual_seed(seed)
-    model = Transformer(cfg, tokenizer=tok)
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=optim["lr"],
-        weight_decay=optim["weight_decay"],
-        betas=tuple(optim["betas"]),
-    )
+    model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
     gen = torch.Generator().manual_seed(seed + 1)
     save_at = set(log_spaced_steps(steps, n_checkpoints)) if n_checkpoints else set()
     checkpoints = {}
@@ -158,17 +151,14 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
             "[min_period, max_period] per sequence) repeated to seq_len tokens. A random period forces a previous-token head (a fixed one "
             "lets the model look back a fixed distance); a random start forces it at every position.",
         },
-        "training": {
-            "seed": seed,
-            "steps": steps,
-            "optimizer": optim,
-            "loss": "next-token cross-entropy, all positions",
-            "final_loss_mean_last_100": sum(losses[-100:]) / len(losses[-100:]),
-            "wall_time_s": round(wall, 1),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        },
+        "training": run_record(
+            seed,
+            steps,
+            optim,
+            wall,
+            loss="next-token cross-entropy, all positions",
+            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
+        ),
         **({"checkpoints": {"metrics": ckpt_metrics}} if checkpoints else {}),
         "metrics": {
             "repeated_accuracy": round(repeated_accuracy(model, data), 4),
