@@ -125,7 +125,7 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     top = rows.first.locator(".ms-tok-max")
     assert top.get_attribute("data-value") == "5" and top.get_attribute("data-pos") == "0"
     contexts_before = _attr(rows, "data-context")
-    assert dash.locator(".ms-fd-logits-pos .ms-fd-logit").count() == 8  # n_logits capped at d_vocab
+    assert dash.locator(".ms-fd-logits-pos .ms-fd-logit").count() == 4  # capped at d_vocab // 2
     assert dash.locator(".ms-fd-hist-canvas").get_attribute("data-total") == str(6 * 5)
     assert dash.locator(".ms-fd-prev").is_disabled()
 

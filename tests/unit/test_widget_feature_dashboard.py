@@ -311,3 +311,12 @@ def test_bundle_exists_and_is_offline_and_safe():
         assert "innerHTML" not in text and "insertAdjacentHTML" not in text
         assert re.search(r"https?://", text) is None
         assert "@import" not in text
+
+
+def test_raised_and_lowered_lists_never_share_a_token():
+    w = np.random.default_rng(0).normal(size=(3, len(VOCAB)))
+    d = FeatureDashboard(sparse_acts(), contexts(), w, VOCAB, n_logits=50)
+    assert d.n_logits == len(VOCAB) // 2
+    for f in range(3):
+        raised, lowered = d.logit_effects(f)
+        assert not {t for t, _ in raised} & {t for t, _ in lowered}

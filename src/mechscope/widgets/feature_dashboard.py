@@ -50,7 +50,8 @@ class FeatureDashboard(anywidget.AnyWidget):
         vocab: ``d_vocab`` token strings (index = token id); needed with logit_weights.
         k: contexts shown per feature (>= 1; capped at n_contexts).
         bins: histogram bins (1..10000).
-        n_logits: tokens in each logit list (>= 1; capped at d_vocab).
+        n_logits: tokens in each logit list (>= 1; capped at d_vocab // 2, so the raised and
+            lowered lists never share a token).
         feature_names: one name per feature (default ``feature 0``, ...).
         feature: index of the feature shown first.
         title: shown above the widget.
@@ -353,7 +354,8 @@ def _logit_lists(weights: Any, vocab: Sequence[str] | None, n_features: int, n_l
             f"vocab has {got} but logit_weights has d_vocab={d_vocab}; expected one token "
             "string per token id. Fix: vocab=model.to_str_tokens(torch.arange(d_vocab))."
         )
-    n = min(_check_count("n_logits", n_logits), d_vocab)
+    # At most half the vocabulary each, so "raises" and "lowers" never list the same token.
+    n = min(_check_count("n_logits", n_logits), max(1, d_vocab // 2))
     pos = np.argsort(-w, axis=1, kind="stable")[:, :n]
     neg = np.argsort(w, axis=1, kind="stable")[:, :n]
     used = np.unique(np.concatenate([pos.ravel(), neg.ravel()]))
