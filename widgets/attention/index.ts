@@ -5,6 +5,7 @@
 import { type ArrayDtype, type BinaryLike, decodeArray } from "../shared/buffers";
 import { colorIndex, cssColor, formatWeight, needsLightText, RGBA32, writeColor } from "../shared/colormap";
 import { clearChildren, el } from "../shared/dom";
+import { type AnyModel, coalesce, listen, type RenderProps } from "../shared/model";
 
 /** Synced traits of mechscope.widgets.AttentionPatterns. */
 export interface Model {
@@ -19,20 +20,6 @@ export interface Model {
   /** [layer, head] of the focused head; two-way. */
   selected: number[];
   title: string;
-}
-
-/** The part of anywidget's model interface this widget uses. */
-export interface AnyModel<T> {
-  get<K extends keyof T>(key: K): T[K];
-  set<K extends keyof T>(key: K, value: T[K]): void;
-  save_changes(): void;
-  on(event: string, callback: () => void): void;
-  off(event?: string | null, callback?: (() => void) | null): void;
-}
-
-export interface RenderProps {
-  model: AnyModel<Model>;
-  el: HTMLElement;
 }
 
 // Thumbnails are at most this many pixels a side: larger heads are max-pooled so that
@@ -62,7 +49,6 @@ class AttentionView {
   private cell = 1;
   /** False while the payload is undecodable: only the error message is shown. */
   private ok = false;
-  private rebuildQueued = false;
 
   private thumbs: HTMLElement[] = [];
   private tokenEls: HTMLElement[] = [];
@@ -74,32 +60,22 @@ class AttentionView {
   private caption!: HTMLElement;
 
   // Python sends several changed traits in one message; rebuild once, after all of them.
-  private readonly onData = () => {
-    if (this.rebuildQueued) return;
-    this.rebuildQueued = true;
-    queueMicrotask(() => {
-      this.rebuildQueued = false;
-      this.build();
-    });
-  };
+  private readonly onData = coalesce(() => this.build());
   private readonly onSelected = () => this.applySelected();
   private readonly onTitle = () => this.renderTitle();
+  private unlisten: () => void = () => {};
 
   constructor(
     private readonly model: AnyModel<Model>,
     private readonly root: HTMLElement,
   ) {
     root.classList.add("ms-attention");
-    for (const key of DATA_KEYS) model.on(`change:${key}`, this.onData);
-    model.on("change:selected", this.onSelected);
-    model.on("change:title", this.onTitle);
+    this.unlisten = listen(model, DATA_KEYS, this.onData, { selected: this.onSelected, title: this.onTitle });
     this.build();
   }
 
   destroy(): void {
-    for (const key of DATA_KEYS) this.model.off(`change:${key}`, this.onData);
-    this.model.off("change:selected", this.onSelected);
-    this.model.off("change:title", this.onTitle);
+    this.unlisten();
     clearChildren(this.root);
   }
 
@@ -389,7 +365,7 @@ class AttentionView {
   }
 }
 
-function render({ model, el: root }: RenderProps): () => void {
+function render({ model, el: root }: RenderProps<Model>): () => void {
   const view = new AttentionView(model, root);
   return () => view.destroy();
 }

@@ -15,7 +15,7 @@ import {
 import { type ArrayDtype, type BinaryLike, decodeArray } from "../shared/buffers";
 import { decodeInt32 } from "../shared/int32";
 import { clearChildren, el } from "../shared/dom";
-import { type AnyModel, coalesce, displayToken, type RenderProps } from "../shared/model";
+import { type AnyModel, coalesce, displayToken, type RenderProps, listen } from "../shared/model";
 
 /** Synced traits of mechscope.widgets.FeatureDashboard. */
 export interface Model {
@@ -98,22 +98,19 @@ class FeatureDashboardView {
   private readonly onData = coalesce(() => this.build());
   private readonly onFeature = () => this.applyFeature();
   private readonly onTitle = () => this.renderTitle();
+  private unlisten: () => void = () => {};
 
   constructor(
     private readonly model: AnyModel<Model>,
     private readonly root: HTMLElement,
   ) {
     root.classList.add("ms-feature-dash");
-    for (const key of DATA_KEYS) model.on(`change:${key}`, this.onData);
-    model.on("change:feature", this.onFeature);
-    model.on("change:title", this.onTitle);
+    this.unlisten = listen(model, DATA_KEYS, this.onData, { feature: this.onFeature, title: this.onTitle });
     this.build();
   }
 
   destroy(): void {
-    for (const key of DATA_KEYS) this.model.off(`change:${key}`, this.onData);
-    this.model.off("change:feature", this.onFeature);
-    this.model.off("change:title", this.onTitle);
+    this.unlisten();
     clearChildren(this.root);
   }
 

@@ -6,7 +6,7 @@ import { formatValue } from "../shared/activation";
 import { type BinaryLike, decodeArray } from "../shared/buffers";
 import { clearChildren, el } from "../shared/dom";
 import { float32Text, type HeatScale, heatCss, heatGradient, heatScale } from "../shared/heatscale";
-import { type AnyModel, coalesce, displayToken, type RenderProps } from "../shared/model";
+import { type AnyModel, coalesce, displayToken, type RenderProps, listen } from "../shared/model";
 
 /** Synced traits of mechscope.widgets.Heatmap. */
 export interface Model {
@@ -61,22 +61,19 @@ class HeatmapView {
   private readonly onData = coalesce(() => this.build());
   private readonly onSelected = () => this.applySelected();
   private readonly onTitle = () => this.renderTitle();
+  private unlisten: () => void = () => {};
 
   constructor(
     private readonly model: AnyModel<Model>,
     private readonly root: HTMLElement,
   ) {
     root.classList.add("ms-heatmap");
-    for (const key of DATA_KEYS) model.on(`change:${key}`, this.onData);
-    model.on("change:selected", this.onSelected);
-    model.on("change:title", this.onTitle);
+    this.unlisten = listen(model, DATA_KEYS, this.onData, { selected: this.onSelected, title: this.onTitle });
     this.build();
   }
 
   destroy(): void {
-    for (const key of DATA_KEYS) this.model.off(`change:${key}`, this.onData);
-    this.model.off("change:selected", this.onSelected);
-    this.model.off("change:title", this.onTitle);
+    this.unlisten();
     clearChildren(this.root);
   }
 

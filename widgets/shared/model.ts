@@ -33,3 +33,23 @@ export function coalesce(fn: () => void): () => void {
     });
   };
 }
+
+/**
+ * Subscribe `onData` to every key in `dataKeys` and each handler in `others` to its own key
+ * (`change:<key>` events). Returns the function that removes exactly these subscriptions.
+ */
+export function listen<T>(
+  model: AnyModel<T>,
+  dataKeys: readonly string[],
+  onData: () => void,
+  others: Record<string, () => void>,
+): () => void {
+  const subs: [string, () => void][] = [
+    ...dataKeys.map((key): [string, () => void] => [`change:${key}`, onData]),
+    ...Object.entries(others).map(([key, fn]): [string, () => void] => [`change:${key}`, fn]),
+  ];
+  for (const [event, fn] of subs) model.on(event, fn);
+  return () => {
+    for (const [event, fn] of subs) model.off(event, fn);
+  };
+}
