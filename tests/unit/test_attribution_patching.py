@@ -33,11 +33,6 @@ CLEAN = torch.tensor([[0, 1, 2, 3, 4, 5, 1, 2], [0, 9, 8, 7, 6, 5, 4, 3]])
 CORRUPTED = torch.tensor([[0, 1, 7, 3, 4, 5, 6, 2], [0, 9, 2, 7, 6, 1, 4, 3]])
 
 
-@pytest.fixture(scope="module")
-def induction():
-    return mechscope.load("induction-2l")
-
-
 def induction_prompts(model, batch=8, period=10):
     gen = torch.Generator().manual_seed(0)
     seq = torch.randint(1, model.cfg.d_vocab, (batch, period), generator=gen)

@@ -44,13 +44,8 @@ def test_identity_ov_copies():
     assert circuits.copying_scores(m, 0).item() == pytest.approx(1.0, abs=1e-5)
 
 
-@pytest.fixture(scope="module")
-def induction_model():
-    return mechscope.load("induction-2l")
-
-
-def test_k_composition_finds_previous_token_to_induction(induction_model):
-    m = induction_model
+def test_k_composition_finds_previous_token_to_induction(induction):
+    m = induction
     scores = head_scores(m)
     prev_head = int(scores["previous_token"][0].argmax())
     ind_head = int(scores["induction"][1].argmax())
@@ -63,29 +58,29 @@ def test_k_composition_finds_previous_token_to_induction(induction_model):
     assert k[prev_head, ind_head] > 3 * q[prev_head, ind_head]
 
 
-def test_induction_heads_copy(induction_model):
+def test_induction_heads_copy(induction):
     """Induction heads' OV circuits copy the attended token (positive eigenvalues dominate)."""
-    ind = head_scores(induction_model)["induction"][1]
-    copy = circuits.copying_scores(induction_model, 1)
+    ind = head_scores(induction)["induction"][1]
+    copy = circuits.copying_scores(induction, 1)
     assert copy[int(ind.argmax())] > 0.5
 
 
-def test_composition_errors(induction_model):
+def test_composition_errors(induction):
     with pytest.raises(ValueError, match="early_layer < late_layer"):
-        circuits.composition_scores(induction_model, "K", 1, 0)
+        circuits.composition_scores(induction, "K", 1, 0)
     with pytest.raises(ValueError, match="'Q', 'K' or 'V'"):
-        circuits.composition_scores(induction_model, "X", 0, 1)
+        circuits.composition_scores(induction, "X", 0, 1)
     with pytest.raises(ValueError, match="layers 0..1"):
-        circuits.qk_circuit(induction_model, 5)
+        circuits.qk_circuit(induction, 5)
     with pytest.raises(TypeError, match="no attention blocks"):
         circuits.qk_circuit(torch.nn.Linear(2, 2), 0)
 
 
-def test_head_score_errors(induction_model):
+def test_head_score_errors(induction):
     with pytest.raises(ValueError, match="minimum is 2"):
-        head_scores(induction_model, period=1)
+        head_scores(induction, period=1)
     with pytest.raises(ValueError, match="period <= 31"):
-        head_scores(induction_model, period=40)
+        head_scores(induction, period=40)
 
 
 def test_duplicate_token_score_on_planted_pattern():

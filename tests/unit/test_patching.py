@@ -3,8 +3,6 @@
 import pytest
 import torch
 
-import mechscope
-from mechscope.models import Transformer, TransformerConfig, WordTokenizer
 from mechscope.patching import SITES, PatchResult, activation_patch, logit_diff, normalized
 
 
@@ -56,28 +54,6 @@ def naive_patch(model, clean, corrupted, metric, site, direction):
 
 def hook_count(model):
     return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
-
-
-@pytest.fixture(scope="module")
-def induction():
-    return mechscope.load("induction-2l")
-
-
-@pytest.fixture(scope="module")
-def mlp_model():
-    cfg = TransformerConfig(
-        n_layers=3,
-        d_model=16,
-        n_heads=2,
-        d_head=8,
-        d_vocab=11,
-        n_ctx=12,
-        d_mlp=32,
-        seed=5,
-        init_std=0.4,
-    )
-    words = "a b c d e f g h i j".split()
-    return Transformer(cfg, tokenizer=WordTokenizer(words)).eval()
 
 
 @pytest.fixture(scope="module")

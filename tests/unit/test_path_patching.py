@@ -3,9 +3,7 @@
 import pytest
 import torch
 
-import mechscope
 from mechscope.heads import head_scores
-from mechscope.models import Transformer, TransformerConfig
 from mechscope.patching import activation_patch, logit_diff, normalized
 from mechscope.path_patching import path_patch, path_patch_all
 
@@ -53,22 +51,6 @@ def naive_path_patch(model, clean, corrupted, metric, sender, receivers, directi
 
     with torch.no_grad(), model.hooks([(n, put) for n in names]):
         return metric(model(tgt_t)).mean().item()
-
-
-@pytest.fixture(scope="module")
-def mlp_model():
-    cfg = TransformerConfig(
-        n_layers=3,
-        d_model=16,
-        n_heads=2,
-        d_head=8,
-        d_vocab=11,
-        n_ctx=12,
-        d_mlp=32,
-        seed=5,
-        init_std=0.4,
-    )
-    return Transformer(cfg).eval()
 
 
 CLEAN = torch.tensor([[0, 1, 2, 3, 4, 5, 1, 2], [0, 9, 8, 7, 6, 5, 4, 3]])
@@ -120,11 +102,6 @@ def test_next_residual_receiver_equals_activation_patching(mlp_model):
     got = path_patch_all(mlp_model, CLEAN, CORRUPTED, metric, ["blocks.1.hook_resid_pre"])
     exact = activation_patch(mlp_model, CLEAN, CORRUPTED, metric, "z", direction="noising")
     torch.testing.assert_close(got.values[0], exact.values[0], atol=1e-5, rtol=0)
-
-
-@pytest.fixture(scope="module")
-def induction():
-    return mechscope.load("induction-2l")
 
 
 def test_previous_token_head_composes_with_induction_keys(induction):
