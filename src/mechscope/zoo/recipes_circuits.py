@@ -1,4 +1,4 @@
-"""Zoo recipes for circuit and training-dynamics tutorials (issue: circuits, grokking).
+"""Zoo recipes for circuit and training-dynamics tutorials (``python -m mechscope.zoo.train modadd-1l``).
 
 ``modadd-1l``: modular addition p = 113 after Nanda et al. 2023, trained until it
 groks, with checkpoints across training and the train/test curves in its card.
@@ -16,12 +16,6 @@ from tqdm.auto import tqdm
 from ..models import Transformer, TransformerConfig
 from ..toy import modadd
 from ._common import run_record, seeded_model_and_optimizer
-
-
-def log_spaced_steps(total: int, n: int, first: int = 10) -> list[int]:
-    """About ``n`` checkpoint steps from 0 to ``total``, log-spaced after ``first``."""
-    raw = [0] + [round(first * (total / first) ** (i / (n - 2))) for i in range(n - 1)]
-    return sorted(set(raw))
 
 
 def last_position_logits(model: Transformer, tokens: torch.Tensor) -> torch.Tensor:
@@ -190,25 +184,3 @@ def package_modadd(model: Transformer, card: dict, checkpoints: dict) -> dict:
         measures[str(step)] = modadd_progress(probe, p, train_idx, freqs)
     card["checkpoints"] = {"metrics": measures}
     return card
-
-
-if __name__ == "__main__":  # python -m mechscope.zoo.recipes_circuits STEPS OUT_DIR
-    import json
-    import sys
-    from pathlib import Path
-
-    from safetensors.torch import save_file
-
-    torch.set_num_threads(1)
-    m, c, ck = train_modadd_1l(steps=int(sys.argv[1]))
-    out = Path(sys.argv[2])
-    out.mkdir(parents=True, exist_ok=True)
-    save_file(
-        {k: v.contiguous() for k, v in m.state_dict().items()}, str(out / "modadd-1l.safetensors")
-    )
-    save_file(
-        {f"step{s}/{k}": v.contiguous() for s, sd in ck.items() for k, v in sd.items()},
-        str(out / "modadd-1l.checkpoints.safetensors"),
-    )
-    (out / "modadd-1l.json").write_text(json.dumps(c, indent=2) + "\n")
-    print(c["metrics"])
