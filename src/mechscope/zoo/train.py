@@ -176,11 +176,26 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
     return model, card, (checkpoints or None)
 
 
+def _lazy(module: str, fn: str):
+    """A recipe imported only when it runs (keeps ``import mechscope.zoo.train`` light)."""
+
+    def run(**kwargs):
+        import importlib
+
+        return getattr(importlib.import_module(f"{__package__}.{module}"), fn)(**kwargs)
+
+    run.__name__ = fn
+    return run
+
+
 RECIPES = {
     "induction-2l": train_induction_2l,
     "grammar-2l": train_grammar_2l,
     "modadd-1l": train_modadd_1l,
     "facts-ioi-2l": train_facts_ioi_2l,
+    # issue 7 (causal abstraction / DAS) and issue 8 (world model):
+    "equality-das": _lazy("recipes_abstraction", "train_equality_das"),
+    "othello-mini": _lazy("recipes_world", "train_othello_mini"),
 }
 # SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
 SAE_RECIPES = {"grammar-2l-mlp0": train_grammar_2l_sae_mlp0}
