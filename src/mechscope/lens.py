@@ -20,6 +20,7 @@ MiniLM) have neither, and raise.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,6 +92,7 @@ class LensResult:
     tokens: torch.Tensor  # [batch, pos]
     str_tokens: list[list[str]] | None = None
     kind: str = "logit"
+    decode: Callable[[list[int]], list[str]] | None = field(default=None, repr=False)
     _log_probs: torch.Tensor | None = field(default=None, repr=False)
 
     def log_probs(self) -> torch.Tensor:
@@ -137,6 +139,20 @@ def _str_tokens(model, tokens: torch.Tensor) -> list[list[str]] | None:
         return None
 
 
+def _decoder(model) -> Callable[[list[int]], list[str]]:
+    """ids -> token strings with the model's tokenizer (``"#id"`` where it has none)."""
+
+    def decode(ids: list[int]) -> list[str]:
+        if not ids:
+            return []
+        try:
+            return list(model.to_str_tokens(torch.tensor(ids)))
+        except Exception:  # noqa: BLE001 (no tokenizer)
+            return [f"#{i}" for i in ids]
+
+    return decode
+
+
 def logit_lens(model, tokens, *, attention_mask=None) -> LensResult:
     """The logit lens (nostalgebraist 2020) on any pre-norm HookedModel.
 
@@ -149,7 +165,9 @@ def logit_lens(model, tokens, *, attention_mask=None) -> LensResult:
     with torch.no_grad():
         logits = _readout(analysis, stack)
     labels = [f"{i}_pre" for i in range(model.cfg.n_layers)] + ["final_post"]
-    return LensResult(logits, labels, tokens.cpu(), _str_tokens(model, tokens), "logit")
+    return LensResult(
+        logits, labels, tokens.cpu(), _str_tokens(model, tokens), "logit", _decoder(model)
+    )
 
 
 class TunedLens(nn.Module):
@@ -227,7 +245,9 @@ def tuned_lens(model, tokens, lens: TunedLens, *, attention_mask=None) -> LensRe
     with torch.no_grad():
         logits = _readout(analysis, lens(stack.to(p.device, p.dtype))).float()
     labels = [f"{i}_pre" for i in range(model.cfg.n_layers)] + ["final_post"]
-    return LensResult(logits, labels, tokens.cpu(), _str_tokens(model, tokens), "tuned")
+    return LensResult(
+        logits, labels, tokens.cpu(), _str_tokens(model, tokens), "tuned", _decoder(model)
+    )
 
 
 def _kl_final_vs(final_lp: torch.Tensor, lens_logits: torch.Tensor) -> torch.Tensor:
