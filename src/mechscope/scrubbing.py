@@ -1,0 +1,619 @@
+"""Causal scrubbing: test a hypothesis about what each component computes.
+
+Chan et al. 2022, "Causal Scrubbing: a method for rigorously testing interpretability
+hypotheses" (Redwood Research). A hypothesis names model components, says which
+*feature of the input* each one computes, and which upstream components it reads that
+feature from. Scrubbing then replaces every activation by its value on *another* input
+that the hypothesis says is equivalent, and every path the hypothesis leaves out by its
+value on a random input. If the hypothesis is right, the model cannot tell: the loss stays
+where it was. The score is the fraction of the loss recovered::
+
+    recovered = (loss_random_baseline - loss_scrubbed) / (loss_random_baseline - loss_full)
+
+1.0: the hypothesis explains everything the loss measures; 0.0: no better than feeding the
+output random activations.
+
+**Inputs are contexts.** A decoder's activation at position ``j`` of sequence ``s`` is a
+function of the prefix ``tokens[s, :j+1]``, so the unit that is resampled is a context
+``(s, j)`` of the dataset you pass. A feature maps ``tokens [batch, pos]`` to integer codes
+``[batch, pos]``; two contexts are equivalent for a node when their codes agree. A resampled
+context may sit at another position: a feature that should keep the position includes
+:func:`position` (``token() & position()``).
+
+**The graph** is the model's at head granularity (``Transformer`` only):
+
+- ``"embed"``: token + position embedding of the context (a leaf);
+- ``("blocks.L.attn.hook_q", h)`` / ``hook_k`` / ``hook_v``: what head ``h``'s query, key or
+  value reads, the residual stream before ``ln1``; its model parents are ``"embed"``, every
+  head of an earlier layer and every earlier MLP;
+- ``("blocks.L.attn.hook_z", h)``: head ``h``'s output (times ``W_O``); parents: its own
+  q, k, v. A head at context ``(s, j)`` reads its key and value inputs at every ``(s, m)``,
+  ``m <= j``, each resampled separately (this is what makes K-composition testable);
+- ``"blocks.L.hook_mlp_out"``: an MLP; parents: embed, heads of layers ``<= L``, earlier MLPs;
+- ``"logits"``: the output, always run on the reference context; parents: all of the above
+  except q/k/v.
+
+Biases (``b_O``, MLP ``b_out``) are constants and never resampled.
+
+**The algorithm** (Chan et al., section 2, "treeified" model): evaluate ``logits`` at each
+reference context. For each model parent ``p`` of a node ``n`` evaluated at context ``c``: if
+the hypothesis claims the edge ``p -> n``, draw ``c'`` uniformly among the dataset's
+contexts whose feature of ``p`` equals that of ``c`` and evaluate ``p`` at ``c'`` the same way
+(recursively); otherwise take ``p``'s ordinary value at a uniformly random context ``c'``.
+Implementation choice (documented, not in the paper): each ``(node, context)`` is computed
+once, with one draw of its upstream inputs, and shared by every branch that lands on it. Each
+branch still draws its own context, so a reference's tree meets the same pair twice only when
+two of its branches draw the same context; the cost is bounded by nodes x contexts instead of
+growing with the tree.
+
+Example::
+
+    hyp = Hypothesis({
+        "logits": Claim(parents=[("blocks.1.attn.hook_z", 2)]),
+        ("blocks.1.attn.hook_z", 2): Claim(induction_target(), parents=[...]),
+        ...
+    })
+    scrub(model, hyp, tokens, loss_mask)   # ScrubResult(... recovered=0.9)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+
+__all__ = [
+    "EVERYTHING",
+    "Claim",
+    "Feature",
+    "Hypothesis",
+    "ScrubResult",
+    "induction_target",
+    "position",
+    "scrub",
+    "token",
+]
+
+_ROWS = 1024  # contexts per chunk when computing a head (memory: rows x pos x d_model floats)
+
+
+# ---- features ----------------------------------------------------------------------------
+
+
+class Feature:
+    """A function of the input: ``tokens [batch, pos] -> codes [batch, pos]`` (integers).
+
+    Two contexts are equivalent under the feature when their codes are equal. Combine
+    features with ``&`` (equivalent under both).
+    """
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], name: str):
+        self.fn = fn
+        self.name = name
+
+    def __call__(self, tokens: torch.Tensor) -> torch.Tensor:
+        codes = self.fn(tokens)
+        if not isinstance(codes, torch.Tensor) or codes.shape != tokens.shape:
+            got = list(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise ValueError(
+                f"Feature {self.name!r} returned {got}, expected integer codes of the tokens' "
+                f"shape {list(tokens.shape)} (one code per context)."
+            )
+        return codes.long()
+
+    def __and__(self, other: Feature) -> Feature:
+        def both(tokens):
+            a, b = self(tokens), other(tokens)
+            pairs = torch.stack([a.flatten(), b.flatten()], dim=1)
+            return torch.unique(pairs, dim=0, return_inverse=True)[1].view(tokens.shape)
+
+        return Feature(both, f"{self.name} & {other.name}")
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+class _Everything(Feature):
+    """The whole context: only the context itself is equivalent (no resampling)."""
+
+    def __init__(self):
+        super().__init__(lambda t: torch.arange(t.numel()).view(t.shape), "EVERYTHING")
+
+
+EVERYTHING = _Everything()
+
+
+def token(offset: int = 0) -> Feature:
+    """The token at position ``j + offset`` of context ``(s, j)``; -1 where that is outside."""
+
+    def fn(tokens):
+        out = torch.full_like(tokens, -1)
+        T = tokens.shape[1]
+        if offset <= 0:
+            out[:, -offset:] = tokens[:, : T + offset]
+        else:
+            out[:, : T - offset] = tokens[:, offset:]
+        return out
+
+    return Feature(fn, "token" if offset == 0 else f"token({offset:+d})")
+
+
+def position() -> Feature:
+    """The position ``j`` of context ``(s, j)``."""
+    return Feature(lambda t: torch.arange(t.shape[1]).expand(t.shape), "position")
+
+
+def induction_target() -> Feature:
+    """The token after the previous occurrence of the current token (-1 if there is none).
+
+    What an induction head predicts (Elhage et al. 2021; Olsson et al. 2022): for
+    ``[A][B] ... [A]`` it is ``B``.
+    """
+
+    def fn(tokens):
+        T = tokens.shape[1]
+        same = tokens[:, :, None] == tokens[:, None, :]  # [batch, query, earlier]
+        earlier = torch.tril(torch.ones(T, T, dtype=torch.bool), diagonal=-1)
+        after = (same & earlier) * torch.arange(1, T + 1)  # index of the token after a match
+        last = after.max(dim=2).values  # 0 = no earlier occurrence
+        return torch.where(last > 0, tokens.gather(1, last.clamp(max=T - 1)), -1)
+
+    return Feature(fn, "induction_target")
+
+
+# ---- hypothesis --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Claim:
+    """What the hypothesis says about one node.
+
+    feature: the input feature the node's value depends on (:data:`EVERYTHING` = the whole
+        context, i.e. no resampling). Ignored for ``"logits"`` (always the reference).
+    parents: the model parents it claims the node reads that feature from; every other
+        path into the node is resampled from random contexts.
+    """
+
+    feature: Feature = EVERYTHING
+    parents: Sequence = field(default_factory=tuple)
+
+
+class Hypothesis:
+    """A hypothesis: ``{node: Claim}``. Nodes are named as in the module docstring.
+
+    ``Hypothesis({})`` is the empty hypothesis (nothing matters); :meth:`full` is the
+    trivial one (every node depends on its whole context through every model edge).
+    """
+
+    def __init__(self, claims: Mapping):
+        self.claims = dict(claims)
+
+    @classmethod
+    def full(cls, model) -> Hypothesis:
+        """Every node of ``model``'s graph, feature :data:`EVERYTHING`, every model edge."""
+        nodes = _model_nodes(model)
+        return cls(
+            {
+                _display(n): Claim(EVERYTHING, [_display(p) for p in _model_parents(model, n)])
+                for n in nodes
+            }
+        )
+
+    def __repr__(self) -> str:
+        lines = [f"  {k!r}: {c.feature!r} <- {list(c.parents)}" for k, c in self.claims.items()]
+        return "Hypothesis(\n" + "\n".join(lines) + "\n)"
+
+
+# Internal node keys: ("embed",), ("logits",), ("q"|"k"|"v"|"z", layer, head), ("mlp", layer).
+_HEAD_HOOKS = {"hook_q": "q", "hook_k": "k", "hook_v": "v", "hook_z": "z"}
+
+
+def _display(node):
+    kind = node[0]
+    if kind in ("embed", "logits"):
+        return kind
+    if kind == "mlp":
+        return f"blocks.{node[1]}.hook_mlp_out"
+    return (f"blocks.{node[1]}.attn.hook_{kind}", node[2])
+
+
+def _model_nodes(model) -> list[tuple]:
+    cfg = model.cfg
+    nodes = [("embed",)]
+    for layer in range(cfg.n_layers):
+        for kind in "qkvz":
+            nodes += [(kind, layer, h) for h in range(cfg.n_heads)]
+        if not cfg.attn_only:
+            nodes.append(("mlp", layer))
+    return nodes + [("logits",)]
+
+
+def _model_parents(model, node) -> list[tuple]:
+    """The components whose output feeds ``node`` in the model (its parents in our graph)."""
+    cfg = model.cfg
+    kind = node[0]
+    if kind == "embed":
+        return []
+    if kind == "z":
+        return [(c, node[1], node[2]) for c in "qkv"]
+    if kind in "qkv":
+        head_layers, mlp_layers = range(node[1]), range(node[1])
+    elif kind == "mlp":
+        head_layers, mlp_layers = range(node[1] + 1), range(node[1])
+    else:  # logits
+        head_layers, mlp_layers = range(cfg.n_layers), range(cfg.n_layers)
+    parents = [("embed",)]
+    for layer in range(cfg.n_layers):
+        if layer in head_layers:
+            parents += [("z", layer, h) for h in range(cfg.n_heads)]
+        if layer in mlp_layers and not cfg.attn_only:
+            parents.append(("mlp", layer))
+    return parents
+
+
+def _parse(model, name, valid_names: list[str]):
+    """User spelling -> internal key; unknown names raise a KeyError with the closest names."""
+    cfg = model.cfg
+    shown = repr(name)
+    if isinstance(name, str):
+        if name in ("embed", "logits"):
+            return (name,)
+        parts = name.split(".")
+        if len(parts) == 3 and parts[0] == "blocks" and parts[2] == "hook_mlp_out":
+            if parts[1].isdigit() and int(parts[1]) < cfg.n_layers and not cfg.attn_only:
+                return ("mlp", int(parts[1]))
+    elif isinstance(name, tuple) and len(name) == 2 and isinstance(name[0], str):
+        parts = name[0].split(".")
+        head = name[1]
+        if (
+            len(parts) == 4
+            and parts[0] == "blocks"
+            and parts[1].isdigit()
+            and parts[2] == "attn"
+            and parts[3] in _HEAD_HOOKS
+            and int(parts[1]) < cfg.n_layers
+            and isinstance(head, int)
+            and 0 <= head < cfg.n_heads
+        ):
+            return (_HEAD_HOOKS[parts[3]], int(parts[1]), head)
+    close = difflib.get_close_matches(shown, valid_names, n=4, cutoff=0.6)
+    hint = f" Closest valid names: {', '.join(close)}." if close else ""
+    raise KeyError(
+        f"Unknown hypothesis node {shown}.{hint} Nodes are 'embed', 'logits', "
+        f"(f'blocks.{{layer}}.attn.hook_{{q|k|v|z}}', head) with layer < {cfg.n_layers} and "
+        f"head < {cfg.n_heads}"
+        + (", and f'blocks.{layer}.hook_mlp_out'." if not cfg.attn_only else " (no MLPs here).")
+    )
+
+
+def _validate(model, hypothesis) -> dict:
+    """Check names, cycles and edges; return ``{node_key: (feature, [parent_keys])}``."""
+    if not isinstance(hypothesis, Hypothesis):
+        raise TypeError(
+            f"hypothesis must be a Hypothesis, got {type(hypothesis).__name__}. "
+            "Build one with Hypothesis({node: Claim(feature, parents=[...])})."
+        )
+    valid_names = [repr(_display(n)) for n in _model_nodes(model)]
+    claims = {}
+    for name, claim in hypothesis.claims.items():
+        if not isinstance(claim, Claim):
+            raise TypeError(
+                f"The claim for {name!r} is a {type(claim).__name__}, expected "
+                "Claim(feature, parents=[...])."
+            )
+        if not isinstance(claim.feature, Feature):
+            raise TypeError(
+                f"The feature of {name!r} is {claim.feature!r}, expected a Feature "
+                "(EVERYTHING, token(), position(), ... or Feature(fn, name))."
+            )
+        parents = [_parse(model, p, valid_names) for p in claim.parents]
+        claims[_parse(model, name, valid_names)] = (claim.feature, parents)
+    _check_acyclic(claims)
+    for node, (_, parents) in claims.items():
+        allowed = _model_parents(model, node)
+        for p in parents:
+            if p not in claims:
+                raise ValueError(
+                    f"{_display(p)!r} is a claimed parent of {_display(node)!r} but has no claim "
+                    f"itself. Add {_display(p)!r}: Claim(feature, parents=[...]) to the hypothesis."
+                )
+            if p not in allowed:
+                raise ValueError(
+                    f"{_display(p)!r} cannot feed {_display(node)!r}: in the model, "
+                    f"{_display(node)!r} reads only {[_display(a) for a in allowed]}. Fix the "
+                    "edge (heads read earlier layers; a head's output reads its own q, k, v)."
+                )
+    reached, todo = set(), [("logits",)] if ("logits",) in claims else []
+    while todo:
+        n = todo.pop()
+        if n not in reached:
+            reached.add(n)
+            todo += claims[n][1]
+    loose = [_display(n) for n in claims if n not in reached]
+    if loose:
+        raise ValueError(
+            f"Claims {loose} are not connected to 'logits' through claimed edges, so they "
+            "would have no effect. Add them as parents of a claimed node (or of 'logits')."
+        )
+    return claims
+
+
+def _check_acyclic(claims: dict) -> None:
+    state: dict = {}  # 1 = on the current path, 2 = done
+
+    def visit(n, path):
+        if state.get(n) == 2:
+            return
+        if state.get(n) == 1:
+            cycle = path[path.index(n) :] + [n]
+            raise ValueError(
+                "The hypothesis is cyclic: "
+                + " -> ".join(repr(_display(c)) for c in reversed(cycle))
+                + ". A component can only read components that run before it; remove an edge."
+            )
+        state[n] = 1
+        for p in claims.get(n, (None, []))[1]:
+            visit(p, path + [n])
+        state[n] = 2
+
+    for n in claims:
+        visit(n, [])
+
+
+# ---- the scrubbed evaluation -------------------------------------------------------------
+
+
+def _ln(x: torch.Tensor, ln) -> torch.Tensor:
+    """The model's LayerNorm (or identity) applied functionally, so no hook point fires."""
+    if not hasattr(ln, "w"):
+        return x
+    x = x - x.mean(-1, keepdim=True)
+    return x / (x.pow(2).mean(-1, keepdim=True) + ln.eps).sqrt() * ln.w + ln.b
+
+
+class _Scrubber:
+    """Evaluates nodes at contexts (flat indices ``s * pos + j`` into ``tokens``)."""
+
+    def __init__(self, model, claims: dict, tokens: torch.Tensor, gen: torch.Generator):
+        self.model, self.claims, self.gen = model, claims, gen
+        cfg = model.cfg
+        P, T = tokens.shape
+        self.T, self.n = T, P * T
+        names = ["hook_embed", "hook_pos_embed"]
+        for layer in range(cfg.n_layers):
+            names += [f"blocks.{layer}.hook_resid_pre", f"blocks.{layer}.attn.hook_z"]
+            if not cfg.attn_only:
+                names.append(f"blocks.{layer}.hook_mlp_out")
+        logits, cache = model.run_with_cache(tokens, names)
+        flat = lambda x: x.reshape(self.n, *x.shape[2:])  # noqa: E731  [P, T, ...] -> [n, ...]
+        self.cache = {k: flat(cache[k]) for k in names}
+        # Each node's ordinary value at every context: what an unclaimed path reads.
+        self.plain = {("embed",): self.cache["hook_embed"] + self.cache["hook_pos_embed"]}
+        self.plain[("logits",)] = flat(logits)
+        for layer in range(cfg.n_layers):
+            z = self.cache[f"blocks.{layer}.attn.hook_z"]  # [n, head, d_head]
+            out = torch.einsum("nhe,hed->hnd", z, model.blocks[layer].attn.W_O)
+            resid = self.cache[f"blocks.{layer}.hook_resid_pre"]
+            for h in range(cfg.n_heads):
+                self.plain[("z", layer, h)] = out[h]
+                for kind in "qkv":
+                    self.plain[(kind, layer, h)] = resid
+            if not cfg.attn_only:
+                self.plain[("mlp", layer)] = self.cache[f"blocks.{layer}.hook_mlp_out"]
+        # Equivalence classes of each feature: contexts sorted by class, class start and size.
+        self.classes = {}
+        for feature, _ in claims.values():
+            if isinstance(feature, _Everything) or id(feature) in self.classes:
+                continue
+            codes = feature(tokens.cpu()).flatten()
+            cls = torch.unique(codes, return_inverse=True)[1]
+            count = torch.bincount(cls)
+            order = torch.argsort(cls, stable=True)
+            self.classes[id(feature)] = (order, torch.cumsum(count, 0) - count, count, cls)
+        self.memo: dict = {}
+
+    # -- sampling --
+
+    def _random(self, m: int) -> torch.Tensor:
+        return torch.randint(0, self.n, (m,), generator=self.gen)
+
+    def _equivalent(self, feature: Feature, ctx: torch.Tensor) -> torch.Tensor:
+        """For each context, a uniformly drawn context with the same feature code."""
+        if isinstance(feature, _Everything):
+            return ctx
+        order, start, count, cls = self.classes[id(feature)]
+        c = cls[ctx]
+        pick = (torch.rand(len(ctx), generator=self.gen) * count[c]).long()
+        return order[start[c] + pick]
+
+    def _read(self, node, parent, ctx: torch.Tensor) -> torch.Tensor:
+        """``parent``'s value as ``node`` (evaluated at ``ctx``) reads it: ``[len(ctx), d]``."""
+        if parent in self.claims[node][1]:
+            return self.value(parent, self._equivalent(self.claims[parent][0], ctx))
+        return self.plain[parent][self._random(len(ctx))]
+
+    # -- evaluation --
+
+    def value(self, node, ctx: torch.Tensor) -> torch.Tensor:
+        """The scrubbed value of ``node`` at contexts ``ctx [m]``, memoised per context."""
+        if node not in self.memo:
+            width = self.plain[node].shape[-1]
+            self.memo[node] = (
+                torch.empty(self.n, width, device=self.plain[node].device),
+                torch.zeros(self.n, dtype=torch.bool),
+            )
+        vals, done = self.memo[node]
+        need = torch.unique(ctx[~done[ctx]])
+        for chunk in need.split(_ROWS):
+            vals[chunk] = self._compute(node, chunk)
+            done[chunk] = True
+        return vals[ctx]
+
+    def _sum_parents(self, node, ctx: torch.Tensor) -> torch.Tensor:
+        """Residual stream as ``node`` sees it: its parents' values plus constant biases."""
+        parents = _model_parents(self.model, node)
+        total = sum(self._read(node, p, ctx) for p in parents)
+        for layer in sorted({p[1] for p in parents if p[0] == "z"}):
+            total = total + self.model.blocks[layer].attn.b_O
+        return total
+
+    def _compute(self, node, ctx: torch.Tensor) -> torch.Tensor:
+        model, kind = self.model, node[0]
+        if kind == "embed":  # a leaf: a function of the context itself
+            return self.plain[node][ctx]
+        if kind in "qkv":
+            return self._sum_parents(node, ctx)
+        if kind == "mlp":
+            block = model.blocks[node[1]]
+            mlp = block.mlp
+            x = _ln(self._sum_parents(node, ctx), block.ln2)
+            return mlp.act(x @ mlp.W_in + mlp.b_in) @ mlp.W_out + mlp.b_out
+        if kind == "logits":
+            x = self._sum_parents(node, ctx)
+            if model.cfg.normalization == "ln":
+                x = _ln(x, model.ln_final)
+            return x @ model.W_U + model.b_U
+        return self._head(node, ctx)
+
+    def _head(self, node, ctx: torch.Tensor) -> torch.Tensor:
+        """Head output at ``ctx``: query read at the context, key/value at each earlier one."""
+        _, layer, h = node
+        T = self.T
+        block = self.model.blocks[layer]
+        attn = block.attn
+        j = ctx % T
+        keys = (ctx - j)[:, None] + torch.arange(T)  # contexts (s, m) for m in 0..pos-1
+        valid = torch.arange(T)[None] <= j[:, None]  # [m, pos]: causal
+        q_in = self._read(node, ("q", layer, h), ctx)
+        k_in = torch.zeros(len(ctx), T, q_in.shape[-1])
+        v_in = torch.zeros_like(k_in)
+        k_in[valid] = self._read(node, ("k", layer, h), keys[valid])
+        v_in[valid] = self._read(node, ("v", layer, h), keys[valid])
+        q = _ln(q_in, block.ln1) @ attn.W_Q[h] + attn.b_Q[h]  # [m, d_head]
+        k = _ln(k_in, block.ln1) @ attn.W_K[h] + attn.b_K[h]  # [m, pos, d_head]
+        v = _ln(v_in, block.ln1) @ attn.W_V[h] + attn.b_V[h]
+        scores = torch.einsum("me,mte->mt", q, k) * attn.scale
+        pattern = scores.masked_fill(~valid, float("-inf")).softmax(dim=-1)
+        return torch.einsum("mt,mte->me", pattern, v) @ attn.W_O[h]
+
+
+# ---- the public entry point --------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScrubResult:
+    """Losses of one scrubbing run (mean next-token cross-entropy over the masked positions).
+
+    loss_full: the model as it is. loss_scrubbed: under the hypothesis.
+    loss_random_baseline: every input of the output (embedding, each head, each MLP) taken
+    from an independent random context: what the empty hypothesis scrubs to.
+    """
+
+    loss_full: float
+    loss_scrubbed: float
+    loss_random_baseline: float
+    n_contexts: int
+
+    @property
+    def recovered(self) -> float:
+        """``(baseline - scrubbed) / (baseline - full)``: 1 = all of the loss explained."""
+        return (self.loss_random_baseline - self.loss_scrubbed) / (
+            self.loss_random_baseline - self.loss_full
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"ScrubResult(loss_full={self.loss_full:.3f}, loss_scrubbed={self.loss_scrubbed:.3f}, "
+            f"loss_random_baseline={self.loss_random_baseline:.3f}, "
+            f"recovered={self.recovered:.3f}, n_contexts={self.n_contexts})"
+        )
+
+
+def _check_inputs(model, tokens, loss_mask) -> tuple[torch.Tensor, torch.Tensor]:
+    from .models.transformer import Transformer
+
+    if not isinstance(model, Transformer):
+        raise TypeError(
+            f"scrub needs a mechscope Transformer (e.g. mechscope.load('induction-2l')), got "
+            f"{type(model).__name__}: it recomputes heads from their weights."
+        )
+    tokens = model._check_tokens(tokens)
+    mask = torch.as_tensor(loss_mask, dtype=torch.bool)
+    P, T = tokens.shape
+    if mask.shape != (P, T - 1):
+        raise ValueError(
+            f"loss_mask has shape {list(mask.shape)}, expected [batch, pos - 1] = {[P, T - 1]} "
+            "(position i predicts token i + 1), e.g. mechscope.toy.induction.repeated_part_mask."
+        )
+    if not mask.any():
+        raise ValueError("loss_mask selects no position; the loss would be undefined.")
+    return tokens, mask.to(tokens.device)
+
+
+@torch.no_grad()
+def _random_baseline(model, tokens, ref, targets, gen) -> float:
+    """Loss with every input of the output from a random context, by hooks on the real model.
+
+    An implementation independent of :class:`_Scrubber`: the embeddings, every head's ``z``
+    and every MLP's output are replaced (each from its own random context) in a forward pass.
+    """
+    P, T = tokens.shape
+    n = P * T
+    _, cache = model.run_with_cache(
+        tokens, lambda name: name.endswith(("hook_embed", "hook_z", "hook_mlp_out"))
+    )
+    embed_ctx = torch.randint(0, n, (n,), generator=gen)
+
+    def resample(act, hook):
+        flat = act.reshape(n, *act.shape[2:])
+        if hook.name == "hook_pos_embed":
+            return flat[embed_ctx].view(act.shape)
+        source = cache[hook.name].reshape(flat.shape)
+        if hook.name.endswith("hook_z"):  # each head from its own random context
+            H = flat.shape[1]
+            idx = torch.randint(0, n, (n, H), generator=gen)
+            return source[idx, torch.arange(H)].view(act.shape)
+        return source[
+            embed_ctx if hook.name == "hook_embed" else torch.randint(0, n, (n,), generator=gen)
+        ].view(act.shape)
+
+    hooks = [
+        (name, resample) for name in model.hook_names() if name in cache or name == "hook_pos_embed"
+    ]
+    logits = model.run_with_hooks(tokens, hooks)
+    return F.cross_entropy(logits.reshape(n, -1)[ref], targets).item()
+
+
+@torch.no_grad()
+def scrub(model, hypothesis: Hypothesis, tokens, loss_mask, *, seed: int = 0) -> ScrubResult:
+    """Causally scrub ``hypothesis`` on ``model`` (Chan et al. 2022).
+
+    model: a :class:`~mechscope.models.Transformer`; it is only read (no hooks stay, weights,
+        mode and ``requires_grad`` untouched).
+    hypothesis: a :class:`Hypothesis` over the nodes in the module docstring.
+    tokens: ``[batch, pos]`` the dataset; its contexts are both the reference inputs and the
+        pool that resampled contexts are drawn from.
+    loss_mask: ``[batch, pos - 1]`` bool, True where the next-token loss counts (e.g.
+        :func:`mechscope.toy.induction.repeated_part_mask`).
+    seed: seeds every resampling draw (same seed, same result).
+
+    Returns a :class:`ScrubResult`; ``.recovered`` is the fraction of the loss recovered.
+    """
+    tokens, mask = _check_inputs(model, tokens, loss_mask)
+    claims = _validate(model, hypothesis)
+    claims.setdefault(("logits",), (EVERYTHING, []))
+    P, T = tokens.shape
+    s, i = mask.nonzero(as_tuple=True)
+    ref = (s * T + i).cpu()
+    targets = tokens[s, i + 1]
+    gen = torch.Generator().manual_seed(seed)
+    scrubber = _Scrubber(model, claims, tokens, gen)
+    full = F.cross_entropy(scrubber.plain[("logits",)][ref], targets).item()
+    scrubbed = F.cross_entropy(scrubber.value(("logits",), ref), targets).item()
+    baseline = _random_baseline(
+        model, tokens, ref, targets, torch.Generator().manual_seed(seed + 1)
+    )
+    return ScrubResult(full, scrubbed, baseline, len(ref))
