@@ -31,6 +31,7 @@ The model is left as it came: hooks are removed in a ``finally``; parameters get
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -236,8 +237,13 @@ def _record(model, tokens: torch.Tensor, at: str) -> torch.Tensor:
     def save(act, hook):
         store["x"] = act.detach()
 
+    kwargs = {}
+    if "attention_mask" in inspect.signature(model.forward).parameters:
+        # Baseline tokens may be pad ids; here they are meant as real tokens, so every
+        # position is attended to (a wrapped HF model refuses unmasked padding otherwise).
+        kwargs["attention_mask"] = torch.ones_like(tokens)
     with torch.no_grad(), model.hooks([(at, save)]):
-        model(tokens)
+        model(tokens, **kwargs)
     return store["x"]
 
 
