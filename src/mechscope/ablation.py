@@ -33,6 +33,7 @@ patterns). The model is left as it came (hooks, weights, mode), also when a call
 from __future__ import annotations
 
 import contextlib
+import operator
 from collections.abc import Iterator
 
 import torch
@@ -92,12 +93,17 @@ def _axes(name: str) -> tuple[int | None, int]:
 def _index_list(x, what: str) -> list[int] | None:
     if x is None:
         return None
-    if isinstance(x, int) or (isinstance(x, torch.Tensor) and x.dim() == 0):
-        return [int(x)]
-    out = list(x)
-    if not out or not all(isinstance(i, int) or isinstance(i, torch.Tensor) for i in out):
+    try:
+        return [operator.index(x)]  # one int (Python, numpy or 0-d tensor)
+    except TypeError:
+        pass
+    try:
+        out = [operator.index(i) for i in x]
+    except TypeError:
+        out = []
+    if not out:
         raise TypeError(f"{what} must be an int or a non-empty list of ints, got {x!r}.")
-    return [int(i) for i in out]
+    return out
 
 
 def _check_tokens_like(tokens: torch.Tensor, reference: torch.Tensor, what: str) -> None:

@@ -312,6 +312,11 @@ def steering_sweep(
     toks = _as_tokens(model, tokens)
     batch, n_pos = toks.shape
     _positions(positions, n_pos)  # validate before any forward pass
+    if not isinstance(pos, int) or not -n_pos <= pos < n_pos:
+        raise IndexError(
+            f"pos={pos!r}: the position whose next-token distribution is read must be an int "
+            f"in [-{n_pos}, {n_pos}) for prompts of {n_pos} tokens (default -1, the last)."
+        )
     layer = _start_layer(model, site)
     resid_name = f"blocks.{layer}.hook_resid_pre" if layer is not None else None
     with torch.no_grad():

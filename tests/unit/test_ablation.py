@@ -242,3 +242,13 @@ def test_model_left_as_it_came_even_on_errors(mlp_model, toks, ref):
     assert hook_count(mlp_model) == before_hooks
     assert all(torch.equal(v, mlp_model.state_dict()[k]) for k, v in weights.items())
     assert grads == {k: p.requires_grad for k, p in mlp_model.named_parameters()}
+
+
+def test_heads_and_positions_accept_numpy_and_tensor_ints(mlp_model, toks):
+    import numpy as np
+
+    want = ablate(mlp_model, toks, Z1, heads=[1], positions=[2, 3])
+    got = ablate(mlp_model, toks, Z1, heads=np.int64(1), positions=torch.tensor([2, 3]))
+    assert torch.equal(want, got)
+    with pytest.raises(TypeError, match="non-empty list of ints"):
+        ablate(mlp_model, toks, Z1, heads=[])

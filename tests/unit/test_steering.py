@@ -115,6 +115,8 @@ def test_errors_name_the_problem(mlp_model, toks, vec):
         steer(mlp_model, toks, vec[None], SITE, 1.0)
     with pytest.raises(IndexError, match="out of range for sequences of 8"):
         steering_sweep(mlp_model, toks, vec, SITE, [1.0], positions=8)
+    with pytest.raises(IndexError, match="pos=8"):
+        steering_sweep(mlp_model, toks, vec, SITE, [1.0], pos=8)
     with pytest.raises(ValueError, match="2 tokens"):
         steering_sweep(mlp_model, toks, vec, SITE, [1.0], target_ids=["a b"])
     with pytest.raises(ValueError, match="'mean'"):
