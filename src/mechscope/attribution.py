@@ -230,12 +230,14 @@ def _call_metric(metric: Metric, logits: torch.Tensor, batch: int) -> torch.Tens
     return out
 
 
-def _record(model, tokens: torch.Tensor, at: str) -> torch.Tensor:
-    """The activation at ``at`` on ``tokens`` (detached)."""
+def _record(model, tokens: torch.Tensor, at: str, metric: Metric | None = None, replace=None):
+    """One no-grad forward: the activation at ``at`` (detached) and, with ``metric``, the
+    metric ``[batch]`` (None otherwise). ``replace``: an activation written in at ``at``."""
     store = {}
 
     def save(act, hook):
         store["x"] = act.detach()
+        return replace
 
     kwargs = {}
     if "attention_mask" in inspect.signature(model.forward).parameters:
@@ -243,8 +245,9 @@ def _record(model, tokens: torch.Tensor, at: str) -> torch.Tensor:
         # position is attended to (a wrapped HF model refuses unmasked padding otherwise).
         kwargs["attention_mask"] = torch.ones_like(tokens)
     with torch.no_grad(), model.hooks([(at, save)]):
-        model(tokens, **kwargs)
-    return store["x"]
+        logits = model(tokens, **kwargs)
+        f = None if metric is None else _call_metric(metric, logits, tokens.shape[0]).detach()
+    return store["x"], f
 
 
 def _grad_at(model, tokens, at: str, values: torch.Tensor, metric: Metric, batch: int):
@@ -272,7 +275,7 @@ def _grad_at(model, tokens, at: str, values: torch.Tensor, metric: Metric, batch
 def _gradient(model, tokens, metric: Metric, at: str):
     tokens = _tokens(model, tokens)
     _check_at(model, at)
-    x = _record(model, tokens, at)
+    x, _ = _record(model, tokens, at)
     f, grad = _grad_at(model, tokens, at, x, metric, tokens.shape[0])
     return x, f, grad
 
@@ -328,12 +331,12 @@ def _quadrature(steps: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def _baseline(model, tokens: torch.Tensor, x: torch.Tensor, baseline, at: str) -> torch.Tensor:
-    """The baseline activation ``[batch, pos, d]`` at ``at``."""
+def _baseline(model, tokens: torch.Tensor, x: torch.Tensor, baseline, at: str, metric: Metric):
+    """The baseline activation ``[batch, pos, d]`` at ``at`` and the metric on it ``[batch]``."""
     if isinstance(baseline, str):
         if baseline == "zeros":
-            return torch.zeros_like(x)
-        if baseline == "pad":
+            baseline = torch.zeros_like(x)
+        elif baseline == "pad":
             tok = getattr(model, "tokenizer", None)
             pad = getattr(tok, "pad_token_id", None) if tok is not None else None
             baseline = int(pad) if pad is not None else 0
@@ -343,7 +346,7 @@ def _baseline(model, tokens: torch.Tensor, x: torch.Tensor, baseline, at: str) -
                 f"tokens [batch, pos] or a baseline activation {list(x.shape)}."
             )
     if isinstance(baseline, int):
-        return _record(model, torch.full_like(tokens, baseline), at)
+        return _record(model, torch.full_like(tokens, baseline), at, metric)
     baseline = torch.as_tensor(baseline)
     if not baseline.is_floating_point():  # baseline tokens
         if baseline.shape != tokens.shape and baseline.dim() == 1:
@@ -353,14 +356,15 @@ def _baseline(model, tokens: torch.Tensor, x: torch.Tensor, baseline, at: str) -
                 f"baseline tokens have shape {list(baseline.shape)}; expected the tokens' "
                 f"shape {list(tokens.shape)}."
             )
-        return _record(model, baseline.to(tokens.device), at)
+        return _record(model, baseline.to(tokens.device), at, metric)
     try:
-        return baseline.to(x.device, x.dtype).expand_as(x)
+        base = baseline.to(x.device, x.dtype).expand_as(x).contiguous()
     except RuntimeError as err:
         raise ValueError(
             f"baseline activation has shape {list(baseline.shape)}; expected {list(x.shape)} "
             f"(the activation at {at!r}) or something that broadcasts to it."
         ) from err
+    return base, _record(model, tokens, at, metric, replace=base)[1]
 
 
 def integrated_gradients(
@@ -387,8 +391,9 @@ def integrated_gradients(
     ``[batch, pos, d_model]``. Token baselines go through the model up to ``at``, as in
     Captum's ``LayerIntegratedGradients``.
 
-    All steps of all prompts run as one batch of ``steps * batch`` rows, or in chunks of
-    ``chunk_size`` rows (memory), plus the two endpoints for the completeness check.
+    All steps of all prompts run as one forward and backward pass of ``steps * batch`` rows,
+    or in chunks of ``chunk_size`` rows (memory); ``f(input)`` and ``f(baseline)`` for the
+    completeness check come from the no-grad passes that record ``x`` and ``x'``.
     Returns an :class:`IGResult`; warns when a completeness error exceeds ``tol``
     (relative) -- then raise ``steps``.
     """
@@ -398,40 +403,23 @@ def integrated_gradients(
     tokens = _tokens(model, tokens)
     _check_at(model, at)
     batch = tokens.shape[0]
-    x = _record(model, tokens, at)
-    base = _baseline(model, tokens, x, baseline, at)
+    # f(input) and f(baseline) come from the forwards that record x and x' (no grad).
+    x, f_in = _record(model, tokens, at, metric)
+    base, f_base = _baseline(model, tokens, x, baseline, at, metric)
     diff = x - base
-
-    # Endpoints a = 1 and a = 0 give f(input), f(baseline); append them unless the
-    # quadrature already has them (the trapezoid rule does).
-    pts = alphas.tolist()
-    idx_in = pts.index(1.0) if 1.0 in pts else None
-    idx_base = pts.index(0.0) if 0.0 in pts else None
-    extra = [a for a, i in ((1.0, idx_in), (0.0, idx_base)) if i is None]
-    all_alphas = torch.tensor(pts + extra, dtype=torch.float64)
-    if idx_in is None:
-        idx_in = steps
-    if idx_base is None:
-        idx_base = steps + (1 if 1.0 in extra else 0)
-
-    all_weights = torch.cat([weights, torch.zeros(len(extra), dtype=weights.dtype)])
 
     if chunk_size is not None and chunk_size < 1:
         raise ValueError(f"chunk_size={chunk_size}; expected a positive number of rows or None.")
-    per_chunk = max(1, (chunk_size or len(all_alphas) * batch) // batch)
+    per_chunk = max(1, (chunk_size or steps * batch) // batch)
     total = torch.zeros_like(x)
-    f_all = []
-    for start in range(0, len(all_alphas), per_chunk):
-        a = all_alphas[start : start + per_chunk].to(x.device, x.dtype)  # [k]
-        w = all_weights[start : start + per_chunk].to(x.device, x.dtype)  # [k]
+    for start in range(0, steps, per_chunk):
+        a = alphas[start : start + per_chunk].to(x.device, x.dtype)  # [k]
+        w = weights[start : start + per_chunk].to(x.device, x.dtype)  # [k]
         values = (base[None] + a[:, None, None, None] * diff[None]).flatten(0, 1)
-        f, grad = _grad_at(model, tokens, at, values, metric, batch)
-        f_all.append(f.view(len(a), batch))
+        _, grad = _grad_at(model, tokens, at, values, metric, batch)
         total = total + torch.einsum("k,kbpd->bpd", w, grad.view(len(a), *x.shape))
-    f_all = torch.cat(f_all)  # [n_alphas, batch]
     per_dim = diff * total
     attributions = per_dim.sum(-1)
-    f_in, f_base = f_all[idx_in], f_all[idx_base]
     gap = f_in - f_base
     err = (attributions.sum(-1) - gap).abs() / gap.abs().clamp_min(1e-12)
     res = IGResult(attributions, per_dim, f_in, f_base, err, steps, method)
