@@ -110,6 +110,11 @@ def test_logit_lens_on_wrapped_hf_gpt2_matches_hf_logits():
         ref = hf(toks).logits
     assert torch.allclose(res.logits[-1], ref, atol=1e-4)
     assert hf_tiny.hook_count(hf) == before
+    # the widget decodes ids with the HF tokenizer
+    w = res.to_widget(batch=1, k=3)
+    assert w.tokens == model.to_str_tokens(toks[1])
+    top_id = int(res.logits[-1, 1, 0].argmax())
+    assert w.top_k_at(2, 0)[0][0] == model.to_str_tokens(torch.tensor([top_id]))[0]
     # and a tuned lens trains on it (two translators, KL drops on the training tokens)
     lens = train_tuned_lens(model, toks, steps=40, lr=3e-2)
     kl = compare_lenses(model, toks, lens)
