@@ -148,9 +148,9 @@ def test_tuned_lens_beats_logit_lens_on_held_out_data(grammar, grammar_data, tra
     kl = compare_lenses(grammar, grammar_data[1], trained)
     logit, tuned = kl["logit"], kl["tuned"]
     assert kl["labels"] == ["0_pre", "1_pre", "final_post"]
-    # measured: logit [0.81, 0.031, 0], tuned [~0.07, ~0.001, 0] (nats)
-    assert logit[0] > 0.5 and tuned[0] < 0.5 * logit[0]
-    assert tuned[1] < logit[1]
+    # measured (60 steps, seeds 0-2): logit [0.807, 0.030, 0], tuned [0.073, 0.0005, 0] (nats)
+    assert logit[0] > 0.5 and tuned[0] < 0.2 * logit[0]
+    assert tuned[1] < 0.1 * logit[1]
     assert logit[2] < 1e-6 and tuned[2] < 1e-6
     assert trained.meta["n_seq"] == 128 and trained.meta["steps"] == 60
 
