@@ -1,0 +1,219 @@
+"""Interchange interventions and DAS (mechscope.das) on hand-built and tiny random networks.
+
+The planted network (mechscope.toy.equality.PlantedEqualityNet) writes V1 and V2 into known
+random subspaces of its hidden layer, so DAS has a ground truth to recover.
+"""
+
+import pytest
+import torch
+
+from mechscope.das import (
+    das,
+    interchange_accuracy,
+    interchange_intervention,
+    random_basis,
+    site_activation,
+    subspace_overlap,
+)
+from mechscope.hooks import HookPoint, installed_hooks, name_hook_points
+from mechscope.models import Transformer, TransformerConfig, WordTokenizer
+from mechscope.toy import equality as eq
+
+SITE = "hook_hidden"
+
+
+@pytest.fixture(scope="module")
+def planted():
+    torch.set_num_threads(1)
+    return eq.PlantedEqualityNet(d=16, k=3, seed=0)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    return {
+        "train": eq.counterfactual_pairs(2000, "V1", "train", seed=0),
+        "heldout": eq.counterfactual_pairs(1000, "V1", "heldout", seed=1),
+    }
+
+
+def _iia(net, p, basis=None):
+    return interchange_accuracy(net, p.base, p.source, p.label, SITE, basis=basis)
+
+
+def test_planted_net_runs_the_causal_model(planted, pairs):
+    x = pairs["heldout"].base
+    assert torch.equal(planted(x).argmax(-1), eq.causal_model(x)["out"].long())
+
+
+def test_planted_subspace_is_the_whole_answer(planted, pairs):
+    p = pairs["heldout"]
+    assert _iia(planted, p, planted.basis("V1")) == 1.0
+    # Neither the whole vector, nor V2's subspace, nor one direction of V1's does it.
+    assert _iia(planted, p) < 0.6
+    assert _iia(planted, p, planted.basis("V2")) < 0.6
+    assert _iia(planted, p, planted.basis("V1")[:, :1]) < 0.8
+    # Half the pairs need the output flipped: doing nothing scores about one half.
+    assert 0.4 < float(p.changes.float().mean()) < 0.6
+
+
+def test_das_recovers_the_planted_subspace(planted, pairs):
+    p, h = pairs["train"], pairs["heldout"]
+    result = das(planted, p.base, p.source, p.label, SITE, k=3, steps=400, lr=2e-2, seed=0)
+    assert result.basis.shape == (16, 3)
+    assert torch.allclose(result.basis.T @ result.basis, torch.eye(3), atol=1e-4)
+    assert subspace_overlap(result.basis, planted.basis("V1")) > 0.98
+    assert subspace_overlap(result.basis, planted.basis("V2")) < 0.02
+    assert _iia(planted, h, result.basis) >= 0.99
+    assert result.train_accuracy >= 0.99
+    assert result.losses[-1] < 0.2 * result.losses[0]
+    # The control: a random 3-dim subspace of the same site.
+    assert _iia(planted, h, random_basis(16, 3, seed=1)) < 0.6
+
+
+def test_das_is_seeded(planted, pairs):
+    p = pairs["train"]
+    a = das(planted, p.base[:500], p.source[:500], p.label[:500], SITE, k=1, steps=20, seed=3)
+    b = das(planted, p.base[:500], p.source[:500], p.label[:500], SITE, k=1, steps=20, seed=3)
+    assert torch.equal(a.basis, b.basis) and a.losses == b.losses
+
+
+def test_subspace_too_large_names_the_valid_range(planted, pairs):
+    p = pairs["train"]
+    with pytest.raises(ValueError, match=r"k=17 .*d=16.*1 <= k <= 16"):
+        das(planted, p.base, p.source, p.label, SITE, k=17, steps=1)
+    with pytest.raises(ValueError, match=r"1 <= k <= 16"):
+        das(planted, p.base, p.source, p.label, SITE, k=0, steps=1)
+
+
+def test_bad_inputs_say_what_and_how(planted, pairs):
+    p = pairs["train"]
+    with pytest.raises(KeyError, match="hook_hidden"):
+        das(planted, p.base, p.source, p.label, "hook_hiden", k=1)
+    with pytest.raises(ValueError, match="same number"):
+        interchange_accuracy(planted, p.base[:5], p.source[:4], p.label[:5], SITE)
+    with pytest.raises(ValueError, match=r"labels must be \[n\]"):
+        interchange_accuracy(planted, p.base[:5], p.source[:5], p.label[:4], SITE)
+    with pytest.raises(ValueError, match=r"in \[0, 2\)"):
+        interchange_accuracy(planted, p.base[:5], p.source[:5], p.label[:5] + 2, SITE)
+    with pytest.raises(ValueError, match="not orthonormal"):
+        interchange_accuracy(planted, p.base, p.source, p.label, SITE, basis=torch.ones(16, 2))
+    with pytest.raises(ValueError, match=r"expected \[16, k\]"):
+        interchange_accuracy(planted, p.base, p.source, p.label, SITE, basis=torch.eye(8))
+    with pytest.raises(ValueError, match="pos=None"):
+        interchange_accuracy(planted, p.base, p.source, p.label, SITE, pos=1)
+    with pytest.raises(TypeError, match="no hook points"):
+        das(torch.nn.Linear(4, 2), p.base, p.source, p.label, SITE, k=1)
+    with pytest.raises(ValueError, match="split"):
+        eq.sample_inputs(3, split="test")
+    with pytest.raises(ValueError, match="Unknown variables"):
+        eq.causal_model(p.base, V3=p.base[:, 0] > 0)
+
+
+# ---- on a transformer: positions, the full-vector swap, and the model left as it came --------
+
+
+@pytest.fixture
+def tiny():
+    tok = WordTokenizer(eq.VOCAB)
+    cfg = TransformerConfig(
+        n_layers=1, d_model=16, n_heads=2, d_head=8, d_vocab=len(tok), n_ctx=5, d_mlp=32, seed=0
+    )
+    return Transformer(cfg, tokenizer=tok)
+
+
+class _Passthrough(torch.nn.Module):
+    """Outputs its hook point's value, so a test sees exactly what an intervention wrote."""
+
+    def __init__(self):
+        super().__init__()
+        self.hook_hidden = HookPoint()
+        self._points = name_hook_points(self)
+
+    def forward(self, x):
+        return self.hook_hidden(x * 1.0)
+
+    def hook_names(self):
+        return list(self._points)
+
+    def hooks(self, fwd_hooks):
+        return installed_hooks(self._points, fwd_hooks)
+
+
+def test_subspace_swap_is_the_projection_formula():
+    gen = torch.Generator().manual_seed(0)
+    h_base, h_src = torch.randn(5, 8, generator=gen), torch.randn(5, 8, generator=gen)
+    basis = random_basis(8, 3, seed=2)
+    out = interchange_intervention(_Passthrough(), h_base, h_src, SITE, basis=basis)
+    torch.testing.assert_close(out, h_base + (h_src - h_base) @ basis @ basis.T)
+    # The whole space is the full swap; the rotated coordinates outside B keep the base's.
+    full = interchange_intervention(_Passthrough(), h_base, h_src, SITE, basis=torch.eye(8))
+    torch.testing.assert_close(full, h_src)
+    torch.testing.assert_close(out @ basis, h_src @ basis)
+    rest = torch.linalg.qr(torch.cat([basis, torch.randn(8, 5, generator=gen)], 1)).Q[:, 3:]
+    torch.testing.assert_close(out @ rest, h_base @ rest)
+
+
+def test_full_swap_at_last_position_gives_the_source_logits(tiny, pairs):
+    p = pairs["train"]
+    base, source = eq.to_tokens(p.base[:8]), eq.to_tokens(p.source[:8])
+    patched = interchange_intervention(tiny, base, source, "blocks.0.hook_resid_post", pos=-1)
+    with torch.no_grad():
+        want, unchanged = tiny(source)[:, -1], tiny(base)[:, :-1]
+    torch.testing.assert_close(patched[:, -1], want)
+    torch.testing.assert_close(patched[:, :-1], unchanged)  # earlier positions untouched
+    assert site_activation(tiny, base, "blocks.0.hook_resid_post", pos=-1).shape == (8, 16)
+
+
+def _state(model):
+    return (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        [(p.requires_grad, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
+        [m.training for m in model.modules()],
+        sum(len(m._forward_hooks) for m in model.modules()),
+    )
+
+
+def _assert_same(model, before):
+    after = _state(model)
+    for k, v in before[0].items():
+        assert torch.equal(after[0][k], v), k
+    for (rg0, g0), (rg1, g1) in zip(before[1], after[1], strict=True):
+        assert rg0 == rg1
+        assert (g0 is None and g1 is None) or torch.equal(g0, g1)
+    assert before[2] == after[2]
+    assert before[3] == after[3] == 0
+
+
+def test_das_leaves_the_model_as_it_came(tiny, pairs):
+    p = pairs["train"]
+    tiny.train()  # a user's model in train mode, one parameter frozen, one with a gradient
+    tiny.W_pos.requires_grad_(False)
+    tiny.W_E.grad = torch.ones_like(tiny.W_E)
+    before = _state(tiny)
+    base, source = eq.to_tokens(p.base[:64]), eq.to_tokens(p.source[:64])
+    result = das(
+        tiny, base, source, p.label[:64], "blocks.0.hook_resid_post", k=2, pos=-1,
+        answer_ids=eq.answer_ids(), steps=5, batch_size=16,
+    )  # fmt: skip
+    assert result.basis.shape == (16, 2)
+    _assert_same(tiny, before)
+
+
+def test_das_leaves_the_model_as_it_came_when_it_raises(tiny, pairs):
+    p = pairs["train"]
+    tiny.train()
+    before = _state(tiny)
+    base, source = eq.to_tokens(p.base[:64]), eq.to_tokens(p.source[:64])
+    bad = p.label[:64].clone()
+    bad[-1] = 7  # out of range for 2 answers: raises inside the training loop, hooks installed
+    with pytest.raises(ValueError, match=r"in \[0, 2\)"):
+        das(
+            tiny, base, source, bad, "blocks.0.hook_resid_post", k=2, pos=-1,
+            answer_ids=eq.answer_ids(), steps=50, batch_size=64,
+        )  # fmt: skip
+    _assert_same(tiny, before)
+    with pytest.raises(ValueError, match="say which position"):
+        das(tiny, base, source, p.label[:64], "blocks.0.hook_resid_post", k=2)
+    with pytest.raises(ValueError, match="out of range"):
+        das(tiny, base, source, p.label[:64], "blocks.0.hook_resid_post", k=2, pos=5)
+    _assert_same(tiny, before)
