@@ -111,6 +111,19 @@ def test_tokens_labels_and_legal_mask_line_up():
     assert torch.bincount(labels[0, 0], minlength=3).tolist() == [32, 2, 2]
 
 
+def test_colour_labels_follow_the_turn():
+    games = o.random_games(30, seed=2)
+    colour = o.colour_labels(games.boards)
+    rel = o.board_labels(games.boards)
+    assert torch.equal(colour[:, 0::2], rel[:, 0::2])  # Black to move: mine = Black
+    assert torch.equal(colour[:, 1::2] == 1, rel[:, 1::2] == o.THEIRS)
+    # A Black disc stays Black until flipped: after Black's first move, its square is Black.
+    first = games.moves[:, 0]
+    assert (colour[torch.arange(30), 1, first] == 1).all()
+    with pytest.raises(ValueError, match="whose turn"):
+        o.colour_labels(games.boards[0])
+
+
 def test_render():
     text = o.render(o.start_board()[0], marks={8: "*"})
     assert text.splitlines()[0] == "  a b c d e f"

@@ -8,6 +8,7 @@ from mechscope.world import (
     activations_at,
     fit_state_probe,
     intervene_along,
+    intervene_to_class,
     push_to_class,
 )
 
@@ -140,3 +141,27 @@ def test_intervene_along_leaves_the_model_as_it_came(tiny, tokens):
         assert torch.equal(v, before[k]), k
     tiny.W_E.requires_grad_(True)
     tiny.eval()
+
+
+def test_intervene_to_class_is_the_push_computed_on_the_stream(tiny, tokens):
+    g = torch.Generator().manual_seed(1)
+    hook = "blocks.0.hook_resid_post"
+    probe = StateProbe(torch.randn(3, 3, 16, generator=g), torch.zeros(3, 3), hook_name=hook)
+    variable, target, positions = torch.tensor([0, 2]), torch.tensor([1, 2]), torch.tensor([4, 7])
+    out, amounts = intervene_to_class(
+        tiny, tokens, probe, variable, target, positions, margin=2.5, return_amounts=True
+    )
+    acts = activations_at(tiny, tokens, hook)[torch.arange(2) * 9 + positions]
+    unit, amount = push_to_class(probe, acts, variable, target, margin=2.5)
+    assert amounts.shape == (1, 2) and torch.allclose(amounts[0], amount)
+    expected = intervene_along(tiny, tokens, hook, unit, amount, positions)
+    assert torch.allclose(out, expected, atol=1e-5)
+    # With a second probe one layer up, that layer is pushed on the already-edited stream.
+    up = StateProbe(probe.weight, probe.bias, hook_name="blocks.1.hook_resid_post")
+    _, both = intervene_to_class(
+        tiny, tokens, [probe, up], variable, target, positions, 2.5, return_amounts=True
+    )
+    assert both.shape == (2, 2) and torch.allclose(both[0], amount)
+    with pytest.raises(ValueError, match="needs its hook_name"):
+        intervene_to_class(tiny, tokens, StateProbe(probe.weight, probe.bias), variable, target)
+    assert all(len(m._forward_hooks) == 0 for m in tiny.modules())

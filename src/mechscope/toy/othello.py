@@ -168,6 +168,22 @@ def board_labels(board: torch.Tensor) -> torch.Tensor:
     return torch.where(board == 0, EMPTY, torch.where(board > 0, MINE, THEIRS)).long()
 
 
+def colour_labels(boards: torch.Tensor) -> torch.Tensor:
+    """Absolute-colour labels of a game's boards: long ``[batch, pos, square]`` with EMPTY=0,
+    1 = Black, 2 = White. ``boards`` is ``Games.boards`` (``[batch, pos, square]``): Black is to
+    move at even positions (passes are explicit moves), so there "mine" is Black. The labels Li
+    et al. (2023) found non-linear, unlike the player-relative ones (Nanda et al. 2023)."""
+    if boards.dim() != 3:
+        raise ValueError(
+            f"boards must be Games.boards, [batch, pos, square], got {list(boards.shape)}; the "
+            "position index says whose turn it is."
+        )
+    black_to_move = (torch.arange(boards.shape[1]) % 2 == 0)[None, :, None]
+    labels = board_labels(boards)
+    swapped = torch.where(labels == MINE, THEIRS, torch.where(labels == THEIRS, MINE, EMPTY))
+    return torch.where(black_to_move, labels, swapped)
+
+
 def render(board: torch.Tensor, marks: dict[int, str] | None = None) -> str:
     """One board (``[square]`` or ``[1, square]``) as text: ``x`` = mine (to move),
     ``o`` = theirs, ``.`` = empty; ``marks`` overrides squares (e.g. ``{legal: "*"}``)."""
