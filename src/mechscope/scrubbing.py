@@ -377,8 +377,8 @@ def _ln(x: torch.Tensor, ln) -> torch.Tensor:
 class _Scrubber:
     """Evaluates nodes at contexts (flat indices ``s * pos + j`` into ``tokens``)."""
 
-    def __init__(self, model, claims: dict, tokens: torch.Tensor, gen: torch.Generator):
-        self.model, self.claims, self.gen = model, claims, gen
+    def __init__(self, model, claims, tokens, gen: torch.Generator, exact: bool = False):
+        self.model, self.claims, self.gen, self.exact = model, claims, gen, exact
         cfg = model.cfg
         P, T = tokens.shape
         self.T, self.n = T, P * T
@@ -438,7 +438,14 @@ class _Scrubber:
     # -- evaluation --
 
     def value(self, node, ctx: torch.Tensor) -> torch.Tensor:
-        """The scrubbed value of ``node`` at contexts ``ctx [m]``, memoised per context."""
+        """The scrubbed value of ``node`` at contexts ``ctx [m]``, memoised per context.
+
+        With ``exact``, every row is its own branch of the treeified model (no sharing).
+        """
+        if node == ("embed",):  # a leaf: its value is a function of the context itself
+            return self.plain[node][ctx]
+        if self.exact:
+            return torch.cat([self._compute(node, chunk) for chunk in ctx.split(_ROWS)])
         if node not in self.memo:
             width = self.plain[node].shape[-1]
             self.memo[node] = (
@@ -462,8 +469,6 @@ class _Scrubber:
 
     def _compute(self, node, ctx: torch.Tensor) -> torch.Tensor:
         model, kind = self.model, node[0]
-        if kind == "embed":  # a leaf: a function of the context itself
-            return self.plain[node][ctx]
         if kind in "qkv":
             return self._sum_parents(node, ctx)
         if kind == "mlp":
@@ -487,14 +492,16 @@ class _Scrubber:
         j = ctx % T
         keys = (ctx - j)[:, None] + torch.arange(T)  # contexts (s, m) for m in 0..pos-1
         valid = torch.arange(T)[None] <= j[:, None]  # [m, pos]: causal
-        q_in = self._read(node, ("q", layer, h), ctx)
-        k_in = torch.zeros(len(ctx), T, q_in.shape[-1])
-        v_in = torch.zeros_like(k_in)
-        k_in[valid] = self._read(node, ("k", layer, h), keys[valid])
-        v_in[valid] = self._read(node, ("v", layer, h), keys[valid])
-        q = _ln(q_in, block.ln1) @ attn.W_Q[h] + attn.b_Q[h]  # [m, d_head]
-        k = _ln(k_in, block.ln1) @ attn.W_K[h] + attn.b_K[h]  # [m, pos, d_head]
-        v = _ln(v_in, block.ln1) @ attn.W_V[h] + attn.b_V[h]
+        rows = keys[valid]  # only causal (query, key) pairs are read and projected
+        q = _ln(self._read(node, ("q", layer, h), ctx), block.ln1) @ attn.W_Q[h] + attn.b_Q[h]
+        k = torch.zeros(len(ctx), T, q.shape[-1], device=q.device)  # [m, pos, d_head]
+        v = torch.zeros_like(k)
+        k[valid] = (
+            _ln(self._read(node, ("k", layer, h), rows), block.ln1) @ attn.W_K[h] + attn.b_K[h]
+        )
+        v[valid] = (
+            _ln(self._read(node, ("v", layer, h), rows), block.ln1) @ attn.W_V[h] + attn.b_V[h]
+        )
         scores = torch.einsum("me,mte->mt", q, k) * attn.scale
         pattern = scores.masked_fill(~valid, float("-inf")).softmax(dim=-1)
         return torch.einsum("mt,mte->me", pattern, v) @ attn.W_O[h]
@@ -588,7 +595,9 @@ def _random_baseline(model, tokens, ref, targets, gen) -> float:
 
 
 @torch.no_grad()
-def scrub(model, hypothesis: Hypothesis, tokens, loss_mask, *, seed: int = 0) -> ScrubResult:
+def scrub(
+    model, hypothesis: Hypothesis, tokens, loss_mask, *, seed: int = 0, exact: bool = False
+) -> ScrubResult:
     """Causally scrub ``hypothesis`` on ``model`` (Chan et al. 2022).
 
     model: a :class:`~mechscope.models.Transformer`; it is only read (no hooks stay, weights,
@@ -599,6 +608,10 @@ def scrub(model, hypothesis: Hypothesis, tokens, loss_mask, *, seed: int = 0) ->
     loss_mask: ``[batch, pos - 1]`` bool, True where the next-token loss counts (e.g.
         :func:`mechscope.toy.induction.repeated_part_mask`).
     seed: seeds every resampling draw (same seed, same result).
+    exact: evaluate the treeified model literally: every branch draws and computes its own
+        upstream values, none shared (the module docstring's implementation choice off).
+        Cost grows with the tree (x pos for each head on a claimed path): for checking the
+        shared default on small hypotheses and few contexts.
 
     Returns a :class:`ScrubResult`; ``.recovered`` is the fraction of the loss recovered.
     """
@@ -610,7 +623,7 @@ def scrub(model, hypothesis: Hypothesis, tokens, loss_mask, *, seed: int = 0) ->
     ref = (s * T + i).cpu()
     targets = tokens[s, i + 1]
     gen = torch.Generator().manual_seed(seed)
-    scrubber = _Scrubber(model, claims, tokens, gen)
+    scrubber = _Scrubber(model, claims, tokens, gen, exact)
     full = F.cross_entropy(scrubber.plain[("logits",)][ref], targets).item()
     scrubbed = F.cross_entropy(scrubber.value(("logits",), ref), targets).item()
     baseline = _random_baseline(

@@ -78,6 +78,16 @@ def test_trivial_hypothesis_recovers_the_full_model_exactly(attn_only):
 
 
 @pytest.mark.parametrize("attn_only", [True, False])
+def test_exact_treeified_mode_has_the_same_limits(attn_only):
+    model = big_model(attn_only)
+    tokens, mask = own_text(model, batch=3, pos=8)
+    r = scrub(model, Hypothesis.full(model), tokens, mask, exact=True)
+    assert r.loss_scrubbed == pytest.approx(r.loss_full, abs=1e-5)
+    empty = scrub(model, Hypothesis({}), tokens, mask, exact=True, seed=2)
+    assert empty.loss_scrubbed == scrub(model, Hypothesis({}), tokens, mask, seed=2).loss_scrubbed
+
+
+@pytest.mark.parametrize("attn_only", [True, False])
 def test_empty_hypothesis_scrubs_to_the_random_baseline(attn_only):
     # The baseline comes from a hooked forward pass of the real model (independent code);
     # both are means over random draws, so they agree up to sampling noise.
