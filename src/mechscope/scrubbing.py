@@ -46,14 +46,27 @@ branch still draws its own context, so a reference's tree meets the same pair tw
 two of its branches draw the same context; the cost is bounded by nodes x contexts instead of
 growing with the tree.
 
-Example::
+Example: the induction circuit of ``induction-2l`` through one induction head (L1H2) and the
+previous-token head L0H2 (K-composition) recovers 0.29 of the loss on 32 repeated sequences;
+with all four layer-1 induction heads, 0.90 (notebook 10)::
 
+    def head(kind, layer, h):  # ("blocks.1.attn.hook_k", 2): the key input of head L1H2
+        return (f"blocks.{layer}.attn.hook_{kind}", h)
+
+    tok, prev, pos = token(), token(-1), position()
     hyp = Hypothesis({
-        "logits": Claim(parents=[("blocks.1.attn.hook_z", 2)]),
-        ("blocks.1.attn.hook_z", 2): Claim(induction_target(), parents=[...]),
-        ...
+        "logits": Claim(parents=["embed", head("z", 1, 2)]),
+        "embed": Claim(tok & pos),
+        head("z", 1, 2): Claim(induction_target(), [head(c, 1, 2) for c in "qkv"]),
+        head("q", 1, 2): Claim(tok, ["embed"]),
+        head("k", 1, 2): Claim(prev, [head("z", 0, 2)]),  # K-composition
+        head("v", 1, 2): Claim(tok, ["embed"]),
+        head("z", 0, 2): Claim(prev, [head(c, 0, 2) for c in "qkv"]),
+        head("q", 0, 2): Claim(pos, ["embed"]),
+        head("k", 0, 2): Claim(pos, ["embed"]),
+        head("v", 0, 2): Claim(tok, ["embed"]),
     })
-    scrub(model, hyp, tokens, loss_mask)   # ScrubResult(... recovered=0.9)
+    scrub(model, hyp, tokens, loss_mask).recovered
 """
 
 from __future__ import annotations
