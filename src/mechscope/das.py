@@ -48,18 +48,22 @@ __all__ = [
     "subspace_overlap",
 ]
 
+# Where in a [batch, pos, d] site: one position, a list of positions, or None for [batch, d].
+Pos = int | Sequence[int] | None
+
 
 @dataclass
 class DASResult:
     """A subspace learned by :func:`das`.
 
     basis: ``[d, k]`` orthonormal columns spanning the subspace (``B`` above).
-    site, pos: where it lives. losses: training loss per step.
+    site, pos: where it lives (one basis for every position in a list ``pos``).
+    losses: training loss per step.
     train_accuracy: IIA on the training pairs after training.
     """
 
     site: str
-    pos: int | None
+    pos: Pos
     k: int
     basis: torch.Tensor
     losses: list[float] = field(repr=False)
@@ -112,9 +116,9 @@ def _check_site(model, site: str) -> None:
         raise unknown_name_error(site, names)
 
 
-def _select(act: torch.Tensor, site: str, pos: int | None) -> torch.Tensor:
-    """The site's vectors ``[batch, d]`` from a hook's activation ``[batch, d]`` or
-    ``[batch, pos, d]``."""
+def _select(act: torch.Tensor, site: str, pos: Pos) -> torch.Tensor:
+    """The site's vectors from a hook's activation: ``[batch, d]`` for a ``[batch, d]`` site or
+    one position ``pos``; ``[batch, len(pos), d]`` for a list of positions."""
     if act.dim() == 2:
         if pos is not None:
             raise ValueError(
@@ -123,18 +127,24 @@ def _select(act: torch.Tensor, site: str, pos: int | None) -> torch.Tensor:
             )
         return act
     if act.dim() == 3:
+        n = act.shape[1]
         if pos is None:
             raise ValueError(
                 f"Site {site!r} has activations [batch, pos, d] = {list(act.shape)}; say which "
-                f"position to intervene on with pos= (an int in [-{act.shape[1]}, "
-                f"{act.shape[1]}), e.g. pos=-1 for the last)."
+                f"position to intervene on with pos= (an int in [-{n}, {n}), e.g. pos=-1 for "
+                "the last, or a list of them)."
             )
-        if not -act.shape[1] <= pos < act.shape[1]:
+        many = not isinstance(pos, int)
+        positions = list(pos) if many else [pos]
+        bad = [p for p in positions if not isinstance(p, int) or not -n <= p < n]
+        if bad or not positions:
             raise ValueError(
-                f"pos={pos} is out of range for site {site!r} with {act.shape[1]} positions: "
-                f"expected -{act.shape[1]} <= pos < {act.shape[1]}."
+                f"pos={pos} is out of range for site {site!r} with {n} positions: expected "
+                f"ints with -{n} <= pos < {n} (one, or a non-empty list)."
             )
-        return act[:, pos]
+        if len({p % n for p in positions}) != len(positions):
+            raise ValueError(f"pos={pos} names a position twice; list each position once.")
+        return act[:, positions] if many else act[:, pos]
     raise ValueError(
         f"Site {site!r} has activations of shape {list(act.shape)}; interchange interventions "
         "here take [batch, d] or [batch, pos, d] sites (residual stream, MLP, attention out). "
@@ -200,8 +210,9 @@ def _check_labels(labels, n_classes: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def site_activation(model, inputs, site: str, pos: int | None = None) -> torch.Tensor:
-    """The activation at ``site`` (and position ``pos``) on ``inputs``: ``[batch, d]``."""
+def site_activation(model, inputs, site: str, pos: Pos = None) -> torch.Tensor:
+    """The activation at ``site`` on ``inputs``: ``[batch, d]`` (at position ``pos``, for
+    ``[batch, pos, d]`` sites), or ``[batch, len(pos), d]`` for a list of positions."""
     _check_site(model, site)
     out = {}
 
@@ -222,7 +233,7 @@ def _intervened_logits(model, base, site, pos, src_act, basis):
         if act.dim() == 2:
             return new
         act = act.clone()
-        act[:, pos] = new
+        act[:, pos if isinstance(pos, int) else list(pos)] = new
         return act
 
     with model.hooks([(site, swap)]):
@@ -234,13 +245,14 @@ def interchange_intervention(
     base,
     source,
     site: str,
-    pos: int | None = None,
+    pos: Pos = None,
     basis: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Logits of ``model`` on ``base`` with the activation at ``site`` taken from ``source``.
 
     Geiger et al. 2021 (interchange intervention). ``base`` and ``source`` are ``n`` inputs
-    each (e.g. ``[n, pos]`` tokens); ``pos`` picks the position for ``[batch, pos, d]`` sites.
+    each (e.g. ``[n, pos]`` tokens); ``pos`` picks the position for ``[batch, pos, d]`` sites
+    (a list of positions intervenes on each, from the same positions of the source).
     With ``basis`` (``[d, k]``, orthonormal columns) only the subspace it spans is taken from
     the source (``h + B B^T (h_src - h)``, the DAS intervention); without it, the whole vector.
     Returns the model's logits, e.g. ``[n, pos, d_vocab]``.
@@ -260,7 +272,7 @@ def interchange_accuracy(
     source,
     labels,
     site: str,
-    pos: int | None = None,
+    pos: Pos = None,
     basis: torch.Tensor | None = None,
     answer_ids: Sequence[int] | None = None,
     batch_size: int = 1024,
@@ -322,7 +334,7 @@ def das(
     labels,
     site: str,
     k: int,
-    pos: int | None = None,
+    pos: Pos = None,
     answer_ids: Sequence[int] | None = None,
     steps: int = 300,
     lr: float = 1e-2,
@@ -334,7 +346,8 @@ def das(
 
     base, source: ``n`` paired inputs (e.g. ``[n, pos]`` tokens). labels: ``[n]`` the causal
     model's output on each base with the variable set to its value on the source (class ids,
-    indices into ``answer_ids`` when given). The model is frozen; only the rotation is trained,
+    indices into ``answer_ids`` when given). ``pos``: the position (or list of positions, one
+    shared basis) for ``[batch, pos, d]`` sites. The model is frozen; only the rotation is trained,
     with Adam on the cross-entropy of the intervened model's read-out against ``labels``.
     Seeded (initial rotation and minibatches); the global RNG is not touched.
 
@@ -349,7 +362,7 @@ def das(
             f"steps={steps}, batch_size={batch_size}, lr={lr}: expected steps >= 1, "
             "batch_size >= 1 and lr > 0."
         )
-    src = site_activation(model, source, site, pos)  # [n, d]
+    src = site_activation(model, source, site, pos)  # [n, d] or [n, len(pos), d]
     d = src.shape[-1]
     if not 1 <= k <= d:
         where = site if pos is None else f"{site} at pos {pos}"
@@ -360,7 +373,8 @@ def das(
         )
     labels = torch.as_tensor(labels).long().to(src.device)
     gen = torch.Generator().manual_seed(seed)
-    rot = nn.Linear(d, k, bias=False).to(src.device)  # weight [k, d]: first k rows of R
+    # [k, d] weight = the first k rows of R; skip_init: no draw from the global RNG.
+    rot = nn.utils.skip_init(nn.Linear, d, k, bias=False, device=src.device)
     with torch.no_grad():
         rot.weight.copy_(random_basis(d, k, seed).T)
     # Keeps the rows orthonormal while training. Registration draws a random completion of

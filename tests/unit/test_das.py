@@ -72,7 +72,9 @@ def test_das_recovers_the_planted_subspace(planted, pairs):
 
 def test_das_is_seeded(planted, pairs):
     p = pairs["train"]
+    rng = torch.get_rng_state()
     a = das(planted, p.base[:500], p.source[:500], p.label[:500], SITE, k=1, steps=20, seed=3)
+    assert torch.equal(torch.get_rng_state(), rng)  # the user's global RNG is left alone
     b = das(planted, p.base[:500], p.source[:500], p.label[:500], SITE, k=1, steps=20, seed=3)
     assert torch.equal(a.basis, b.basis) and a.losses == b.losses
 
@@ -217,3 +219,48 @@ def test_das_leaves_the_model_as_it_came_when_it_raises(tiny, pairs):
     with pytest.raises(ValueError, match="out of range"):
         das(tiny, base, source, p.label[:64], "blocks.0.hook_resid_post", k=2, pos=5)
     _assert_same(tiny, before)
+
+
+def test_several_positions_at_once(tiny, pairs):
+    p = pairs["train"]
+    base, source = eq.to_tokens(p.base[:8]), eq.to_tokens(p.source[:8])
+    site = "blocks.0.hook_resid_post"
+    assert site_activation(tiny, base, site, pos=[2, 4]).shape == (8, 2, 16)
+    # Every position swapped whole: the source's logits everywhere.
+    patched = interchange_intervention(tiny, base, source, site, pos=[0, 1, 2, 3, 4])
+    torch.testing.assert_close(patched, tiny(source).detach())
+    with pytest.raises(ValueError, match="twice"):
+        interchange_intervention(tiny, base, source, site, pos=[4, -1])
+    result = das(tiny, base, source, p.label[:8], site, k=1, pos=[2, 4],
+                 answer_ids=eq.answer_ids(), steps=2)  # fmt: skip
+    assert result.basis.shape == (16, 1) and result.pos == [2, 4]
+
+
+# ---- the task and its causal model ----------------------------------------------------------
+
+
+def test_causal_model_and_counterfactual_labels():
+    x = torch.tensor([[0, 0, 1, 1], [0, 0, 1, 2], [3, 4, 5, 6], [3, 4, 5, 5]])
+    v = eq.causal_model(x)
+    assert v["V1"].tolist() == [True, True, False, False]
+    assert v["V2"].tolist() == [True, False, False, True]
+    assert v["out"].tolist() == [True, False, True, False]
+    setv1 = eq.causal_model(x, V1=torch.tensor([False, False, True, True]))["out"]
+    assert setv1.tolist() == [False, True, False, True]
+    p = eq.counterfactual_pairs(500, "V2", "heldout", seed=3)
+    want = (eq.causal_model(p.base)["V1"] == eq.causal_model(p.source)["V2"]).long()
+    assert torch.equal(p.label, want)
+    assert bool(eq.is_heldout(p.base).all() and eq.is_heldout(p.source).all())
+
+
+def test_inputs_are_balanced_and_splits_disjoint():
+    x = eq.sample_inputs(4000, "train", seed=0)
+    v = eq.causal_model(x)
+    for key in ("V1", "V2", "out"):
+        assert 0.45 < float(v[key].float().mean()) < 0.55, key
+    assert not bool(eq.is_heldout(x).any())
+    assert torch.equal(x, eq.sample_inputs(4000, "train", seed=0))  # seeded
+    every = torch.cartesian_prod(*[torch.arange(len(eq.OBJECTS))] * 4)
+    assert 0.19 < float(eq.is_heldout(every).float().mean()) < 0.21
+    assert eq.prompts(x[:1])[0].split() == [eq.OBJECTS[i] for i in x[0].tolist()]
+    assert eq.to_tokens(x[:2]).shape == (2, 5)
