@@ -72,6 +72,51 @@ def patch_mask(site: str, patches: list[tuple[int, ...]], act_shape: torch.Size)
     return mask[:, None, :, :, None]
 
 
+def patch_position(site: str, patch: tuple[int, ...]) -> int | None:
+    """The one position a patch writes to, or None if it writes to every position."""
+    index = SITES[site].index
+    return patch[0] if index == "pos" else patch[1] if index == "head_pos" else None
+
+
+def patches_that_change(
+    site: str, patches: list[tuple[int, ...]], source: torch.Tensor, target: torch.Tensor
+) -> list[bool]:
+    """For each patch: does writing ``source`` into ``target`` there change any value?"""
+    differs = source != target
+    index = SITES[site].index
+    if site == "pattern":  # [batch, head, q, k] -> [head]
+        by_head = differs.flatten(2).any(-1).any(0)
+        return [bool(by_head[p[0]]) for p in patches]
+    if index == "pos":  # [batch, pos, d_model] -> [pos]
+        by_pos = differs.any(-1).any(0)
+        return [bool(by_pos[p[0]]) for p in patches]
+    by_pos_head = differs.any(-1).any(0)  # z: [batch, pos, head, d_head] -> [pos, head]
+    if index == "head":
+        by_head = by_pos_head.any(0)
+        return [bool(by_head[p[0]]) for p in patches]
+    return [bool(by_pos_head[p[1], p[0]]) for p in patches]
+
+
+def from_position(
+    site: str, patches: list[tuple[int, ...]], source: torch.Tensor, start: int
+) -> tuple[list[tuple[int, ...]], torch.Tensor]:
+    """Patches and source activations for a run that computes positions ``start..`` only.
+
+    Positions are the second axis of every site's activation except ``pattern``, whose
+    query positions are its third (its key positions stay whole: later queries still attend
+    to every earlier key).
+    """
+    if not start:
+        return patches, source
+    index = SITES[site].index
+    if index == "pos":
+        patches = [(p[0] - start,) for p in patches]
+    elif index == "head_pos":
+        patches = [(p[0], p[1] - start) for p in patches]
+    source = source[:, :, start:] if site == "pattern" else source[:, start:]
+    return patches, source
+
+
 def patch_hook(site: str, patches: list[tuple[int, ...]], source: torch.Tensor):
     """A hook that writes ``source`` ([batch, ...]) into copy i at patch i of the batched run."""
     mask_cache: dict[str, torch.Tensor] = {}

@@ -50,13 +50,17 @@ from dataclasses import dataclass
 
 import torch
 
+from ._patch_runner import TargetRun, first_difference, group_by_start, read_positions
 from ._patching_sites import (
     SITES,
     bytes_per_sequence,
+    from_position,
     hook_name,
     patch_grid,
     patch_hook,
-    run_from_layer,
+    patch_mask,
+    patch_position,
+    patches_that_change,
 )
 from .hooks import unknown_name_error
 
@@ -285,40 +289,83 @@ def activation_patch(
     )
 
     site_names = [hook_name(site, layer) for layer in range(n_layers)]
-    resid_names = [hook_name("resid_pre", layer) for layer in range(n_layers)]
-    from_layer = _supports_run_from_layer(model)
     with torch.no_grad():
         source_logits, source_cache = model.run_with_cache(source_t, names=site_names)
-        target_logits, target_cache = model.run_with_cache(
-            target_t, names=resid_names if from_layer else []
-        )
+        target = TargetRun(model, target_t, site_names)
         source_v = _metric_values(metric, source_logits, batch).mean().item()
-        target_v = _metric_values(metric, target_logits, batch).mean().item()
-        target_t = target_t.to(source_logits.device)
+        target_v = _metric_values(metric, target.logits, batch).mean().item()
+        # Logits only where the metric reads them (usually the last position): with a large
+        # vocabulary the unembedding of every position would cost more than the blocks.
+        keep = read_positions(metric, target.logits) if target.causal else None
+        buffer = target.logits.clone()  # each copy's kept logits are written into this
 
         patches = patch_grid(site, n_pos, n_heads)
+        # Causal models: before the first differing token the two runs are identical, so a
+        # patch there changes nothing (its value is the target run's) and a patch anywhere
+        # needs positions from max(its position, that token) on only.
+        first = first_difference(source_t, target_t.to(source_t.device)) if target.causal else 0
+        starts = [_start(site, p, first, n_pos, target.causal) for p in patches]
         per_chunk = _copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
-        values = torch.empty(n_layers, len(patches))
+        values = torch.full((n_layers, len(patches)), target_v)
         for layer in range(n_layers):
             source = source_cache[site_names[layer]]
-            for start in range(0, len(patches), per_chunk):
-                chunk = patches[start : start + per_chunk]
-                n = len(chunk)
-                hooks = [(site_names[layer], patch_hook(site, chunk, source))]
-                with model.hooks(hooks):
-                    if from_layer:
-                        resid = target_cache[resid_names[layer]]
-                        logits = run_from_layer(model, layer, resid.repeat(n, 1, 1))
-                    else:
-                        logits = model(target_t.repeat(n, 1))
-                for i in range(n):
-                    copy = logits[i * batch : (i + 1) * batch]
-                    values[layer, start + i] = _metric_values(metric, copy, batch).mean()
+            # A patch that writes what is already there changes nothing (e.g. resid_pre of
+            # block 0 away from the changed token): its value is the target run's.
+            changes = patches_that_change(site, patches, source, target.cache[site_names[layer]])
+            todo = [i for i, st in enumerate(starts) if st is not None and changes[i]]
+            groups = group_by_start([starts[i] for i in todo], n_pos, batch, per_chunk)
+            for start, members in groups:
+                idx = [todo[m] for m in members]
+                chunk, src = from_position(site, [patches[i] for i in idx], source, start)
+                if site in _BLOCK_OUTPUT and target.causal and layer + 1 < n_layers:
+                    # The patched block output is the next block's input: start there.
+                    _, tgt = from_position(site, chunk, target.cache[site_names[layer]], start)
+                    nxt = target.resid[layer + 1][:, start:]
+                    resid = _next_block_input(site, chunk, src, tgt, nxt)
+                    logits = target.run(layer + 1, start, len(idx), keep, resid=resid)
+                else:
+                    hooks = [(site_names[layer], patch_hook(site, chunk, src))]
+                    with model.hooks(hooks):
+                        logits = target.run(layer if target.causal else 0, start, len(idx), keep)
+                for c, i in enumerate(idx):  # per copy: a metric may hold one answer per prompt
+                    copy = logits[c * batch : (c + 1) * batch]
+                    if keep is not None:
+                        buffer[:, keep] = copy
+                        copy = buffer
+                    values[layer, i] = _metric_values(metric, copy, batch).mean()
 
     clean_v, corrupted_v = (
         (source_v, target_v) if direction == "denoising" else (target_v, source_v)
     )
     return _labelled(model, site, values, clean_t, n_heads, direction, clean_v, corrupted_v)
+
+
+_BLOCK_OUTPUT = ("resid_post", "mlp_out")  # sites whose patch is known at the block's output
+
+
+def _next_block_input(site, patches, source, target, target_next) -> torch.Tensor:
+    """``[copies * batch, pos, d_model]``: the next block's input with each copy's patch.
+
+    resid_post *is* the next block's input; mlp_out is added to it, so a patch adds the
+    difference source - target there (the same sum as the block's, up to float rounding).
+    """
+    mask = patch_mask(site, patches, source.shape)  # [copy, 1, pos, 1]
+    base = target_next[None]
+    if site == "resid_post":
+        out = torch.where(mask, source[None], base)
+    else:
+        out = base + torch.where(mask, (source - target)[None], source.new_zeros(()))
+    return out.reshape(-1, *out.shape[2:])
+
+
+def _start(site: str, patch: tuple[int, ...], first: int, n_pos: int, causal: bool) -> int | None:
+    """First position a patched copy must compute; None when the patch changes nothing."""
+    if not causal:
+        return 0
+    pos = patch_position(site, patch)
+    if pos is None:  # every position: those before the first difference are unchanged
+        pos = first
+    return pos if first <= pos < n_pos else None
 
 
 def _supports_run_from_layer(model) -> bool:

@@ -48,6 +48,7 @@ from torch import nn
 from ..cache import ActivationCache, cached_run
 from ..hooks import HookFn, HookPoint, NameFilter, installed_hooks, name_hook_points
 from . import hf_families
+from ._hf_prefix import PrefixMixin
 from ._hf_routing import RoutingMixin
 from ._hf_tokens import TokenMixin
 
@@ -111,7 +112,7 @@ class _NormPoints(nn.Module):
         self.hook_normalized = HookPoint()  # [batch, pos, d_model]
 
 
-class HFModel(RoutingMixin, TokenMixin, nn.Module):
+class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
     """A Hugging Face model with mechscope's hook names. Build with :func:`wrap`.
 
     ``forward(tokens, attention_mask=None)`` returns the HF model's own output: logits

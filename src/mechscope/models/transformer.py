@@ -106,14 +106,20 @@ class Attention(nn.Module):
         self.hook_pattern = HookPoint()  # [batch, head, query_pos, key_pos], rows sum to 1
         self.hook_z = HookPoint()  # [batch, pos, head, d_head], pattern-weighted values
 
-    def forward(self, x):  # x: [batch, pos, d_model]
+    def forward(self, x, past=None):  # x: [batch, pos, d_model]
+        # past: (k, v) of the S positions before x, each [batch, S, head, d_head] (the
+        # hook_k / hook_v of an earlier run): x then holds positions S..S+pos only.
         T = x.shape[1]
         q = self.hook_q(torch.einsum("bpd,hde->bphe", x, self.W_Q) + self.b_Q)
         k = self.hook_k(torch.einsum("bpd,hde->bphe", x, self.W_K) + self.b_K)
         v = self.hook_v(torch.einsum("bpd,hde->bphe", x, self.W_V) + self.b_V)
+        S = 0
+        if past is not None:
+            S = past[0].shape[1]
+            k, v = torch.cat([past[0], k], dim=1), torch.cat([past[1], v], dim=1)
         scores = torch.einsum("bqhe,bkhe->bhqk", q, k) * self.scale
         # Causal: a query sees itself and earlier keys only. -inf, so masked weights are exactly 0.
-        scores = scores.masked_fill(~self.mask[:T, :T], float("-inf"))
+        scores = scores.masked_fill(~self.mask[S : S + T, : S + T], float("-inf"))
         scores = self.hook_attn_scores(scores)
         pattern = self.hook_pattern(scores.softmax(dim=-1))
         z = self.hook_z(torch.einsum("bhqk,bkhe->bqhe", pattern, v))
@@ -152,9 +158,9 @@ class Block(nn.Module):
             self.hook_resid_mid = HookPoint()  # [batch, pos, d_model]
             self.hook_mlp_out = HookPoint()  # [batch, pos, d_model]
 
-    def forward(self, resid):
+    def forward(self, resid, past=None):
         resid = self.hook_resid_pre(resid)
-        resid = resid + self.hook_attn_out(self.attn(self.ln1(resid)))
+        resid = resid + self.hook_attn_out(self.attn(self.ln1(resid), past))
         if self.has_mlp:
             resid = self.hook_resid_mid(resid)
             resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
@@ -273,13 +279,24 @@ class Transformer(nn.Module):
         )
         return self.forward_from(0, resid)
 
-    def forward_from(self, layer: int, resid: torch.Tensor) -> torch.Tensor:
+    def forward_from(
+        self, layer: int, resid: torch.Tensor, past=None, positions=None
+    ) -> torch.Tensor:
         """Logits from ``resid`` = ``blocks.{layer}.hook_resid_pre`` ``[batch, pos, d_model]``.
 
         The tail of ``forward``: patching sweeps start here to skip the layers before a patch.
+        past: optionally, for each block from ``layer`` on, the ``(k, v)`` of the ``S``
+        positions *before* ``resid`` (``[batch, S, head, d_head]`` each, e.g. an earlier
+        run's ``attn.hook_k`` / ``hook_v``); ``resid`` then holds positions ``S..`` only and
+        so do the logits. Causal attention makes this equal to the same positions of a full
+        run, which lets a patch at position ``p`` recompute positions ``p..`` only.
+        positions: optionally, unembed only these positions of ``resid`` (a list or 1-D
+        tensor of indices): logits ``[batch, len(positions), d_vocab]``.
         """
-        for block in self.blocks[layer:]:
-            resid = block(resid)
+        for i, block in enumerate(self.blocks[layer:]):
+            resid = block(resid, None if past is None else past[i])
+        if positions is not None:
+            resid = resid[:, positions]
         if self.cfg.normalization == "ln":
             resid = self.ln_final(resid)
         return resid @ self.W_U + self.b_U

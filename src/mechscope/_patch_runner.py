@@ -1,0 +1,171 @@
+"""Internals of :mod:`mechscope.patching`: run patched copies without recomputing what they share.
+
+A patch at block ``L`` and position ``p`` of a causal model changes nothing before block
+``L`` and nothing at positions before ``p``. :class:`TargetRun` keeps the target run's
+residual entering every block and its attention keys / values, so a batch of patched
+copies starts at ``(L, S)``: blocks before ``L`` are skipped, positions before ``S`` are
+not recomputed (their keys and values come from the target run, their logits are the
+target run's). Patches at positions before the first token where the two prompts differ
+need no run at all: there the source and target activations are the same.
+
+Models without that support (bidirectional encoders, other HookedModels) run the full
+forward pass of each copy.
+"""
+
+from __future__ import annotations
+
+import torch
+
+# Fixed cost of one batched forward pass, in "rows" (sequence positions): a pass over few
+# rows is bound by reading the weights, not by arithmetic. Used to decide how to group
+# patches at different positions into passes.
+PASS_OVERHEAD_ROWS = 32
+
+
+def first_difference(a: torch.Tensor, b: torch.Tensor) -> int:
+    """First position at which any prompt of ``a`` and ``b`` (``[batch, pos]``) differs; pos if none."""
+    differs = (a != b).any(dim=0).nonzero()
+    return int(differs[0]) if len(differs) else a.shape[1]
+
+
+class TargetRun:
+    """The unpatched target run, kept so that patched copies can start at ``(layer, start)``.
+
+    ``logits``: ``[batch, pos, d_vocab]``. ``cache``: the hook points ``names`` of this run.
+    ``causal``: whether patches before a position leave it unchanged (so copies may start
+    later than position 0 and block 0).
+    """
+
+    def __init__(self, model, tokens: torch.Tensor, names: list[str]):
+        from .models.hf import HFModel
+        from .models.transformer import Transformer
+
+        self.model = model
+        n_layers = model.cfg.n_layers
+        if isinstance(model, Transformer):
+            self.kind = "transformer"
+            keep = [
+                f"blocks.{la}.{h}"
+                for la in range(n_layers)
+                for h in ("hook_resid_pre", "attn.hook_k", "attn.hook_v")
+            ]
+            self.logits, cache = model.run_with_cache(tokens, names=sorted({*keep, *names}))
+            self.resid = [cache[f"blocks.{la}.hook_resid_pre"] for la in range(n_layers)]
+            self.kv = [
+                (cache[f"blocks.{la}.attn.hook_k"], cache[f"blocks.{la}.attn.hook_v"])
+                for la in range(n_layers)
+            ]
+            self.cache = {n: cache[n] for n in names}
+        elif isinstance(model, HFModel) and model.cfg.is_causal and model.cfg.output == "logits":
+            self.kind = "hf"
+            self.logits, self.resid, self.kv, self.cache = model._prefix_state(tokens, names)
+        else:
+            self.kind = "full"
+            self.logits, cache = model.run_with_cache(tokens, names=names)
+            self.cache = {n: cache[n] for n in names}
+        self.tokens = torch.as_tensor(tokens).to(self.logits.device)
+        self.causal = self.kind != "full"
+
+    def run(
+        self,
+        layer: int,
+        start: int,
+        n: int,
+        keep: list[int] | None = None,
+        resid: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Logits of ``n`` copies (copy-major) of the target run, computed from block ``layer``
+        and position ``start`` on, under whatever hooks are installed (hooks then see
+        positions ``start..`` only).
+
+        keep: return only these positions, ``[n * batch, len(keep), d_vocab]`` (positions
+        before ``start`` are the target run's); None for all, ``[n * batch, pos, d_vocab]``.
+        resid: the residual entering block ``layer`` at positions ``start..``,
+        ``[n * batch, pos - start, d_model]``; default the target run's.
+        """
+        if self.kind == "full":
+            logits = self.model(self.tokens.repeat(n, 1))
+            return logits if keep is None else logits[:, keep]
+        before = [p for p in keep if p < start] if keep is not None else list(range(start))
+        after = None if keep is None else torch.tensor([p - start for p in keep if p >= start])
+        if resid is None:
+            resid = self.resid[layer][:, start:].repeat(n, 1, 1)
+        if after is not None and not len(after):
+            suffix = None  # every kept position is before the patch: nothing to compute
+        elif self.kind == "transformer":
+            past = None
+            if start:
+                past = [
+                    (k[:, :start].repeat(n, 1, 1, 1), v[:, :start].repeat(n, 1, 1, 1))
+                    for k, v in self.kv[layer:]
+                ]
+            suffix = self.model.forward_from(layer, resid, past, positions=after)
+        else:
+            ids = self.tokens[:, start:].repeat(n, 1)
+            suffix = self.model._forward_suffix(layer, start, resid, ids, self.kv, after)
+        parts = [self.logits[:, before].repeat(n, 1, 1)] if before else []
+        if suffix is not None:
+            parts.append(suffix.to(self.logits.dtype))
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+
+def read_positions(metric, logits: torch.Tensor) -> list[int] | None:
+    """The positions of ``logits`` ``[batch, pos, d_vocab]`` that ``metric`` reads, or None.
+
+    A position counts as unread when the metric returns bit-identical values with that
+    position's logits replaced by NaN *and* by their negation (two probes, so a metric
+    that thresholds or takes an argmax is still caught reading). The unread set is then
+    checked all at once. None (read everything) when in doubt.
+    """
+    base = metric(logits)
+    probe = logits.clone()
+    read = []
+    for p in range(logits.shape[1]):
+        for fill in (float("nan"), None):
+            probe[:, p] = fill if fill is not None else -logits[:, p]
+            same = _same(metric(probe), base)
+            probe[:, p] = logits[:, p]
+            if not same:
+                read.append(p)
+                break
+    unread = [p for p in range(logits.shape[1]) if p not in read]
+    if not read or not unread:
+        return None
+    probe[:, unread] = float("nan")
+    return read if _same(metric(probe), base) else None
+
+
+def _same(a, b) -> bool:
+    return isinstance(a, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def group_by_start(
+    starts: list[int], n_pos: int, batch: int, max_copies: int
+) -> list[tuple[int, list[int]]]:
+    """Split patches into forward passes: ``[(start, [patch index, ...]), ...]``.
+
+    starts: each patch's first position to compute. A pass computes its copies from the
+    smallest start among them; grouping nearby starts trades recomputed positions against
+    fewer, larger passes. Minimises ``sum(copies * (n_pos - start) * batch + overhead)``
+    over groups of consecutive starts (dynamic programming; greedy for very many patches).
+    """
+    order = sorted(range(len(starts)), key=lambda i: starts[i])
+    s = [starts[i] for i in order]
+    m = len(s)
+    if m == 0:
+        return []
+    if m > 600:  # O(m^2) below; for huge sweeps plain chunks are good enough
+        return [(s[i], order[i : i + max_copies]) for i in range(0, m, max_copies)]
+    best = [0.0] + [float("inf")] * m  # best[j]: cost of grouping the first j patches
+    cut = [0] * (m + 1)
+    for j in range(1, m + 1):
+        for i in range(max(0, j - max_copies), j):
+            cost = best[i] + (j - i) * (n_pos - s[i]) * batch + PASS_OVERHEAD_ROWS
+            if cost < best[j]:
+                best[j], cut[j] = cost, i
+    groups, j = [], m
+    while j:
+        i = cut[j]
+        groups.append((s[i], order[i:j]))
+        j = i
+    return groups[::-1]
