@@ -539,7 +539,12 @@ class ScrubResult:
 
     @property
     def recovered(self) -> float:
-        """``(baseline - scrubbed) / (baseline - full)``: 1 = all of the loss explained."""
+        """``(baseline - scrubbed) / (baseline - full)``: 1 = all of the loss explained.
+
+        NaN when the baseline equals the full loss (nothing to recover on this data).
+        """
+        if self.loss_random_baseline == self.loss_full:
+            return float("nan")
         return (self.loss_random_baseline - self.loss_scrubbed) / (
             self.loss_random_baseline - self.loss_full
         )
