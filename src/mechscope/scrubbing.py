@@ -33,7 +33,16 @@ context may sit at another position: a feature that should keep the position inc
 - ``"logits"``: the output, always run on the reference context; parents: all of the above
   except q/k/v.
 
-Biases (``b_O``, MLP ``b_out``) are constants and never resampled.
+Biases (``b_O``, MLP ``b_out``) are constants and never resampled. A head's attention pattern
+(``hook_pattern``) is a function of its q and k inputs, so claims about the pattern are claims
+on those two nodes.
+
+Why not hooks on one batched forward pass: in the treeified model a head's key at each earlier
+position comes from a *different* resampled context, which a forward pass over whole sequences
+cannot express. So the scrubbed values are assembled functionally from the model's own weights
+(LayerNorm, ``W_Q``, ``W_K``, ``W_V``, ``W_O``, MLP, unembedding), batched over contexts; the
+model is only read. The full model's loss and the random baseline come from ordinary (hooked)
+forward passes, independently of that assembly, which is what the limit tests compare against.
 
 **The algorithm** (Chan et al., section 2, "treeified" model): evaluate ``logits`` at each
 reference context. For each model parent ``p`` of a node ``n`` evaluated at context ``c``: if

@@ -1,5 +1,7 @@
 """Causal scrubbing (Chan et al. 2022): limits, a hand-checked case, sampling, errors, hygiene."""
 
+import math
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from mechscope.scrubbing import (
     Claim,
     Feature,
     Hypothesis,
+    ScrubResult,
     _Scrubber,
     _validate,
     induction_target,
@@ -166,6 +169,11 @@ def test_resampled_contexts_agree_on_the_feature():
     assert torch.equal(flat_pos[drawn], flat_pos[ctx])
     assert (drawn != ctx).float().mean() > 0.5  # it really resamples
     assert torch.equal(s._equivalent(EVERYTHING, ctx), ctx)
+
+
+def test_recovered_is_nan_when_there_is_nothing_to_recover():
+    assert math.isnan(ScrubResult(1.5, 1.2, 1.5, 10).recovered)
+    assert ScrubResult(1.0, 2.0, 3.0, 10).recovered == pytest.approx(0.5)
 
 
 def test_features_on_a_known_sequence():
