@@ -331,6 +331,16 @@ def _validate(model, hypothesis) -> dict:
                 f"The feature of {name!r} is {claim.feature!r}, expected a Feature "
                 "(EVERYTHING, token(), position(), ... or Feature(fn, name))."
             )
+        one_head = (  # ("blocks.1.attn.hook_z", 2) is one node, not two parents
+            isinstance(claim.parents, tuple)
+            and len(claim.parents) == 2
+            and isinstance(claim.parents[1], int)
+        )
+        if isinstance(claim.parents, str) or one_head:
+            raise TypeError(
+                f"The parents of {name!r} are {claim.parents!r}, expected a list of nodes. "
+                f"Wrap a single parent in a list: parents=[{claim.parents!r}]."
+            )
         parents = [_parse(model, p, valid_names) for p in claim.parents]
         claims[_parse(model, name, valid_names)] = (claim.feature, parents)
     _check_acyclic(claims)

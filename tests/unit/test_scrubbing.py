@@ -250,6 +250,10 @@ def test_other_bad_hypotheses():
     fails({"logits": Claim(parents=["embed"])}, "'embed' is a claimed parent.*has no claim")
     fails({"logits": Claim(), "embed": Claim()}, r"\['embed'\] are not connected")
     fails({"logits": Claim(parents=["embed"]), "embed": "token"}, "expected Claim", TypeError)
+    fails({"logits": Claim(parents="embed"), "embed": Claim()}, r"parents=\['embed'\]", TypeError)
+    fails(
+        {"logits": Claim(parents=(Z(1), 0)), (Z(1), 0): Claim()}, "Wrap a single parent", TypeError
+    )
     fails({"logits": Claim(parents=["embed"]), "embed": Claim(3)}, "expected a Feature", TypeError)
     with pytest.raises(ValueError, match=r"loss_mask has shape \[24, 10\]"):
         scrub(model, Hypothesis({}), tokens, torch.ones(24, 10, dtype=torch.bool))
