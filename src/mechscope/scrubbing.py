@@ -149,7 +149,11 @@ EVERYTHING = _Everything()
 
 
 def token(offset: int = 0) -> Feature:
-    """The token at position ``j + offset`` of context ``(s, j)``; -1 where that is outside."""
+    """The token at position ``j + offset`` of context ``(s, j)``; -1 where that is outside.
+
+    ``tokens [batch, pos] -> codes [batch, pos]``. ``token(-1)`` is the previous token, the
+    feature a previous-token head computes (Elhage et al. 2021); used as in Chan et al. 2022.
+    """
 
     def fn(tokens):
         out = torch.full_like(tokens, -1)
@@ -164,7 +168,11 @@ def token(offset: int = 0) -> Feature:
 
 
 def position() -> Feature:
-    """The position ``j`` of context ``(s, j)``."""
+    """The position ``j`` of context ``(s, j)``: ``tokens [batch, pos] -> codes [batch, pos]``.
+
+    Combine with another feature (``token() & position()``) to keep resampled contexts at the
+    same position (Chan et al. 2022 resample at fixed positions of whole sequences).
+    """
     return Feature(lambda t: torch.arange(t.shape[1]).expand(t.shape), "position")
 
 
@@ -172,7 +180,7 @@ def induction_target() -> Feature:
     """The token after the previous occurrence of the current token (-1 if there is none).
 
     What an induction head predicts (Elhage et al. 2021; Olsson et al. 2022): for
-    ``[A][B] ... [A]`` it is ``B``.
+    ``[A][B] ... [A]`` it is ``B``. ``tokens [batch, pos] -> codes [batch, pos]``.
     """
 
     def fn(tokens):
