@@ -31,6 +31,7 @@ The model is left as it came: hooks are removed in a ``finally``; parameters get
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import warnings
 from collections.abc import Callable
@@ -250,6 +251,20 @@ def _record(model, tokens: torch.Tensor, at: str, metric: Metric | None = None, 
     return store["x"], f
 
 
+@contextlib.contextmanager
+def _frozen(model):
+    """Parameters without ``requires_grad`` for the duration (restored in a ``finally``):
+    autograd then records only the path to the activation, not to every weight."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    try:
+        for p in trainable:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+
+
 def _grad_at(model, tokens, at: str, values: torch.Tensor, metric: Metric, batch: int):
     """Metric and its gradient w.r.t. the activation at ``at``, replaced by ``values``.
 
@@ -263,11 +278,12 @@ def _grad_at(model, tokens, at: str, values: torch.Tensor, metric: Metric, batch
 
     k = leaf.shape[0] // batch
     rows = tokens.repeat(k, 1) if k > 1 else tokens
-    with torch.enable_grad(), model.hooks([(at, replace)]):
+    with torch.enable_grad(), _frozen(model), model.hooks([(at, replace)]):
         logits = model(rows)
-        f = torch.cat(
-            [_call_metric(metric, logits[i * batch : (i + 1) * batch], batch) for i in range(k)]
-        )
+        # unbind, not slicing: the backward of k slices would allocate k zero tensors the
+        # size of all the logits; unbind's backward stacks the k gradients once.
+        parts = logits.view(k, batch, *logits.shape[1:]).unbind(0)
+        f = torch.cat([_call_metric(metric, part, batch) for part in parts])
         (grad,) = torch.autograd.grad(f.sum(), leaf)
     return f.detach(), grad
 
