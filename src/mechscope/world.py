@@ -8,8 +8,8 @@ and edited it by pushing the residual stream along a probe's directions. Nothing
 specific to Othello:
 
 - :func:`activations_at` collects one hook point's activations at chosen positions;
-- :func:`fit_state_probe` fits one linear probe per state variable (per board square), each
-  over the same classes, and :class:`StateProbe` reads or scores a whole state at once;
+- :func:`fit_state_probe` fits one linear probe per state variable (per board square, with
+  :func:`mechscope.probes.fit_probe`), each over the same classes, and :class:`StateProbe` reads or scores a whole state at once;
 - :func:`push_to_class` gives, per example, the smallest push along a probe's direction that
   makes the probe read a chosen class (with a margin);
 - :func:`intervene_along` runs the model with the residual pushed along given directions at
@@ -97,18 +97,21 @@ def fit_state_probe(
     n_classes: int,
     *,
     l2: float = 1e-3,
-    steps: int = 300,
+    steps: int = 30,
     hook_name: str = "",
     classes: Sequence[str] = (),
     seed: int = 0,
 ) -> StateProbe:
-    """Multinomial logistic probes, one per state variable, fitted jointly.
+    """Multinomial logistic probes, one per state variable (Alain & Bengio 2016; the
+    per-square probes of Nanda et al. 2023), each fitted by :func:`mechscope.probes.fit_probe`
+    on all rows (score them on held-out data with :meth:`StateProbe.accuracy`).
 
-    acts: ``[n, d_model]``; labels: long ``[n, variable]`` in ``[0, n_classes)``. The loss is the
-    sum over variables of each probe's cross-entropy (+ ``l2`` times the squared weights), and
-    no parameter is shared, so this is exactly ``variable`` independent logistic regressions
-    (Alain & Bengio 2016; the per-square probes of Nanda et al. 2023), solved in one L-BFGS run.
+    acts: ``[n, d_model]``; labels: long ``[n, variable]`` in ``[0, n_classes)``; ``steps``:
+    L-BFGS iterations per variable. A class a variable never shows gets a zero weight row and
+    a bias of -1e4 (never predicted); a variable with a single class is that constant.
     """
+    from .probes import fit_probe
+
     acts = torch.as_tensor(acts).float()
     labels = torch.as_tensor(labels)
     if acts.dim() != 2 or labels.dim() != 2 or labels.shape[0] != acts.shape[0]:
@@ -121,32 +124,23 @@ def fit_state_probe(
             f"labels must be class ids in [0, {n_classes}), got range "
             f"[{int(labels.min())}, {int(labels.max())}]; pass n_classes = number of classes."
         )
-    n, d = acts.shape
-    v = labels.shape[1]
-    # Centre and scale for a well-conditioned solve; folded back into weight and bias after.
-    mu, sd = acts.mean(0), acts.std(0).clamp(min=1e-6)
-    x = (acts - mu) / sd
-    torch.manual_seed(seed)
-    W = torch.zeros(v, n_classes, d, requires_grad=True)
-    b = torch.zeros(v, n_classes, requires_grad=True)
-    opt = torch.optim.LBFGS([W, b], lr=1, max_iter=steps, line_search_fn="strong_wolfe")
-    target = labels.long()
-
-    def closure():
-        opt.zero_grad()
-        logits = torch.einsum("nd,vcd->nvc", x, W) + b
-        loss = torch.nn.functional.cross_entropy(
-            logits.reshape(n * v, n_classes), target.reshape(-1)
+    d, v = acts.shape[1], labels.shape[1]
+    weight = torch.zeros(v, n_classes, d)
+    bias = torch.full((v, n_classes), -1e4)
+    for i in range(v):
+        seen = labels[:, i].unique()
+        if len(seen) == 1:
+            bias[i, seen] = 0.0
+            continue
+        probe = fit_probe(
+            acts, labels[:, i], kind="logistic", test_frac=0.0, seed=seed, l2=l2, steps=steps
         )
-        loss = loss * v + l2 * W.pow(2).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    with torch.no_grad():
-        weight = W / sd  # w . (a - mu) / sd = (w / sd) . a - (w / sd) . mu
-        bias = b - torch.einsum("vcd,d->vc", weight, mu)
-    return StateProbe(weight.detach(), bias.detach(), hook_name, tuple(classes))
+        c = probe.weight.shape[0]  # max label + 1
+        weight[i, :c], bias[i, :c] = probe.weight.float(), probe.bias.float()
+        missing = seen.new_ones(n_classes, dtype=torch.bool)
+        missing[seen] = False
+        weight[i, missing], bias[i, missing] = 0.0, -1e4
+    return StateProbe(weight, bias, hook_name, tuple(classes))
 
 
 def push_to_class(

@@ -36,6 +36,16 @@ def test_fit_state_probe_recovers_planted_labels():
     assert control.accuracy(acts[1500:], shuffled[1500:]).mean() < 0.6
 
 
+def test_fit_state_probe_missing_and_single_classes():
+    acts, labels, _ = _planted(n=600)
+    labels[:, 1] = labels[:, 1].clamp(max=1)  # class 2 never seen
+    labels[:, 2] = 2  # constant
+    probe = fit_state_probe(acts, labels, 3)
+    pred = probe.predict(acts)
+    assert (pred[:, 1] != 2).all() and (pred[:, 2] == 2).all()
+    assert probe.accuracy(acts, labels)[1:3].min() > 0.9
+
+
 def test_fit_state_probe_bad_inputs():
     acts, labels, _ = _planted(n=50)
     with pytest.raises(ValueError, match=r"same n; got acts \[50, 12\] and labels \[49, 4\]"):
