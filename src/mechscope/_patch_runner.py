@@ -66,43 +66,54 @@ class TargetRun:
         self.tokens = torch.as_tensor(tokens).to(self.logits.device)
         self.causal = self.kind != "full"
 
+    def run_full(self, n: int, keep: list[int] | None = None) -> torch.Tensor:
+        """Logits of ``n`` full copies of the target prompts (models without a fast path)."""
+        logits = self.model(self.tokens.repeat(n, 1))
+        return logits if keep is None else logits[:, keep]
+
     def run(
         self,
-        layer: int,
         start: int,
-        n: int,
+        entries: list[tuple[int, torch.Tensor]],
         keep: list[int] | None = None,
-        resid: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Logits of ``n`` copies (copy-major) of the target run, computed from block ``layer``
-        and position ``start`` on, under whatever hooks are installed (hooks then see
-        positions ``start..`` only).
+        """Logits of patched copies of the target run, computed from position ``start`` on.
 
-        keep: return only these positions, ``[n * batch, len(keep), d_vocab]`` (positions
-        before ``start`` are the target run's); None for all, ``[n * batch, pos, d_vocab]``.
-        resid: the residual entering block ``layer`` at positions ``start..``,
-        ``[n * batch, pos - start, d_model]``; default the target run's.
+        entries: ``[(block, resid), ...]`` sorted by block: copies that enter at the input
+        of ``block`` with residual ``resid`` ``[copies * batch, pos - start, d_model]``
+        (copy-major); blocks before the first entry are skipped. Hooks see positions
+        ``start..`` only, and at block ``b`` the rows of every entry up to ``b``, in order.
+        keep: return only these positions, ``[rows, len(keep), d_vocab]`` (positions
+        before ``start`` are the target run's); None for all, ``[rows, pos, d_vocab]``.
+        Rows follow the entries' order.
         """
-        if self.kind == "full":
-            logits = self.model(self.tokens.repeat(n, 1))
-            return logits if keep is None else logits[:, keep]
+        rows = sum(x.shape[0] for _, x in entries)
+        n = rows // self.tokens.shape[0]
         before = [p for p in keep if p < start] if keep is not None else list(range(start))
         after = None if keep is None else torch.tensor([p - start for p in keep if p >= start])
-        if resid is None:
-            resid = self.resid[layer][:, start:].repeat(n, 1, 1)
         if after is not None and not len(after):
             suffix = None  # every kept position is before the patch: nothing to compute
         elif self.kind == "transformer":
+            first = entries[0][0]
+            enter: dict[int, list[torch.Tensor]] = {}
+            for b, x in entries:
+                enter.setdefault(b, []).append(x)
+            joined = {b: torch.cat(xs) if len(xs) > 1 else xs[0] for b, xs in enter.items()}
             past = None
             if start:
-                past = [
-                    (k[:, :start].repeat(n, 1, 1, 1), v[:, :start].repeat(n, 1, 1, 1))
-                    for k, v in self.kv[layer:]
-                ]
-            suffix = self.model.forward_from(layer, resid, past, positions=after)
+                past, seen = [], 0
+                for b in range(first, self.model.cfg.n_layers):
+                    seen += joined[b].shape[0] if b in joined else 0
+                    reps = seen // self.tokens.shape[0]
+                    k, v = self.kv[b]
+                    past.append(
+                        (k[:, :start].repeat(reps, 1, 1, 1), v[:, :start].repeat(reps, 1, 1, 1))
+                    )
+            suffix = self.model.forward_from(first, joined[first], past, after, enter=joined)
         else:
-            ids = self.tokens[:, start:].repeat(n, 1)
-            suffix = self.model._forward_suffix(layer, start, resid, ids, self.kv, after)
+            suffix = self.model._forward_suffix(
+                entries, start, self.tokens[:, start:], self.kv, after
+            )
         parts = [self.logits[:, before].repeat(n, 1, 1)] if before else []
         if suffix is not None:
             parts.append(suffix.to(self.logits.dtype))

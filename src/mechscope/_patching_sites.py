@@ -117,17 +117,25 @@ def from_position(
     return patches, source
 
 
-def patch_hook(site: str, patches: list[tuple[int, ...]], source: torch.Tensor):
-    """A hook that writes ``source`` ([batch, ...]) into copy i at patch i of the batched run."""
+def patch_hook(site: str, patches: list[tuple[int, ...]], source: torch.Tensor, offset: int = 0):
+    """A hook that writes ``source`` ([batch, ...]) into copy ``offset + i`` at patch i of the
+    batched run. Copies before ``offset`` and after the last patched one are left alone
+    (a run may carry copies patched elsewhere)."""
     mask_cache: dict[str, torch.Tensor] = {}
 
     def hook(act, hook):
         n, batch = len(patches), source.shape[0]
         if "m" not in mask_cache:
             mask_cache["m"] = patch_mask(site, patches, source.shape).to(act.device)
-        view = act.reshape(n, batch, *act.shape[1:])
-        out = torch.where(mask_cache["m"], source.to(act.dtype)[None], view)
-        return out.reshape(act.shape)
+        total = act.shape[0] // batch
+        view = act.reshape(total, batch, *act.shape[1:])
+        mine = view[offset : offset + n]
+        out = torch.where(mask_cache["m"], source.to(act.dtype)[None], mine)
+        if n == total:
+            return out.reshape(act.shape)
+        view = view.clone()
+        view[offset : offset + n] = out
+        return view.reshape(act.shape)
 
     return hook
 

@@ -45,6 +45,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -307,37 +308,104 @@ def activation_patch(
         starts = [_start(site, p, first, n_pos, target.causal) for p in patches]
         per_chunk = _copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
         values = torch.full((n_layers, len(patches)), target_v)
+        by_start: dict[int, list[tuple[int, list[int]]]] = {}
         for layer in range(n_layers):
-            source = source_cache[site_names[layer]]
             # A patch that writes what is already there changes nothing (e.g. resid_pre of
             # block 0 away from the changed token): its value is the target run's.
-            changes = patches_that_change(site, patches, source, target.cache[site_names[layer]])
+            changes = patches_that_change(
+                site, patches, source_cache[site_names[layer]], target.cache[site_names[layer]]
+            )
             todo = [i for i, st in enumerate(starts) if st is not None and changes[i]]
-            groups = group_by_start([starts[i] for i in todo], n_pos, batch, per_chunk)
-            for start, members in groups:
-                idx = [todo[m] for m in members]
-                chunk, src = from_position(site, [patches[i] for i in idx], source, start)
-                if site in _BLOCK_OUTPUT and target.causal and layer + 1 < n_layers:
-                    # The patched block output is the next block's input: start there.
-                    _, tgt = from_position(site, chunk, target.cache[site_names[layer]], start)
-                    nxt = target.resid[layer + 1][:, start:]
-                    resid = _next_block_input(site, chunk, src, tgt, nxt)
-                    logits = target.run(layer + 1, start, len(idx), keep, resid=resid)
-                else:
-                    hooks = [(site_names[layer], patch_hook(site, chunk, src))]
-                    with model.hooks(hooks):
-                        logits = target.run(layer if target.causal else 0, start, len(idx), keep)
-                for c, i in enumerate(idx):  # per copy: a metric may hold one answer per prompt
+            for start, members in group_by_start(
+                [starts[i] for i in todo], n_pos, batch, per_chunk
+            ):
+                by_start.setdefault(start, []).append((layer, [todo[m] for m in members]))
+
+        def record(logits, items):
+            c = 0
+            for layer, idx in items:
+                for i in idx:  # per copy: a metric may hold one answer per prompt
                     copy = logits[c * batch : (c + 1) * batch]
                     if keep is not None:
                         buffer[:, keep] = copy
                         copy = buffer
                     values[layer, i] = _metric_values(metric, copy, batch).mean()
+                    c += 1
+
+        for start, items in sorted(by_start.items()):
+            if not target.causal:  # full forward passes, one layer's copies at a time
+                for layer, idx in items:
+                    chunk = [patches[i] for i in idx]
+                    src = source_cache[site_names[layer]]
+                    with model.hooks([(site_names[layer], patch_hook(site, chunk, src))]):
+                        record(target.run_full(len(idx), keep), [(layer, idx)])
+                continue
+            # Causal: the copies of every layer share one pass, each entering at its block.
+            rows = batch * (n_pos - start)
+            for part in _fill(items, per_chunk, rows, target.logits.device):
+                entries, hooks, order = _entries(
+                    site, part, patches, start, source_cache, target, site_names
+                )
+                with model.hooks(hooks):
+                    logits = target.run(start, entries, keep)
+                record(logits, order)
 
     clean_v, corrupted_v = (
         (source_v, target_v) if direction == "denoising" else (target_v, source_v)
     )
     return _labelled(model, site, values, clean_t, n_heads, direction, clean_v, corrupted_v)
+
+
+# On a CPU, rows (sequence positions) per batched pass beyond which it pays to split:
+# larger passes push the MLP's elementwise work out of the caches (GPT-2-small sizes, one
+# thread: 512 beat 256 and 1024). Accelerators take passes as large as memory allows.
+CPU_ROWS_PER_PASS = int(os.environ.get("MECHSCOPE_CPU_ROWS_PER_PASS", 512))
+
+
+def _fill(items: list[tuple[int, list[int]]], per_chunk: int, rows_per_copy: int, device):
+    """Consecutive ``(layer, patch indices)`` items, packed into passes of <= per_chunk copies
+    (on a CPU also about CPU_ROWS_PER_PASS rows)."""
+    cap = per_chunk
+    if torch.device(device).type == "cpu":
+        cap = min(per_chunk, max(1, CPU_ROWS_PER_PASS // max(1, rows_per_copy)))
+    part, size = [], 0
+    for layer, idx in items:
+        if part and size + len(idx) > cap:
+            yield part
+            part, size = [], 0
+        part.append((layer, idx))
+        size += len(idx)
+    if part:
+        yield part
+
+
+def _entries(site, items, patches, start, source_cache, target, site_names):
+    """The entries, hooks and copy order of one pass over ``items`` = ``[(layer, idx)]``.
+
+    A copy patched inside block L enters at L (the target run's residual) and is patched
+    by a hook that touches its rows only; a copy patched at a block's output enters the
+    next block with the patched residual and needs no hook.
+    """
+    n_layers = len(site_names)
+    spec = []  # (entry block, resid, hook or None, (layer, idx))
+    for layer, idx in items:
+        name = site_names[layer]
+        chunk, src = from_position(site, [patches[i] for i in idx], source_cache[name], start)
+        if site in _BLOCK_OUTPUT and layer + 1 < n_layers:
+            _, tgt = from_position(site, chunk, target.cache[name], start)
+            resid = _next_block_input(site, chunk, src, tgt, target.resid[layer + 1][:, start:])
+            spec.append((layer + 1, resid, None, (layer, idx)))
+        else:
+            resid = target.resid[layer][:, start:].repeat(len(idx), 1, 1)
+            spec.append((layer, resid, (name, chunk, src), (layer, idx)))
+    spec.sort(key=lambda e: e[0])  # stable: copies join in block order
+    hooks, offset = [], 0
+    for _, _, hook, (_, idx) in spec:
+        if hook is not None:
+            name, chunk, src = hook
+            hooks.append((name, patch_hook(site, chunk, src, offset=offset)))
+        offset += len(idx)
+    return [(b, r) for b, r, _, _ in spec], hooks, [item for *_, item in spec]
 
 
 _BLOCK_OUTPUT = ("resid_post", "mlp_out")  # sites whose patch is known at the block's output

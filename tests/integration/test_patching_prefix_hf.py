@@ -31,15 +31,16 @@ def test_suffix_equals_full_forward(kind, impl):
         for layer in range(model.cfg.n_layers):
             for start in (0, 1, 5, 8):  # 8 > mistral's sliding window of 4
                 n = 3  # copies: the cache is repeated per copy
-                out = model._forward_suffix(
-                    layer,
-                    start,
-                    resid[layer][:, start:].repeat(n, 1, 1),
-                    tokens[:, start:].repeat(n, 1),
-                    kv,
-                )
+                entries = [(layer, resid[layer][:, start:].repeat(n, 1, 1))]
+                out = model._forward_suffix(entries, start, tokens[:, start:], kv)
                 torch.testing.assert_close(out, full[:, start:].repeat(n, 1, 1), atol=1e-5, rtol=0)
-        kept = model._forward_suffix(1, 4, resid[1][:, 4:], tokens[:, 4:], kv, torch.tensor([0, 4]))
+        # Copies entering at different blocks share one pass; rows follow the entries.
+        entries = [(0, resid[0][:, 4:]), (1, resid[1][:, 4:].repeat(2, 1, 1))]
+        out = model._forward_suffix(entries, 4, tokens[:, 4:], kv)
+        torch.testing.assert_close(out, full[:, 4:].repeat(3, 1, 1), atol=1e-5, rtol=0)
+        kept = model._forward_suffix(
+            [(1, resid[1][:, 4:])], 4, tokens[:, 4:], kv, torch.tensor([0, 4])
+        )
         torch.testing.assert_close(kept, full[:, [4, 8]], atol=1e-5, rtol=0)
 
 
@@ -55,7 +56,7 @@ def test_suffix_restores_blocks_and_hooks_when_a_hook_raises():
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"), model.hooks([("blocks.1.hook_mlp_out", boom)]):
-        model._forward_suffix(1, 3, resid[1][:, 3:], tokens[:, 3:], kv)
+        model._forward_suffix([(1, resid[1][:, 3:])], 3, tokens[:, 3:], kv)
     assert hf_model.model.layers is blocks and len(blocks) == 2
     assert hook_count(hf_model) == n_hooks
     with torch.no_grad():

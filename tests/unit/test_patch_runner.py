@@ -155,3 +155,17 @@ def test_patches_before_the_first_difference_are_not_run(mlp_model):
     assert torch.all(res.values[:, :5] == corrupted_v)
     # Patched passes compute positions 5.. only (3 of 8), never the whole prompt.
     assert all(r[1] <= 3 for r in rows[2:]) and len(rows) > 2
+
+
+def test_forward_from_with_copies_entering_later(mlp_model):
+    tokens = torch.randint(
+        1, mlp_model.cfg.d_vocab, (2, 7), generator=torch.Generator().manual_seed(4)
+    )
+    with torch.no_grad():
+        full, cache = mlp_model.run_with_cache(tokens, names=lambda n: "resid_pre" in n)
+        out = mlp_model.forward_from(
+            0,
+            cache["blocks.0.hook_resid_pre"],
+            enter={1: cache["blocks.1.hook_resid_pre"].repeat(2, 1, 1)},
+        )
+    torch.testing.assert_close(out, full.repeat(3, 1, 1), atol=1e-5, rtol=0)

@@ -64,70 +64,93 @@ class PrefixMixin:
         return out.logits, resid, kv, store
 
     @contextlib.contextmanager
-    def _blocks_from(self, layer: int, resid: torch.Tensor):
-        """Within the block: the HF model runs blocks ``layer..`` only, and block ``layer``
-        receives ``resid`` as its hidden states."""
+    def _blocks_from(self, entries: list[tuple[int, torch.Tensor]]):
+        """Within the block: the HF model runs from the first entry's block on, and each
+        entry's residual joins the batch (concatenated after the rows already there) at the
+        input of its block. The first block's input is replaced by its entries."""
         parent_path, _, attr = self.family.layers.rpartition(".")
         parent = self._base.get_submodule(parent_path) if parent_path else self._base
         blocks = getattr(parent, attr)
+        first = entries[0][0]
+        joining: dict[int, list[torch.Tensor]] = {}
+        for b, x in entries:
+            joining.setdefault(b, []).append(x)
 
-        def feed(module, args, kwargs):
-            return _with_first_arg(args, kwargs, resid)
+        def join(b):
+            def hook(module, args, kwargs):
+                x = args[0] if args else kwargs["hidden_states"]
+                parts = joining[b] if b == first else [x, *joining[b]]
+                return _with_first_arg(
+                    args, kwargs, torch.cat(parts) if len(parts) > 1 else parts[0]
+                )
 
-        handle = self._sites[layer]["block"].register_forward_pre_hook(
-            feed, with_kwargs=True, prepend=True
-        )
+            return hook
+
+        handles = []
         try:
-            if layer:
-                setattr(parent, attr, nn.ModuleList(list(blocks)[layer:]))
+            for b in joining:
+                handles.append(
+                    self._sites[b]["block"].register_forward_pre_hook(
+                        join(b), with_kwargs=True, prepend=True
+                    )
+                )
+            if first:
+                setattr(parent, attr, nn.ModuleList(list(blocks)[first:]))
             yield
         finally:
             if getattr(parent, attr) is not blocks:
                 setattr(parent, attr, blocks)
-            handle.remove()
+            for h in handles:
+                h.remove()
 
     def _forward_suffix(
         self,
-        layer: int,
+        entries: list[tuple[int, torch.Tensor]],
         start: int,
-        resid: torch.Tensor,
         suffix_ids: torch.Tensor,
         kv: list,
         positions: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits at positions ``S..`` of copies of a run whose state :meth:`_prefix_state` kept.
 
-        resid: ``[n, pos - S, d_model]``, the residual entering block ``layer`` at positions
-            ``S..`` (``n`` = copies x prompts, copy-major).
-        suffix_ids: ``[n, pos - S]``, the tokens at those positions (HF embeds them; the
-            embedding is then replaced by ``resid``).
+        entries: ``[(block, resid), ...]`` in block order: copies (``resid``
+            ``[copies * batch, pos - S, d_model]``, copy-major, at positions ``S..``) that
+            enter the run at the input of ``block``; blocks before the first are skipped.
+            The output rows follow the entries' order.
         start: ``S``, the first position computed.
+        suffix_ids: ``[batch, pos - S]``, the prompts' tokens at those positions (HF embeds
+            them and builds masks and positions from them; the embedding is then replaced).
         kv: the kept ``(keys, values)`` per block (all positions; cut to the first ``S`` here).
         positions: optionally, compute logits at these positions of the suffix only (HF's
             ``logits_to_keep``).
         """
         from transformers import DynamicCache
 
-        n, S = suffix_ids.shape[0], start
+        S, first = start, entries[0][0]
         past = None
         if S:
-            data = []
+            rows, data, e = 0, [], 0
             for i, (k, v) in enumerate(kv):
-                reps = n // k.shape[0]
-                if i < layer:  # never read: only its length S matters (masks, positions), and
+                while e < len(entries) and entries[e][0] == i:
+                    rows += entries[e][1].shape[0]
+                    e += 1
+                if i < first:  # never read: only its length S matters (masks, positions), and
                     # HF counts an empty cache as length 0, hence width 1 rather than 0
                     data.append(
-                        (k.new_zeros(n, k.shape[1], S, 1), v.new_zeros(n, v.shape[1], S, 1))
+                        (k.new_zeros(1, k.shape[1], S, 1), v.new_zeros(1, v.shape[1], S, 1))
                     )
                 else:
+                    reps = rows // k.shape[0]
                     k, v = k[:, :, :S], v[:, :, :S]
                     data.append((k.repeat(reps, 1, 1, 1), v.repeat(reps, 1, 1, 1)))
             # Plain (full) layers: sliding windows are applied by the model's masks, which
             # count absolute positions, so they hold with every key present.
             past = DynamicCache(ddp_cache_data=data)
-        with self._blocks_from(layer, resid), self._routing(batch=n):
+        # One prompt's ids: masks and positions are the same for every row (no padding), and
+        # a batch of 1 broadcasts to a batch that grows from block to block.
+        with self._blocks_from(entries), self._routing(batch=1):
             out = self.hf_model(
-                input_ids=suffix_ids,
+                input_ids=suffix_ids[:1],
                 past_key_values=past,
                 use_cache=past is not None,
                 **({} if positions is None else {"logits_to_keep": positions}),

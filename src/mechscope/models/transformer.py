@@ -280,7 +280,7 @@ class Transformer(nn.Module):
         return self.forward_from(0, resid)
 
     def forward_from(
-        self, layer: int, resid: torch.Tensor, past=None, positions=None
+        self, layer: int, resid: torch.Tensor, past=None, positions=None, enter=None
     ) -> torch.Tensor:
         """Logits from ``resid`` = ``blocks.{layer}.hook_resid_pre`` ``[batch, pos, d_model]``.
 
@@ -292,9 +292,14 @@ class Transformer(nn.Module):
         run, which lets a patch at position ``p`` recompute positions ``p..`` only.
         positions: optionally, unembed only these positions of ``resid`` (a list or 1-D
         tensor of indices): logits ``[batch, len(positions), d_vocab]``.
+        enter: optionally ``{block: resid}``: more sequences that join the batch (after the
+        rows already there) at the input of a later block; ``past`` entries must then match
+        the batch each block sees. One pass serves patches at many layers.
         """
-        for i, block in enumerate(self.blocks[layer:]):
-            resid = block(resid, None if past is None else past[i])
+        for i, block in enumerate(self.blocks[layer:], start=layer):
+            if enter and i in enter and i != layer:
+                resid = torch.cat([resid, enter[i]])
+            resid = block(resid, None if past is None else past[i - layer])
         if positions is not None:
             resid = resid[:, positions]
         if self.cfg.normalization == "ln":
