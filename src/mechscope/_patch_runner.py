@@ -14,7 +14,11 @@ forward pass of each copy.
 
 from __future__ import annotations
 
+import os
+
 import torch
+
+from ._patching_sites import from_position, patch_hook, patch_mask, patch_position
 
 # Fixed cost of one batched forward pass, in "rows" (sequence positions): a pass over few
 # rows is bound by reading the weights, not by arithmetic. Used to decide how to group
@@ -180,3 +184,85 @@ def group_by_start(
         groups.append((s[i], order[i:j]))
         j = i
     return groups[::-1]
+
+
+# On a CPU, rows (sequence positions) per batched pass beyond which it pays to split:
+# larger passes push the MLP's elementwise work out of the caches (GPT-2-small sizes, one
+# thread: 512 beat 256 and 1024). Accelerators take passes as large as memory allows.
+CPU_ROWS_PER_PASS = int(os.environ.get("MECHSCOPE_CPU_ROWS_PER_PASS", 512))
+
+
+def fill(items: list[tuple[int, list[int]]], per_chunk: int, rows_per_copy: int, device):
+    """Consecutive ``(layer, patch indices)`` items, packed into passes of <= per_chunk copies
+    (on a CPU also about CPU_ROWS_PER_PASS rows)."""
+    cap = per_chunk
+    if torch.device(device).type == "cpu":
+        cap = min(per_chunk, max(1, CPU_ROWS_PER_PASS // max(1, rows_per_copy)))
+    part, size = [], 0
+    for layer, idx in items:
+        if part and size + len(idx) > cap:
+            yield part
+            part, size = [], 0
+        part.append((layer, idx))
+        size += len(idx)
+    if part:
+        yield part
+
+
+def entries_for(site, items, patches, start, source_cache, target, site_names):
+    """The entries, hooks and copy order of one pass over ``items`` = ``[(layer, idx)]``.
+
+    A copy patched inside block L enters at L (the target run's residual) and is patched
+    by a hook that touches its rows only; a copy patched at a block's output enters the
+    next block with the patched residual and needs no hook.
+    """
+    n_layers = len(site_names)
+    spec = []  # (entry block, resid, hook or None, (layer, idx))
+    for layer, idx in items:
+        name = site_names[layer]
+        chunk, src = from_position(site, [patches[i] for i in idx], source_cache[name], start)
+        if site in _BLOCK_OUTPUT and layer + 1 < n_layers:
+            _, tgt = from_position(site, chunk, target.cache[name], start)
+            resid = _next_block_input(site, chunk, src, tgt, target.resid[layer + 1][:, start:])
+            spec.append((layer + 1, resid, None, (layer, idx)))
+        else:
+            resid = target.resid[layer][:, start:].repeat(len(idx), 1, 1)
+            spec.append((layer, resid, (name, chunk, src), (layer, idx)))
+    spec.sort(key=lambda e: e[0])  # stable: copies join in block order
+    hooks, offset = [], 0
+    for _, _, hook, (_, idx) in spec:
+        if hook is not None:
+            name, chunk, src = hook
+            hooks.append((name, patch_hook(site, chunk, src, offset=offset)))
+        offset += len(idx)
+    return [(b, r) for b, r, _, _ in spec], hooks, [item for *_, item in spec]
+
+
+_BLOCK_OUTPUT = ("resid_post", "mlp_out")  # sites whose patch is known at the block's output
+
+
+def _next_block_input(site, patches, source, target, target_next) -> torch.Tensor:
+    """``[copies * batch, pos, d_model]``: the next block's input with each copy's patch.
+
+    resid_post *is* the next block's input; mlp_out is added to it, so a patch adds the
+    difference source - target there (the same sum as the block's, up to float rounding).
+    """
+    mask = patch_mask(site, patches, source.shape)  # [copy, 1, pos, 1]
+    base = target_next[None]
+    if site == "resid_post":
+        out = torch.where(mask, source[None], base)
+    else:
+        out = base + torch.where(mask, (source - target)[None], source.new_zeros(()))
+    return out.reshape(-1, *out.shape[2:])
+
+
+def start_position(
+    site: str, patch: tuple[int, ...], first: int, n_pos: int, causal: bool
+) -> int | None:
+    """First position a patched copy must compute; None when the patch changes nothing."""
+    if not causal:
+        return 0
+    pos = patch_position(site, patch)
+    if pos is None:  # every position: those before the first difference are unchanged
+        pos = first
+    return pos if first <= pos < n_pos else None

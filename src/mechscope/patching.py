@@ -26,12 +26,23 @@ z_by_pos      ``blocks.L.attn.hook_z``, one head, one pos     [layer, head, pos]
 pattern       ``blocks.L.attn.hook_pattern``, one head        [layer, head]
 ============  ==============================================  ====================
 
-Exact and fast: the patched copies of the target prompts run many at a time in one batched
-forward pass (chunked to ``memory_mb`` or ``max_batch``), and on mechscope's own
-``Transformer`` the layers before the patched one are not recomputed: the batched run
-starts from the target run's cached ``blocks.L.hook_resid_pre``. Wrapped Hugging Face
-models get the batching but run the full forward pass. Results equal one forward pass per
-patch to float32 rounding (tests/unit/test_patching.py).
+Exact and fast. TransformerLens runs one full forward pass per patch; here the patched
+copies run many at a time in batched passes (chunked to ``memory_mb`` or ``max_batch``), and
+on causal models (mechscope's ``Transformer`` and wrapped HF decoders) no copy recomputes
+what it shares with the target run (``mechscope._patch_runner``):
+
+- a copy patched in block L enters the pass at block L, from the target run's residual;
+  copies of every layer share one pass, each joining at its own block;
+- a copy patched at position p computes positions p.. only, attending to the target run's
+  keys and values before p (HF's ``past_key_values`` on wrapped models);
+- patches before the first token where the prompts differ, or that write what is already
+  there, change nothing and are not run;
+- logits are computed only at the positions the metric reads (found by probing it), and
+  resid_post / mlp_out patches start at the next block.
+
+Results equal one forward pass per patch to float32 rounding (tests/unit/test_patching.py,
+tests/integration/test_patching_hf.py, test_patching_prefix_hf.py); bench/patching.py
+compares the speed with TransformerLens.
 
 Example::
 
@@ -45,22 +56,26 @@ Example::
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
 
-from ._patch_runner import TargetRun, first_difference, group_by_start, read_positions
+from ._patch_runner import (
+    TargetRun,
+    entries_for,
+    fill,
+    first_difference,
+    group_by_start,
+    read_positions,
+    start_position,
+)
 from ._patching_sites import (
     SITES,
     bytes_per_sequence,
-    from_position,
     hook_name,
     patch_grid,
     patch_hook,
-    patch_mask,
-    patch_position,
     patches_that_change,
 )
 from .hooks import unknown_name_error
@@ -305,7 +320,7 @@ def activation_patch(
         # patch there changes nothing (its value is the target run's) and a patch anywhere
         # needs positions from max(its position, that token) on only.
         first = first_difference(source_t, target_t.to(source_t.device)) if target.causal else 0
-        starts = [_start(site, p, first, n_pos, target.causal) for p in patches]
+        starts = [start_position(site, p, first, n_pos, target.causal) for p in patches]
         per_chunk = _copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
         values = torch.full((n_layers, len(patches)), target_v)
         by_start: dict[int, list[tuple[int, list[int]]]] = {}
@@ -342,8 +357,8 @@ def activation_patch(
                 continue
             # Causal: the copies of every layer share one pass, each entering at its block.
             rows = batch * (n_pos - start)
-            for part in _fill(items, per_chunk, rows, target.logits.device):
-                entries, hooks, order = _entries(
+            for part in fill(items, per_chunk, rows, target.logits.device):
+                entries, hooks, order = entries_for(
                     site, part, patches, start, source_cache, target, site_names
                 )
                 with model.hooks(hooks):
@@ -354,86 +369,6 @@ def activation_patch(
         (source_v, target_v) if direction == "denoising" else (target_v, source_v)
     )
     return _labelled(model, site, values, clean_t, n_heads, direction, clean_v, corrupted_v)
-
-
-# On a CPU, rows (sequence positions) per batched pass beyond which it pays to split:
-# larger passes push the MLP's elementwise work out of the caches (GPT-2-small sizes, one
-# thread: 512 beat 256 and 1024). Accelerators take passes as large as memory allows.
-CPU_ROWS_PER_PASS = int(os.environ.get("MECHSCOPE_CPU_ROWS_PER_PASS", 512))
-
-
-def _fill(items: list[tuple[int, list[int]]], per_chunk: int, rows_per_copy: int, device):
-    """Consecutive ``(layer, patch indices)`` items, packed into passes of <= per_chunk copies
-    (on a CPU also about CPU_ROWS_PER_PASS rows)."""
-    cap = per_chunk
-    if torch.device(device).type == "cpu":
-        cap = min(per_chunk, max(1, CPU_ROWS_PER_PASS // max(1, rows_per_copy)))
-    part, size = [], 0
-    for layer, idx in items:
-        if part and size + len(idx) > cap:
-            yield part
-            part, size = [], 0
-        part.append((layer, idx))
-        size += len(idx)
-    if part:
-        yield part
-
-
-def _entries(site, items, patches, start, source_cache, target, site_names):
-    """The entries, hooks and copy order of one pass over ``items`` = ``[(layer, idx)]``.
-
-    A copy patched inside block L enters at L (the target run's residual) and is patched
-    by a hook that touches its rows only; a copy patched at a block's output enters the
-    next block with the patched residual and needs no hook.
-    """
-    n_layers = len(site_names)
-    spec = []  # (entry block, resid, hook or None, (layer, idx))
-    for layer, idx in items:
-        name = site_names[layer]
-        chunk, src = from_position(site, [patches[i] for i in idx], source_cache[name], start)
-        if site in _BLOCK_OUTPUT and layer + 1 < n_layers:
-            _, tgt = from_position(site, chunk, target.cache[name], start)
-            resid = _next_block_input(site, chunk, src, tgt, target.resid[layer + 1][:, start:])
-            spec.append((layer + 1, resid, None, (layer, idx)))
-        else:
-            resid = target.resid[layer][:, start:].repeat(len(idx), 1, 1)
-            spec.append((layer, resid, (name, chunk, src), (layer, idx)))
-    spec.sort(key=lambda e: e[0])  # stable: copies join in block order
-    hooks, offset = [], 0
-    for _, _, hook, (_, idx) in spec:
-        if hook is not None:
-            name, chunk, src = hook
-            hooks.append((name, patch_hook(site, chunk, src, offset=offset)))
-        offset += len(idx)
-    return [(b, r) for b, r, _, _ in spec], hooks, [item for *_, item in spec]
-
-
-_BLOCK_OUTPUT = ("resid_post", "mlp_out")  # sites whose patch is known at the block's output
-
-
-def _next_block_input(site, patches, source, target, target_next) -> torch.Tensor:
-    """``[copies * batch, pos, d_model]``: the next block's input with each copy's patch.
-
-    resid_post *is* the next block's input; mlp_out is added to it, so a patch adds the
-    difference source - target there (the same sum as the block's, up to float rounding).
-    """
-    mask = patch_mask(site, patches, source.shape)  # [copy, 1, pos, 1]
-    base = target_next[None]
-    if site == "resid_post":
-        out = torch.where(mask, source[None], base)
-    else:
-        out = base + torch.where(mask, (source - target)[None], source.new_zeros(()))
-    return out.reshape(-1, *out.shape[2:])
-
-
-def _start(site: str, patch: tuple[int, ...], first: int, n_pos: int, causal: bool) -> int | None:
-    """First position a patched copy must compute; None when the patch changes nothing."""
-    if not causal:
-        return 0
-    pos = patch_position(site, patch)
-    if pos is None:  # every position: those before the first difference are unchanged
-        pos = first
-    return pos if first <= pos < n_pos else None
 
 
 def _supports_run_from_layer(model) -> bool:
