@@ -6,34 +6,54 @@ models (``mechscope.wrap`` / ``mechscope.load``).
 """
 
 from ._load import load, zoo_models
+from .ablation import ablate, ablation_hooks, ablation_sweep
 from .acdc import ACDCResult, acdc
 from .cache import ActivationCache
 from .heads import head_scores
 from .hooks import HookPoint
+from .lens import LensResult, TunedLens, logit_lens, train_tuned_lens, tuned_lens
 from .models import Transformer, TransformerConfig
 from .models.hf import HFModel, wrap
 from .patching import PatchResult, activation_patch
 from .patching_attr import attribution_patch, compare_to_exact
 from .path_patching import path_patch, path_patch_all
+from .scrubbing import Claim, Hypothesis, ScrubResult, scrub
+from .steering import SteeringSweep, steer, steering_sweep, steering_vector
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACDCResult",
     "ActivationCache",
+    "Claim",
     "HFModel",
     "HookPoint",
+    "Hypothesis",
+    "LensResult",
     "PatchResult",
+    "ScrubResult",
+    "SteeringSweep",
     "Transformer",
     "TransformerConfig",
+    "TunedLens",
+    "ablate",
+    "ablation_hooks",
+    "ablation_sweep",
     "acdc",
     "activation_patch",
     "attribution_patch",
     "compare_to_exact",
     "head_scores",
     "load",
+    "logit_lens",
     "path_patch",
     "path_patch_all",
+    "scrub",
+    "steer",
+    "steering_sweep",
+    "steering_vector",
+    "train_tuned_lens",
+    "tuned_lens",
     "wrap",
     "zoo_models",
     "__version__",

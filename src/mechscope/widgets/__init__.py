@@ -3,6 +3,14 @@
 from mechscope.widgets.attention import AttentionPatterns
 from mechscope.widgets.feature_dashboard import FeatureDashboard
 from mechscope.widgets.heatmap import Heatmap, link_heads
+from mechscope.widgets.logit_lens import LogitLens
 from mechscope.widgets.token_activations import TokenActivations
 
-__all__ = ["AttentionPatterns", "FeatureDashboard", "Heatmap", "TokenActivations", "link_heads"]
+__all__ = [
+    "AttentionPatterns",
+    "FeatureDashboard",
+    "Heatmap",
+    "LogitLens",
+    "TokenActivations",
+    "link_heads",
+]
