@@ -231,9 +231,17 @@ def _call_metric(metric: Metric, logits: torch.Tensor, batch: int) -> torch.Tens
     return out
 
 
-def _record(model, tokens: torch.Tensor, at: str, metric: Metric | None = None, replace=None):
+def _record(
+    model,
+    tokens: torch.Tensor,
+    at: str,
+    metric: Metric | None = None,
+    replace=None,
+    baseline: bool = False,
+):
     """One no-grad forward: the activation at ``at`` (detached) and, with ``metric``, the
-    metric ``[batch]`` (None otherwise). ``replace``: an activation written in at ``at``."""
+    metric ``[batch]`` (None otherwise). ``replace``: an activation written in at ``at``.
+    ``baseline``: the tokens are a baseline, attended to even where they are pad ids."""
     store = {}
 
     def save(act, hook):
@@ -241,9 +249,10 @@ def _record(model, tokens: torch.Tensor, at: str, metric: Metric | None = None, 
         return replace
 
     kwargs = {}
-    if "attention_mask" in inspect.signature(model.forward).parameters:
-        # Baseline tokens may be pad ids; here they are meant as real tokens, so every
-        # position is attended to (a wrapped HF model refuses unmasked padding otherwise).
+    if baseline and "attention_mask" in inspect.signature(model.forward).parameters:
+        # A pad baseline is meant as real tokens: every position is attended to (a wrapped
+        # HF model refuses unmasked padding otherwise). The input itself gets no mask, so
+        # padded prompts still fail loudly, in the same way as in the gradient passes.
         kwargs["attention_mask"] = torch.ones_like(tokens)
     with torch.no_grad(), model.hooks([(at, save)]):
         logits = model(tokens, **kwargs)
@@ -362,7 +371,7 @@ def _baseline(model, tokens: torch.Tensor, x: torch.Tensor, baseline, at: str, m
                 f"tokens [batch, pos] or a baseline activation {list(x.shape)}."
             )
     if isinstance(baseline, int):
-        return _record(model, torch.full_like(tokens, baseline), at, metric)
+        return _record(model, torch.full_like(tokens, baseline), at, metric, baseline=True)
     baseline = torch.as_tensor(baseline)
     if not baseline.is_floating_point():  # baseline tokens
         if baseline.shape != tokens.shape and baseline.dim() == 1:
@@ -372,7 +381,7 @@ def _baseline(model, tokens: torch.Tensor, x: torch.Tensor, baseline, at: str, m
                 f"baseline tokens have shape {list(baseline.shape)}; expected the tokens' "
                 f"shape {list(tokens.shape)}."
             )
-        return _record(model, baseline.to(tokens.device), at, metric)
+        return _record(model, baseline.to(tokens.device), at, metric, baseline=True)
     try:
         base = baseline.to(x.device, x.dtype).expand_as(x).contiguous()
     except RuntimeError as err:

@@ -75,3 +75,13 @@ def test_hf_model_left_as_it_came(wrapped, tokens):
         assert all(p.grad is None for p in hf.parameters())
     finally:
         hf.get_input_embeddings().weight.requires_grad_(True)
+
+
+def test_padded_input_fails_loudly_but_a_pad_baseline_works(wrapped, tokens):
+    metric = logit_metric(5)
+    padded = tokens.clone()
+    padded[0, :2] = 0  # the tokenizer's dedicated pad id, and no attention mask
+    with pytest.raises(ValueError, match="pad token"):
+        integrated_gradients(wrapped, padded, metric, steps=4, tol=100)
+    res = integrated_gradients(wrapped, tokens, metric, baseline=0, steps=4, tol=100)
+    assert res.attributions.shape == tokens.shape
