@@ -32,6 +32,7 @@ The model is left as it came: hooks are removed in a ``finally``; parameters get
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import warnings
 from collections.abc import Callable
@@ -333,8 +334,10 @@ def gradient_x_input(
 # ---- integrated gradients ---------------------------------------------------------
 
 
+@functools.lru_cache(maxsize=32)
 def _quadrature(steps: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(alphas ``[steps]``, weights ``[steps]``) on [0, 1]; weights sum to 1."""
+    """(alphas ``[steps]``, weights ``[steps]``) on [0, 1]; weights sum to 1. Cached: the
+    Gauss-Legendre nodes cost about as much as a small model's forward pass."""
     if method == "gausslegendre":
         import numpy as np
 
