@@ -285,6 +285,7 @@ def interchange_accuracy(
     ``labels`` index into ``answer_ids``). ``basis=None`` swaps the whole vector.
     """
     _check_pair(base, source, labels)
+    labels = torch.as_tensor(labels)
     correct = 0
     for i in range(0, len(base), batch_size):
         logits = interchange_intervention(
@@ -355,6 +356,11 @@ def das(
     :func:`interchange_accuracy` to measure IIA on held-out pairs.
     """
     _check_pair(base, source, labels)
+    if not (isinstance(base, torch.Tensor) and isinstance(source, torch.Tensor)):
+        raise TypeError(
+            f"das takes base and source as tensors (e.g. [n, pos] token ids), got "
+            f"{type(base).__name__} and {type(source).__name__}; tokenize first."
+        )
     if not isinstance(k, int) or isinstance(k, bool):
         raise TypeError(f"k must be an int (the subspace's dimension), got {type(k).__name__}.")
     if steps < 1 or batch_size < 1 or lr <= 0:
