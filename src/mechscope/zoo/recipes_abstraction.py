@@ -141,7 +141,9 @@ def train_equality_das(steps: int | None = None, seed: int = 0) -> tuple[Transfo
     model.eval()
     untrained = Transformer(cfg, tokenizer=tok).eval()  # same seeded init, no training
     # A smoke run (a few training steps) gets a few DAS steps too; the card records which.
-    das_cfg = DAS_EVAL if steps >= 100 else DAS_EVAL | {"steps": 3}
+    das_cfg = (
+        DAS_EVAL if steps >= 100 else DAS_EVAL | {"steps": 3, "n_train": 200, "n_heldout": 200}
+    )
     metrics = {
         "heldout_accuracy": round(task_accuracy(model, "heldout", **ACCURACY_EVAL), 4),
         "train_accuracy": round(task_accuracy(model, "train", **ACCURACY_EVAL), 4),
