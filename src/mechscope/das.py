@@ -229,7 +229,11 @@ def _intervened_logits(model, base, site, pos, src_act, basis):
 
     def swap(act, hook):
         h = _select(act, site, pos)
-        new = src_act if basis is None else h + (src_act - h) @ basis @ basis.T
+        if basis is None:
+            new = src_act.to(h.dtype)
+        else:
+            b = basis.to(h.dtype)  # the rotation trains in float32; the model may be half
+            new = h + (src_act.to(h.dtype) - h) @ b @ b.T
         if act.dim() == 2:
             return new
         act = act.clone()
