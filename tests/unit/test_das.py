@@ -70,6 +70,13 @@ def test_das_recovers_the_planted_subspace(planted, pairs):
     assert _iia(planted, h, random_basis(16, 3, seed=1)) < 0.6
 
 
+def test_das_tells_the_two_variables_apart(planted):
+    p = eq.counterfactual_pairs(2000, "V2", "train", seed=0)
+    result = das(planted, p.base, p.source, p.label, SITE, k=3, steps=400, lr=2e-2, seed=0)
+    assert subspace_overlap(result.basis, planted.basis("V2")) > 0.98
+    assert subspace_overlap(result.basis, planted.basis("V1")) < 0.02
+
+
 def test_das_is_seeded(planted, pairs):
     p = pairs["train"]
     rng = torch.get_rng_state()
