@@ -30,6 +30,12 @@ timed call includes the library's clean cached run (TL: ``bridge.run_with_cache(
 mechscope does its own inside ``activation_patch``). TL runs under ``torch.no_grad()``
 (its sweep does not turn grad off itself; this is the faster way to call it).
 
+Where the speed comes from (see ``mechscope.patching``): TL runs one full forward pass per
+patch; mechscope batches the patched copies, starts each at its patched block and position
+(blocks and positions before it are the target run's, keys and values through HF's
+``past_key_values``), skips patches that change nothing (before the first differing token,
+or writing what is already there), and unembeds only the positions the metric reads.
+
 Also times ``mechscope.attribution_patch_sites`` (the three sites from one forward and one
 backward pass) and reports its Pearson correlation with exact patching
 (``mechscope.compare_to_exact``). Writes bench/out/patching.json.
