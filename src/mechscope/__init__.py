@@ -8,6 +8,14 @@ models (``mechscope.wrap`` / ``mechscope.load``).
 from ._load import load, zoo_models
 from .ablation import ablate, ablation_hooks, ablation_sweep
 from .acdc import ACDCResult, acdc
+from .attribution import (
+    IGResult,
+    LogitAttribution,
+    direct_logit_attribution,
+    gradient_x_input,
+    integrated_gradients,
+    saliency,
+)
 from .cache import ActivationCache
 from .heads import head_scores
 from .hooks import HookPoint
@@ -17,6 +25,7 @@ from .models.hf import HFModel, wrap
 from .patching import PatchResult, activation_patch
 from .patching_attr import attribution_patch, compare_to_exact
 from .path_patching import path_patch, path_patch_all
+from .probes import Probe, control_task, fit_probe, selectivity, sparse_probe
 from .scrubbing import Claim, Hypothesis, ScrubResult, scrub
 from .steering import SteeringSweep, steer, steering_sweep, steering_vector
 
@@ -29,8 +38,11 @@ __all__ = [
     "HFModel",
     "HookPoint",
     "Hypothesis",
+    "IGResult",
     "LensResult",
+    "LogitAttribution",
     "PatchResult",
+    "Probe",
     "ScrubResult",
     "SteeringSweep",
     "Transformer",
@@ -43,12 +55,20 @@ __all__ = [
     "activation_patch",
     "attribution_patch",
     "compare_to_exact",
+    "control_task",
+    "direct_logit_attribution",
+    "fit_probe",
+    "gradient_x_input",
     "head_scores",
+    "integrated_gradients",
     "load",
     "logit_lens",
     "path_patch",
     "path_patch_all",
+    "saliency",
     "scrub",
+    "selectivity",
+    "sparse_probe",
     "steer",
     "steering_sweep",
     "steering_vector",
