@@ -17,6 +17,7 @@ from .attribution import (
     saliency,
 )
 from .cache import ActivationCache
+from .das import DASResult, das, interchange_accuracy, interchange_intervention
 from .heads import head_scores
 from .hooks import HookPoint
 from .lens import LensResult, TunedLens, logit_lens, train_tuned_lens, tuned_lens
@@ -35,6 +36,7 @@ __all__ = [
     "ACDCResult",
     "ActivationCache",
     "Claim",
+    "DASResult",
     "HFModel",
     "HookPoint",
     "Hypothesis",
@@ -56,11 +58,14 @@ __all__ = [
     "attribution_patch",
     "compare_to_exact",
     "control_task",
+    "das",
     "direct_logit_attribution",
     "fit_probe",
     "gradient_x_input",
     "head_scores",
     "integrated_gradients",
+    "interchange_accuracy",
+    "interchange_intervention",
     "load",
     "logit_lens",
     "path_patch",
