@@ -175,3 +175,18 @@ def test_intervene_to_class_is_the_push_computed_on_the_stream(tiny, tokens):
     with pytest.raises(ValueError, match="needs its hook_name"):
         intervene_to_class(tiny, tokens, StateProbe(probe.weight, probe.bias), variable, target)
     assert all(len(m._forward_hooks) == 0 for m in tiny.modules())
+
+
+def test_intervene_to_class_cleans_up_when_the_hook_raises(tiny, tokens):
+    tiny.train()
+    before = {k: v.clone() for k, v in tiny.state_dict().items()}
+    wrong = StateProbe(
+        torch.zeros(2, 3, 7), torch.zeros(2, 3), hook_name="blocks.0.hook_resid_post"
+    )
+    with pytest.raises(ValueError, match=r"d_model=7\], got \[2, 16\]"):
+        intervene_to_class(tiny, tokens, wrong, torch.tensor([0, 1]), torch.tensor([1, 1]))
+    assert all(len(m._forward_hooks) == 0 for m in tiny.modules())
+    assert tiny.training and all(p.requires_grad for p in tiny.parameters())
+    for k, v in tiny.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    tiny.eval()
