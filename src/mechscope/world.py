@@ -9,9 +9,10 @@ specific to Othello:
 
 - :func:`activations_at` collects one hook point's activations at chosen positions;
 - :func:`fit_state_probe` fits one linear probe per state variable (per board square, with
-  :func:`mechscope.probes.fit_probe`), each over the same classes, and :class:`StateProbe` reads or scores a whole state at once;
-- :func:`push_to_class` gives, per example, the smallest push along a probe's direction that
-  makes the probe read a chosen class (with a margin);
+  :func:`mechscope.probes.fit_probe`), all over the same classes; :class:`StateProbe` reads
+  or scores a whole state at once;
+- :func:`push_to_class` gives, per example, a push along the probe's class-difference
+  directions that makes the probe read a chosen class (by a margin);
 - :func:`intervene_along` runs the model with the residual pushed along given directions at
   given positions and hook points; :func:`intervene_to_class` pushes at each probe's hook
   point, on the fly, until that probe reads the chosen class (hooks removed in a ``finally``).
