@@ -406,6 +406,30 @@ class LabPage:
                 )
             time.sleep(interval)
 
+    # ------------------------------------------------------------- widgets
+    def widget(self, root: str, title_selector: str, title: str, what: str):
+        """The one rendered widget ``root`` whose title (``title_selector``) reads ``title``."""
+        w = self.page.locator(root).filter(has=self.page.locator(title_selector, has_text=title))
+        try:
+            w.first.wait_for(state="attached", timeout=20_000)
+        except Exception:  # noqa: BLE001
+            self.fail(f"no rendered {what} titled {title!r} ({root}) after running the notebook")
+        if w.count() != 1:
+            self.fail(f"expected one {what} titled {title!r}, found {w.count()}")
+        w.scroll_into_view_if_needed()
+        return w
+
+    def wait_attr(self, locator, name: str, value: str, why: str) -> None:
+        """Wait (5 s) until ``locator``'s attribute ``name`` equals ``value``; fail with ``why``."""
+        try:
+            locator.page.wait_for_function(
+                "([el, name, value]) => el.getAttribute(name) === value",
+                arg=[locator.element_handle(), name, value],
+                timeout=5_000,
+            )
+        except Exception:  # noqa: BLE001
+            self.fail(f"{why}: {name} is {locator.get_attribute(name)!r}, expected {value!r}")
+
     # --------------------------------------------------------------- actions
     def open_notebook(self, name: str, timeout: float = 60) -> dict:
         # `reset` drops any saved workspace layout; the workspace dir is fresh anyway.

@@ -30,29 +30,6 @@ ATTENTION = '.ms-attention[data-rendered="true"]'
 IMG = "<img src=x onerror=alert(1)>"
 
 
-def _heatmap(lab, title: str):
-    widget = lab.page.locator(HEATMAP).filter(has=lab.page.locator(".ms-hm-title", has_text=title))
-    try:
-        widget.first.wait_for(state="attached", timeout=20_000)
-    except Exception:  # noqa: BLE001
-        lab.fail(f"no rendered Heatmap titled {title!r} ({HEATMAP}) after running the notebook")
-    if widget.count() != 1:
-        lab.fail(f"expected one Heatmap titled {title!r}, found {widget.count()}")
-    widget.scroll_into_view_if_needed()
-    return widget
-
-
-def _wait_attr(lab, locator, name: str, value: str, why: str) -> None:
-    try:
-        locator.page.wait_for_function(
-            "([el, name, value]) => el.getAttribute(name) === value",
-            arg=[locator.element_handle(), name, value],
-            timeout=5_000,
-        )
-    except Exception:  # noqa: BLE001
-        lab.fail(f"{why}: {name} is {locator.get_attribute(name)!r}, expected {value!r}")
-
-
 def _rgb(css: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", css)[:3])
 
@@ -65,7 +42,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     lab.run_notebook(name, heatmap_target.run_timeout)
 
     # ---- head-score heatmap linked to the attention widget ----------------------------------
-    heads = _heatmap(lab, "Induction score per head")
+    heads = lab.widget(HEATMAP, ".ms-hm-title", what="Heatmap", title="Induction score per head")
     attn = page.locator(ATTENTION).last
     attn.wait_for(state="attached", timeout=20_000)
     n_layers, n_heads = (int(x) for x in lab.kernel_eval(name, "*scores.shape").split())
@@ -83,9 +60,8 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     assert (layer, head) != (0, 0), "the induction head should not be the attention focus yet"
     target = heads.locator(f'.ms-hm-cell[data-panel="0"][data-row="{layer}"][data-col="{head}"]')
     target.click()
-    _wait_attr(lab, heads, "data-selected", f"0,{layer},{head}", "the clicked cell is not selected")
-    _wait_attr(
-        lab,
+    lab.wait_attr(heads, "data-selected", f"0,{layer},{head}", "the clicked cell is not selected")
+    lab.wait_attr(
         attn,
         "data-selected",
         f"{layer},{head}",
@@ -99,8 +75,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
 
     # and the other way: a thumbnail click in the attention widget selects the heatmap cell
     attn.locator('.ms-attn-thumb[data-layer="0"][data-head="1"]').click()
-    _wait_attr(
-        lab,
+    lab.wait_attr(
         heads,
         "data-selected",
         "0,0,1",
@@ -120,7 +95,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     heads.screenshot(path=str(artifacts_dir / "heatmap_widget.png"))
 
     # ---- small two-panel heatmap: shared scale, NaN/Inf marked, <img> label as text ----------
-    small = _heatmap(lab, "Small patching test")
+    small = lab.widget(HEATMAP, ".ms-hm-title", what="Heatmap", title="Small patching test")
     assert small.locator(".ms-hm-panel").count() == 2
     titles = small.locator(".ms-hm-panel-title").evaluate_all("els => els.map(e => e.textContent)")
     assert titles == ["resid", "attn"]
@@ -158,16 +133,16 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
         f"resid \u00b7 layer L0 \u00b7 pos {IMG}: logit diff = -2"
     )
     cell(1, 0, 2).click()
-    _wait_attr(lab, small, "data-selected", "1,0,2", "clicking a cell did not select it")
+    lab.wait_attr(small, "data-selected", "1,0,2", "clicking a cell did not select it")
     assert lab.kernel_eval(name, "small.selected") == "[1, 0, 2]"
     lab.kernel_eval(name, "setattr(small, 'selected', [0, 1, 3])")
-    _wait_attr(lab, small, "data-selected", "0,1,3", "setting small.selected in Python")
+    lab.wait_attr(small, "data-selected", "0,1,3", "setting small.selected in Python")
     assert "ms-hm-cell-selected" in (cell(0, 1, 3).get_attribute("class") or "")
     assert "ms-hm-cell-selected" not in (cell(1, 0, 2).get_attribute("class") or "")
     small.screenshot(path=str(artifacts_dir / "heatmap_small.png"))
 
     # ---- wide heatmap: 3 x 12 x 128 cells, column labels rotated and thinned ----------------
-    wide = _heatmap(lab, "Wide patching test")
+    wide = lab.widget(HEATMAP, ".ms-hm-title", what="Heatmap", title="Wide patching test")
     assert wide.locator(".ms-hm-cell").count() == 3 * 12 * 128
     grid = wide.locator(".ms-hm-grid").first
     assert "ms-hm-rotated" in (grid.get_attribute("class") or "")

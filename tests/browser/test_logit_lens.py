@@ -29,29 +29,6 @@ LENS = '.ms-logit-lens[data-rendered="true"]'
 IMG = "<img src=x onerror=alert(1)>"
 
 
-def _widget(lab, title: str):
-    w = lab.page.locator(LENS).filter(has=lab.page.locator(".ms-ll-title", has_text=title))
-    try:
-        w.first.wait_for(state="attached", timeout=20_000)
-    except Exception:  # noqa: BLE001
-        lab.fail(f"no rendered LogitLens titled {title!r} ({LENS}) after running the notebook")
-    if w.count() != 1:
-        lab.fail(f"expected one LogitLens titled {title!r}, found {w.count()}")
-    w.scroll_into_view_if_needed()
-    return w
-
-
-def _wait_attr(lab, locator, name: str, value: str, why: str) -> None:
-    try:
-        locator.page.wait_for_function(
-            "([el, name, value]) => el.getAttribute(name) === value",
-            arg=[locator.element_handle(), name, value],
-            timeout=5_000,
-        )
-    except Exception:  # noqa: BLE001
-        lab.fail(f"{why}: {name} is {locator.get_attribute(name)!r}, expected {value!r}")
-
-
 def _rgb(css: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", css)[:3])
 
@@ -63,7 +40,7 @@ def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     lab.run_notebook(NOTEBOOK, float(os.environ.get("MECHSCOPE_BROWSER_RUN_TIMEOUT", "150")))
 
     # ---- the grammar-2l lens: grid, labels, top-1 tokens as Python computed them ------------
-    lens = _widget(lab, "Logit lens of grammar-2l")
+    lens = lab.widget(LENS, ".ms-ll-title", what="LogitLens", title="Logit lens of grammar-2l")
     n_layers, n_pos = (
         int(x) for x in lab.kernel_eval(NOTEBOOK, "lens.n_layers, lens.n_pos").split()
     )
@@ -92,7 +69,7 @@ def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     # ---- hover: the top-k list, as Python decodes it ------------------------------------------
     topk = lens.locator(".ms-ll-topk")
     target.hover()
-    _wait_attr(lab, topk, "data-source", "hover", "hovering a cell did not fill the top-k list")
+    lab.wait_attr(topk, "data-source", "hover", "hovering a cell did not fill the top-k list")
     shown = topk.locator(".ms-ll-topk-row").evaluate_all(
         "els => els.map(e => [e.querySelector('.ms-ll-topk-tok').textContent,"
         " e.querySelector('.ms-ll-topk-prob').textContent])"
@@ -106,19 +83,19 @@ def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
 
     # ---- click selects (Python sees it); Python sets it back --------------------------------
     target.click()
-    _wait_attr(lab, lens, "data-selected", f"{layer},{pos}", "the clicked cell is not selected")
+    lab.wait_attr(lens, "data-selected", f"{layer},{pos}", "the clicked cell is not selected")
     assert lab.kernel_eval(NOTEBOOK, "lens.selected") == f"[{layer}, {pos}]"
     assert "ms-ll-selected" in (target.get_attribute("class") or "")
     lab.kernel_eval(NOTEBOOK, "setattr(lens, 'selected', [0, 1])")
-    _wait_attr(lab, lens, "data-selected", "0,1", "setting lens.selected in Python")
+    lab.wait_attr(lens, "data-selected", "0,1", "setting lens.selected in Python")
     assert "ms-ll-selected" not in (target.get_attribute("class") or "")
     page.mouse.move(0, 0)
-    _wait_attr(lab, topk, "data-source", "selected", "the top-k list does not follow the selection")
+    lab.wait_attr(topk, "data-source", "selected", "the top-k list does not follow the selection")
     assert topk.get_attribute("data-layer") == "0" and topk.get_attribute("data-pos") == "1"
     lens.screenshot(path=str(artifacts_dir / "logit_lens_widget.png"))
 
     # ---- small lens: <img> token as text, NaN marked, hit underlined --------------------------
-    small = _widget(lab, "Small lens test")
+    small = lab.widget(LENS, ".ms-ll-title", what="LogitLens", title="Small lens test")
     assert cell(small, 0, 1).text_content() == IMG
     assert "ms-ll-nonfinite" in (cell(small, 0, 1).get_attribute("class") or "")
     assert _rgb(cell(small, 0, 1).evaluate("e => e.style.backgroundColor")) == (255, 0, 255)

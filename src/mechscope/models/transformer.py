@@ -160,7 +160,9 @@ class Block(nn.Module):
 
     def forward(self, resid, past=None):
         resid = self.hook_resid_pre(resid)
-        resid = resid + self.hook_attn_out(self.attn(self.ln1(resid), past))
+        x = self.ln1(resid)
+        # Only pass ``past`` when there is one: the plain call stays ``attn(x)``.
+        resid = resid + self.hook_attn_out(self.attn(x) if past is None else self.attn(x, past))
         if self.has_mlp:
             resid = self.hook_resid_mid(resid)
             resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
@@ -299,7 +301,7 @@ class Transformer(nn.Module):
         for i, block in enumerate(self.blocks[layer:], start=layer):
             if enter and i in enter and i != layer:
                 resid = torch.cat([resid, enter[i]])
-            resid = block(resid, None if past is None else past[i - layer])
+            resid = block(resid) if past is None else block(resid, past[i - layer])
         if positions is not None:
             resid = resid[:, positions]
         if self.cfg.normalization == "ln":
