@@ -14,6 +14,7 @@ forward pass of each copy.
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 import torch
@@ -80,6 +81,7 @@ class TargetRun:
         start: int,
         entries: list[tuple[int, torch.Tensor]],
         keep: list[int] | None = None,
+        trim_last_mlp: bool = False,
     ) -> torch.Tensor:
         """Logits of patched copies of the target run, computed from position ``start`` on.
 
@@ -90,6 +92,9 @@ class TargetRun:
         keep: return only these positions, ``[rows, len(keep), d_vocab]`` (positions
         before ``start`` are the target run's); None for all, ``[rows, pos, d_vocab]``.
         Rows follow the entries' order.
+        trim_last_mlp: with ``keep``, run the last block's MLP on the kept positions only
+        (the other rows of the last block's output are never read). Only for runs whose
+        hooks do not read or write inside or after that MLP.
         """
         rows = sum(x.shape[0] for _, x in entries)
         n = rows // self.tokens.shape[0]
@@ -113,15 +118,58 @@ class TargetRun:
                     past.append(
                         (k[:, :start].repeat(reps, 1, 1, 1), v[:, :start].repeat(reps, 1, 1, 1))
                     )
-            suffix = self.model.forward_from(first, joined[first], past, after, enter=joined)
+            with self._mlp_rows(after if trim_last_mlp else None):
+                suffix = self.model.forward_from(first, joined[first], past, after, enter=joined)
         else:
-            suffix = self.model._forward_suffix(
-                entries, start, self.tokens[:, start:], self.kv, after
-            )
+            with self._mlp_rows(after if trim_last_mlp else None):
+                suffix = self.model._forward_suffix(
+                    entries, start, self.tokens[:, start:], self.kv, after
+                )
         parts = [self.logits[:, before].repeat(n, 1, 1)] if before else []
         if suffix is not None:
             parts.append(suffix.to(self.logits.dtype))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    @contextlib.contextmanager
+    def _mlp_rows(self, rows: torch.Tensor | None):
+        """Within the block: the last block's MLP sees ``rows`` (positions of the computed
+        suffix) only, and returns zeros elsewhere. Its attention still sees every row, so
+        the kept rows' outputs are exact; the others are never read."""
+        mlp = self._last_mlp()
+        if rows is None or mlp is None:
+            yield
+            return
+        width: list[int] = []
+
+        def narrow(module, args, kwargs):
+            x = args[0] if args else kwargs["hidden_states"]
+            width.append(x.shape[1])
+            x = x[:, rows]
+            return ((x, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": x})
+
+        def widen(module, args, kwargs, out):
+            full = out.new_zeros(out.shape[0], width.pop(), *out.shape[2:])
+            full[:, rows] = out
+            return full
+
+        handles = [
+            mlp.register_forward_pre_hook(narrow, with_kwargs=True),
+            mlp.register_forward_hook(widen, with_kwargs=True),
+        ]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _last_mlp(self):
+        if self.kind == "transformer":
+            block = self.model.blocks[-1]
+            return block.mlp if block.has_mlp else None
+        if self.kind == "hf":
+            parent = self.model.family.mlp_out.rpartition(".")[0]
+            return self.model._sites[-1]["block"].get_submodule(parent) if parent else None
+        return None
 
 
 def read_positions(metric, logits: torch.Tensor) -> list[int] | None:

@@ -361,8 +361,9 @@ def activation_patch(
                 entries, hooks, order = entries_for(
                     site, part, patches, start, source_cache, target, site_names
                 )
+                # mlp_out hooks sit inside the last block's MLP: it must see every row.
                 with model.hooks(hooks):
-                    logits = target.run(start, entries, keep)
+                    logits = target.run(start, entries, keep, trim_last_mlp=site != "mlp_out")
                 record(logits, order)
 
     clean_v, corrupted_v = (

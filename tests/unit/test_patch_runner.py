@@ -169,3 +169,25 @@ def test_forward_from_with_copies_entering_later(mlp_model):
             enter={1: cache["blocks.1.hook_resid_pre"].repeat(2, 1, 1)},
         )
     torch.testing.assert_close(out, full.repeat(3, 1, 1), atol=1e-5, rtol=0)
+
+
+def test_last_mlp_runs_on_the_read_position_only(mlp_model):
+    clean = torch.tensor([[0, 1, 2, 3, 4, 5, 6, 7], [0, 9, 8, 7, 6, 1, 4, 3]])
+    corrupted = clean.clone()
+    corrupted[:, 2] = torch.tensor([7, 2])
+    widths = []
+    mlp = mlp_model.blocks[-1].mlp
+    # Inside the MLP (its first hook point), after any narrowing.
+    hook = mlp.hook_pre.register_forward_pre_hook(lambda m, a: widths.append(a[0].shape[1]))
+    try:
+        res = activation_patch(mlp_model, clean, corrupted, logit_diff(3, 5), "z")
+        full = activation_patch(mlp_model, clean, corrupted, lambda x: x.mean((1, 2)), "z")
+    finally:
+        hook.remove()
+    assert len(mlp._forward_pre_hooks) == 0 and len(mlp._forward_hooks) == 0
+    n_pos = clean.shape[1]
+    # Two unpatched runs see every position; the patched passes of the last-position metric
+    # see one; a metric that reads every position gets every computed row.
+    assert widths[:2] == [n_pos, n_pos] and 1 in widths
+    assert min(widths[len(widths) // 2 + 1 :]) > 1
+    assert res.values.std() > 0 and full.values.std() > 0
