@@ -37,8 +37,8 @@ what it shares with the target run (``mechscope._patch_runner``):
   keys and values before p (HF's ``past_key_values`` on wrapped models);
 - patches before the first token where the prompts differ, or that write what is already
   there, change nothing and are not run;
-- logits are computed only at the positions the metric reads (found by probing it), and
-  resid_post / mlp_out patches start at the next block.
+- logits, and the last block's MLP, are computed only at the positions the metric reads
+  (found by probing it), and resid_post / mlp_out patches start at the next block.
 
 Results equal one forward pass per patch to float32 rounding (tests/unit/test_patching.py,
 tests/integration/test_patching_hf.py, test_patching_prefix_hf.py); bench/patching.py
