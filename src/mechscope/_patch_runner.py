@@ -186,7 +186,7 @@ def read_positions(metric, logits: torch.Tensor) -> list[int] | None:
     for p in range(logits.shape[1]):
         for fill in (float("nan"), None):
             probe[:, p] = fill if fill is not None else -logits[:, p]
-            same = _same(metric(probe), base)
+            same = _same(_probe(metric, probe), base)
             probe[:, p] = logits[:, p]
             if not same:
                 read.append(p)
@@ -195,11 +195,19 @@ def read_positions(metric, logits: torch.Tensor) -> list[int] | None:
     if not read or not unread:
         return None
     probe[:, unread] = float("nan")
-    return read if _same(metric(probe), base) else None
+    return read if _same(_probe(metric, probe), base) else None
 
 
 def _same(a, b) -> bool:
     return isinstance(a, torch.Tensor) and a.shape == b.shape and bool(torch.equal(a, b))
+
+
+def _probe(metric, logits):
+    """The metric on probed logits; a metric that refuses them (e.g. checks for NaN) reads."""
+    try:
+        return metric(logits)
+    except Exception:  # noqa: BLE001
+        return None
 
 
 def group_by_start(

@@ -87,6 +87,12 @@ def test_read_positions():
     logits[:, -1, 3] = 100.0  # now the metric's value is 1, and both probes change it
     assert read_positions(acc, logits) == [5]
 
+    def strict(x):  # refuses NaN anywhere: every probe fails, so everything counts as read
+        assert torch.isfinite(x).all()
+        return x[:, -1, 0]
+
+    assert read_positions(strict, logits) is None
+
 
 def test_forward_from_with_past_equals_full_forward(mlp_model):
     tokens = torch.randint(
