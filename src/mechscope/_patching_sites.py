@@ -1,4 +1,4 @@
-"""Internals of :mod:`mechscope.patching`: the sites, the patch masks, and running from layer L.
+"""Internals of :mod:`mechscope.patching`: the sites and the patch masks.
 
 A *site* is a kind of activation (``resid_pre``, ``z``, ...) at every layer; a *patch* is one
 index into it (a position, a head, or a head at a position). Many patches of one layer run as
@@ -138,15 +138,6 @@ def patch_hook(site: str, patches: list[tuple[int, ...]], source: torch.Tensor, 
         return view.reshape(act.shape)
 
     return hook
-
-
-def run_from_layer(model, layer: int, resid: torch.Tensor) -> torch.Tensor:
-    """Logits of a mechscope ``Transformer`` from ``resid`` = ``blocks.{layer}.hook_resid_pre``.
-
-    The same computation as the tail of ``Transformer.forward``, so with the cached
-    residual of the same tokens the logits are those of a full forward pass.
-    """
-    return model.forward_from(layer, resid)
 
 
 def bytes_per_sequence(model, n_pos: int) -> int:

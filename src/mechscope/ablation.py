@@ -38,17 +38,17 @@ from collections.abc import Iterator
 
 import torch
 
-from ._patching_sites import SITES, hook_name, patch_grid, patch_hook, run_from_layer
+from ._patch_runner import TargetRun
+from ._patching_sites import SITES, hook_name
 from .hooks import unknown_name_error
 from .patching import (
     Metric,
     PatchResult,
     _as_tokens,
     _check_site,
-    _copies_per_chunk,
     _labelled,
     _metric_values,
-    _supports_run_from_layer,
+    _sweep,
 )
 
 KINDS = ("zero", "mean", "resample")
@@ -331,35 +331,20 @@ def ablation_sweep(
     batch, n_pos = toks.shape
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     site_names = [hook_name(site, layer) for layer in range(n_layers)]
-    resid_names = [hook_name("resid_pre", layer) for layer in range(n_layers)]
-    from_layer = _supports_run_from_layer(model)
     ref = _reference(model, toks, kind, reference, seed)
 
     with torch.no_grad():
-        base_logits, cache = model.run_with_cache(
-            toks, names=site_names + (resid_names if from_layer else [])
-        )
-        base_v = _metric_values(metric, base_logits, batch).mean().item()
+        # The patching sweep, with the ablated values as the source: the same batching,
+        # and on causal models the same reuse of the unablated run (blocks before the
+        # ablated one, positions before it, and ablations that change nothing are not run).
+        target = TargetRun(model, toks, site_names)
+        base_v = _metric_values(metric, target.logits, batch).mean().item()
         values_by_name = ablation_values(model, site_names, kind, ref, seed=seed)
-        toks = toks.to(base_logits.device)
-        patches = patch_grid(site, n_pos, n_heads)
-        per_chunk = _copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
-        values = torch.empty(n_layers, len(patches))
-        for layer in range(n_layers):
-            act = cache[site_names[layer]]
-            source = _full_source(kind, values_by_name[site_names[layer]], act, seed)
-            for start in range(0, len(patches), per_chunk):
-                chunk = patches[start : start + per_chunk]
-                n = len(chunk)
-                with model.hooks([(site_names[layer], patch_hook(site, chunk, source))]):
-                    if from_layer:
-                        resid = cache[resid_names[layer]].repeat(n, 1, 1)
-                        logits = run_from_layer(model, layer, resid)
-                    else:
-                        logits = model(toks.repeat(n, 1))
-                for i in range(n):
-                    copy = logits[i * batch : (i + 1) * batch]
-                    values[layer, start + i] = _metric_values(metric, copy, batch).mean()
+        sources = {
+            name: _full_source(kind, values_by_name[name], target.cache[name], seed)
+            for name in site_names
+        }
+        values = _sweep(model, site, target, sources, metric, 0, base_v, max_batch, memory_mb)
 
     return _labelled(model, site, values, toks, n_heads, f"{kind} ablation", base_v, float("nan"))
 

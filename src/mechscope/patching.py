@@ -310,61 +310,13 @@ def activation_patch(
         target = TargetRun(model, target_t, site_names)
         source_v = _metric_values(metric, source_logits, batch).mean().item()
         target_v = _metric_values(metric, target.logits, batch).mean().item()
-        # Logits only where the metric reads them (usually the last position): with a large
-        # vocabulary the unembedding of every position would cost more than the blocks.
-        keep = read_positions(metric, target.logits) if target.causal else None
-        buffer = target.logits.clone()  # each copy's kept logits are written into this
-
-        patches = patch_grid(site, n_pos, n_heads)
         # Causal models: before the first differing token the two runs are identical, so a
         # patch there changes nothing (its value is the target run's) and a patch anywhere
         # needs positions from max(its position, that token) on only.
         first = first_difference(source_t, target_t.to(source_t.device)) if target.causal else 0
-        starts = [start_position(site, p, first, n_pos, target.causal) for p in patches]
-        per_chunk = _copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
-        values = torch.full((n_layers, len(patches)), target_v)
-        by_start: dict[int, list[tuple[int, list[int]]]] = {}
-        for layer in range(n_layers):
-            # A patch that writes what is already there changes nothing (e.g. resid_pre of
-            # block 0 away from the changed token): its value is the target run's.
-            changes = patches_that_change(
-                site, patches, source_cache[site_names[layer]], target.cache[site_names[layer]]
-            )
-            todo = [i for i, st in enumerate(starts) if st is not None and changes[i]]
-            for start, members in group_by_start(
-                [starts[i] for i in todo], n_pos, batch, per_chunk
-            ):
-                by_start.setdefault(start, []).append((layer, [todo[m] for m in members]))
-
-        def record(logits, items):
-            c = 0
-            for layer, idx in items:
-                for i in idx:  # per copy: a metric may hold one answer per prompt
-                    copy = logits[c * batch : (c + 1) * batch]
-                    if keep is not None:
-                        buffer[:, keep] = copy
-                        copy = buffer
-                    values[layer, i] = _metric_values(metric, copy, batch).mean()
-                    c += 1
-
-        for start, items in sorted(by_start.items()):
-            if not target.causal:  # full forward passes, one layer's copies at a time
-                for layer, idx in items:
-                    chunk = [patches[i] for i in idx]
-                    src = source_cache[site_names[layer]]
-                    with model.hooks([(site_names[layer], patch_hook(site, chunk, src))]):
-                        record(target.run_full(len(idx), keep), [(layer, idx)])
-                continue
-            # Causal: the copies of every layer share one pass, each entering at its block.
-            rows = batch * (n_pos - start)
-            for part in fill(items, per_chunk, rows, target.logits.device):
-                entries, hooks, order = entries_for(
-                    site, part, patches, start, source_cache, target, site_names
-                )
-                # mlp_out hooks sit inside the last block's MLP: it must see every row.
-                with model.hooks(hooks):
-                    logits = target.run(start, entries, keep, trim_last_mlp=site != "mlp_out")
-                record(logits, order)
+        values = _sweep(
+            model, site, target, source_cache, metric, first, target_v, max_batch, memory_mb
+        )
 
     clean_v, corrupted_v = (
         (source_v, target_v) if direction == "denoising" else (target_v, source_v)
@@ -372,10 +324,64 @@ def activation_patch(
     return _labelled(model, site, values, clean_t, n_heads, direction, clean_v, corrupted_v)
 
 
-def _supports_run_from_layer(model) -> bool:
-    from .models.transformer import Transformer
+def _sweep(model, site, target, sources, metric, first, target_v, max_batch, memory_mb):
+    """``[layer, patch]`` metric values of ``target`` (a :class:`TargetRun`) with each patch of
+    ``site`` written from ``sources`` (``{hook name: [batch, ...]}``), batched; patches
+    before position ``first`` (causal models) are known to change nothing."""
+    batch, n_pos = target.tokens.shape
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    site_names = [hook_name(site, layer) for layer in range(n_layers)]
+    source_cache = sources
+    # Logits only where the metric reads them (usually the last position): with a large
+    # vocabulary the unembedding of every position would cost more than the blocks.
+    keep = read_positions(metric, target.logits) if target.causal else None
+    buffer = target.logits.clone()  # each copy's kept logits are written into this
 
-    return isinstance(model, Transformer)
+    patches = patch_grid(site, n_pos, n_heads)
+    starts = [start_position(site, p, first, n_pos, target.causal) for p in patches]
+    per_chunk = _copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
+    values = torch.full((n_layers, len(patches)), target_v)
+    by_start: dict[int, list[tuple[int, list[int]]]] = {}
+    for layer in range(n_layers):
+        # A patch that writes what is already there changes nothing (e.g. resid_pre of
+        # block 0 away from the changed token): its value is the target run's.
+        changes = patches_that_change(
+            site, patches, source_cache[site_names[layer]], target.cache[site_names[layer]]
+        )
+        todo = [i for i, st in enumerate(starts) if st is not None and changes[i]]
+        for start, members in group_by_start([starts[i] for i in todo], n_pos, batch, per_chunk):
+            by_start.setdefault(start, []).append((layer, [todo[m] for m in members]))
+
+    def record(logits, items):
+        c = 0
+        for layer, idx in items:
+            for i in idx:  # per copy: a metric may hold one answer per prompt
+                copy = logits[c * batch : (c + 1) * batch]
+                if keep is not None:
+                    buffer[:, keep] = copy
+                    copy = buffer
+                values[layer, i] = _metric_values(metric, copy, batch).mean()
+                c += 1
+
+    for start, items in sorted(by_start.items()):
+        if not target.causal:  # full forward passes, one layer's copies at a time
+            for layer, idx in items:
+                chunk = [patches[i] for i in idx]
+                src = source_cache[site_names[layer]]
+                with model.hooks([(site_names[layer], patch_hook(site, chunk, src))]):
+                    record(target.run_full(len(idx), keep), [(layer, idx)])
+            continue
+        # Causal: the copies of every layer share one pass, each entering at its block.
+        rows = batch * (n_pos - start)
+        for part in fill(items, per_chunk, rows, target.logits.device):
+            entries, hooks, order = entries_for(
+                site, part, patches, start, source_cache, target, site_names
+            )
+            # mlp_out hooks sit inside the last block's MLP: it must see every row.
+            with model.hooks(hooks):
+                logits = target.run(start, entries, keep, trim_last_mlp=site != "mlp_out")
+            record(logits, order)
+    return values
 
 
 def _labelled(model, site, values, clean_t, n_heads, direction, clean_v, corrupted_v):
