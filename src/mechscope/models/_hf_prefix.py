@@ -31,37 +31,24 @@ class PrefixMixin:
         ``kv[l]`` block ``l``'s cached ``(keys, values)`` in HF's layout
         ``[batch, kv_head, pos, d_head]``; ``cache`` the hook points ``names`` (a dict).
         """
+        from transformers import DynamicCache
+
+        ids, _ = self._prepare(tokens, None)
+        resid_names = [f"blocks.{i}.hook_resid_pre" for i in range(self.cfg.n_layers)]
         store: dict[str, torch.Tensor] = {}
 
         def keep(act, hook):
             store[hook.name] = act.detach()
 
-        from transformers import DynamicCache
-
-        ids, _ = self._prepare(tokens, None)
-        resid: list[torch.Tensor | None] = [None] * self.cfg.n_layers
-
-        def save(i):
-            def hook(module, args, kwargs):
-                resid[i] = (args[0] if args else kwargs["hidden_states"]).detach()
-
-            return hook
-
-        handles = [
-            s["block"].register_forward_pre_hook(save(i), with_kwargs=True)
-            for i, s in enumerate(self._sites)
-        ]
-        try:
-            # A cache without the config: plain layers that keep every position (a sliding-
-            # window layer would keep only the last window's keys, and a later start needs all).
-            cache = DynamicCache()
-            with self.hooks([(n, keep) for n in names]), self._routing(batch=ids.shape[0]):
-                out = self.hf_model(input_ids=ids, use_cache=True, past_key_values=cache)
-        finally:
-            for h in handles:
-                h.remove()
+        # A cache without the config: plain layers that keep every position (a sliding-window
+        # layer would keep only the last window's keys, and a later start needs all of them).
+        cache = DynamicCache()
+        hooks = [(n, keep) for n in dict.fromkeys([*resid_names, *names])]
+        with self.hooks(hooks), self._routing(batch=ids.shape[0]):
+            out = self.hf_model(input_ids=ids, use_cache=True, past_key_values=cache)
         kv = [(layer.keys, layer.values) for layer in cache.layers]
-        return out.logits, resid, kv, store
+        resid = [store[n] for n in resid_names]
+        return out.logits, resid, kv, {n: store[n] for n in names}
 
     @contextlib.contextmanager
     def _blocks_from(self, entries: list[tuple[int, torch.Tensor]]):
