@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import platform
+import time
 
 import torch
+from tqdm.auto import tqdm
 
 from ..models import Transformer, TransformerConfig
 
@@ -37,3 +39,38 @@ def run_record(seed: int, steps: int, optim: dict, wall_s: float, **extra) -> di
         "torch": torch.__version__,
         "python": platform.python_version(),
     }
+
+
+def train_steps(
+    model,
+    opt,
+    steps: int,
+    loss_at,
+    desc: str,
+    *,
+    sched=None,
+    before_step=None,
+    report_every: int = 100,
+) -> tuple[list[float], float]:
+    """The loop every recipe shares: for each step, ``loss_at(step)`` -> backward -> AdamW
+    step (and ``sched.step()``), with a progress bar.
+
+    before_step: optionally called with the step number before its batch is drawn (e.g. to
+    save a checkpoint of the weights that step starts from).
+    Returns ``(losses, wall_s)``: every step's loss, and the loop's wall time in seconds.
+    """
+    start = time.perf_counter()
+    losses = []
+    for step in (bar := tqdm(range(steps), desc=desc)):
+        if before_step is not None:
+            before_step(step)
+        loss = loss_at(step)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+        losses.append(loss.item())
+        if step % report_every == 0:
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    return losses, time.perf_counter() - start

@@ -11,16 +11,13 @@ same architecture untrained. The tests re-run DAS (seeded, seconds) and re-check
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..das import das, interchange_accuracy, random_basis
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy import equality as eq
-from ._common import run_record, seeded_model_and_optimizer
+from ._common import run_record, seeded_model_and_optimizer, train_steps
 
 # Where each variable is looked for, and the subspace size: (site, position, k).
 # Found by the full-vector sweep over (layer, position) in notebook 10: after layer 0, the
@@ -124,20 +121,12 @@ def train_equality_das(steps: int | None = None, seed: int = 0) -> tuple[Transfo
         pct_start=optim["schedule"]["pct_start"],
     )
     answers = torch.tensor(eq.answer_ids())
-    start = time.perf_counter()
-    losses = []
-    for step in (bar := tqdm(range(steps), desc="equality-das")):
+    def loss_at(step):
         x = eq.sample_inputs(data["batch"], "train", seed=1000 + 1_000_000 * seed + step)
         target = answers[eq.causal_model(x)["out"].long()]
-        loss = F.cross_entropy(model(eq.to_tokens(x))[:, -1], target)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    wall = time.perf_counter() - start
+        return F.cross_entropy(model(eq.to_tokens(x))[:, -1], target)
+
+    losses, wall = train_steps(model, opt, steps, loss_at, "equality-das", sched=sched)
     model.eval()
     untrained = Transformer(cfg, tokenizer=tok).eval()  # same seeded init, no training
     # A smoke run (a few training steps) gets a few DAS steps too; the card records which.

@@ -6,15 +6,12 @@ classes (mechscope.toy.grammar), and ``grammar-2l-mlp0``: a TopK SAE on its laye
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.grammar import VOCAB, WORD_CLASS, grammar_batch
-from ._common import run_record, seeded_model_and_optimizer
+from ._common import run_record, seeded_model_and_optimizer, train_steps
 
 # ---- grammar-2l: an MLP model for feature work (issue 4) ---------------------------
 
@@ -74,22 +71,15 @@ def train_grammar_2l(steps: int = 2000, seed: int = 0) -> tuple[Transformer, dic
     data = {"seq_len": 32, "batch": 64}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
     model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
-    start = time.perf_counter()
-    losses = []
-    for step in (bar := tqdm(range(steps), desc="grammar-2l")):
+    def loss_at(step):
         # Seeds 1_000_000+ for training; the card's metrics use seed 12345 (never trained on).
         tokens, _ = grammar_batch(
             data["batch"], data["seq_len"], seed=1_000_000 + seed * steps + step
         )
         logits = model(tokens)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, cfg.d_vocab), tokens[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    wall = time.perf_counter() - start
+        return F.cross_entropy(logits[:, :-1].reshape(-1, cfg.d_vocab), tokens[:, 1:].reshape(-1))
+
+    losses, wall = train_steps(model, opt, steps, loss_at, "grammar-2l")
     model.eval()
     card = {
         "name": "grammar-2l",

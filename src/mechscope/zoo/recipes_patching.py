@@ -9,15 +9,12 @@ known answer, a known wrong answer, and a logit difference that flips sign.
 
 from __future__ import annotations
 
-import time
-
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.facts import VOCAB, PromptPair, canonical_pairs, sample_pairs
-from ._common import run_record, seeded_model_and_optimizer
+from ._common import run_record, seeded_model_and_optimizer, train_steps
 
 PATCHING_EVAL = {"n": 512, "seed": 12345}  # held-out prompts the card's metrics use
 
@@ -122,22 +119,15 @@ def train_facts_ioi_2l(steps: int = 3000, seed: int = 0) -> tuple[Transformer, d
     data = {"batch_pairs": 64, "n_ctx": 16}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
     model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
-    start = time.perf_counter()
-    losses = []
-    for step in (bar := tqdm(range(steps), desc="facts-ioi-2l")):
+    def loss_at(step):
         pairs = _batch(data["batch_pairs"], seed=1_000_000 + seed * steps + step)
         prompts = [p.clean for p in pairs] + [p.corrupted for p in pairs]
         targets = _ids(model, [p.answer for p in pairs] + [p.wrong for p in pairs])
         tokens, last = encode_padded(model, prompts)
         logits = model(tokens)[torch.arange(len(last)), last]
-        loss = F.cross_entropy(logits, targets)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    wall = time.perf_counter() - start
+        return F.cross_entropy(logits, targets)
+
+    losses, wall = train_steps(model, opt, steps, loss_at, "facts-ioi-2l")
     model.eval()
     card = {
         "name": "facts-ioi-2l",

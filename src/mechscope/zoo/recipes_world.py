@@ -13,14 +13,11 @@ learns the rules in minutes on one CPU thread.
 
 from __future__ import annotations
 
-import time
-
 import torch
-from tqdm.auto import tqdm
 
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy import othello
-from ._common import run_record, seeded_model_and_optimizer
+from ._common import run_record, seeded_model_and_optimizer, train_steps
 
 BOARD_SIZE = 6
 WORLD_EVAL = {"n": 500, "seed": 12345}  # held-out games the card's metrics use
@@ -115,24 +112,21 @@ def train_othello_mini(steps: int | None = None, seed: int = 0) -> tuple[Transfo
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / 100) * max(0.1, 1 - s / max(steps, 1))
     )
-    start = time.perf_counter()
-    losses = []
     per_chunk = data["chunk"] // data["batch"]
-    for step in (bar := tqdm(range(steps), desc="othello-mini")):
+    games: dict[str, torch.Tensor] = {}
+
+    def loss_at(step):
         if step % per_chunk == 0:  # games come in chunks: batched generation is cheaper per game
-            _, tokens, legal = games_and_targets(
+            _, games["tokens"], games["legal"] = games_and_targets(
                 data["chunk"], _TRAIN_SEED + seed * 100_000 + step // per_chunk
             )
         i = (step % per_chunk) * data["batch"]
-        loss = legal_loss(model(tokens[i : i + data["batch"]]), legal[i : i + data["batch"]])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if step % 50 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    wall = time.perf_counter() - start
+        rows = slice(i, i + data["batch"])
+        return legal_loss(model(games["tokens"][rows]), games["legal"][rows])
+
+    losses, wall = train_steps(
+        model, opt, steps, loss_at, "othello-mini", sched=sched, report_every=50
+    )
     model.eval()
     card = {
         "name": "othello-mini",

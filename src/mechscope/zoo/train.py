@@ -10,18 +10,16 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
-from tqdm.auto import tqdm
 
 from ..heads import best_head, head_scores
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..toy.induction import WORDS, random_period_batch, repeated_part_mask
-from ._common import run_record, seeded_model_and_optimizer
+from ._common import run_record, seeded_model_and_optimizer, train_steps
 from .recipes_circuits import train_modadd_1l
 from .recipes_features import train_grammar_2l, train_grammar_2l_sae_mlp0
 from .recipes_patching import train_facts_ioi_2l
@@ -103,11 +101,12 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
     gen = torch.Generator().manual_seed(seed + 1)
     save_at = set(log_spaced_steps(steps, n_checkpoints)) if n_checkpoints else set()
     checkpoints = {}
-    start = time.perf_counter()
-    losses = []
-    for step in (bar := tqdm(range(steps), desc="induction-2l")):
+
+    def save_checkpoint(step):
         if step in save_at:
             checkpoints[step] = {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+    def loss_at(step):
         tokens, _, _ = random_period_batch(
             data["batch"],
             data["seq_len"],
@@ -118,14 +117,11 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
             p_prefix=data["p_prefix"],
         )
         logits = model(tokens)
-        loss = F.cross_entropy(logits[:, :-1].reshape(-1, cfg.d_vocab), tokens[:, 1:].reshape(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        losses.append(loss.item())
-        if step % 100 == 0:
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-    wall = time.perf_counter() - start
+        return F.cross_entropy(logits[:, :-1].reshape(-1, cfg.d_vocab), tokens[:, 1:].reshape(-1))
+
+    losses, wall = train_steps(
+        model, opt, steps, loss_at, "induction-2l", before_step=save_checkpoint
+    )
     if n_checkpoints:
         checkpoints[steps] = {k: v.detach().clone() for k, v in model.state_dict().items()}
     # Measure each checkpoint as it ships (float16), so tests can re-check the card exactly.
