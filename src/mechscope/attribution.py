@@ -40,6 +40,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from .patching import logit_diff
+
 __all__ = [
     "GradientAttribution",
     "IGResult",
@@ -142,20 +144,8 @@ def _ids_for(ids, shape: torch.Size, what: str) -> torch.Tensor:
         ) from err
 
 
-def logit_metric(answer_ids, wrong_ids=None, pos: int = -1) -> Metric:
-    """Metric ``logits -> [batch]``: the logit of ``answer_ids`` at ``pos`` (minus that of
-    ``wrong_ids`` when given). Ids: one for every prompt, or ``[batch]``."""
-    ans = torch.as_tensor(answer_ids)
-    wrong = None if wrong_ids is None else torch.as_tensor(wrong_ids)
-
-    def metric(logits: torch.Tensor) -> torch.Tensor:
-        last = logits[:, pos]  # [batch, d_vocab]
-        out = last.gather(-1, ans.to(last.device).expand(last.shape[0])[:, None])[:, 0]
-        if wrong is not None:
-            out = out - last.gather(-1, wrong.to(last.device).expand(last.shape[0])[:, None])[:, 0]
-        return out
-
-    return metric
+# The answer's logit at ``pos``, minus the wrong id's when given: the patching metric.
+logit_metric = logit_diff
 
 
 # ---- gradients through a hook point ----------------------------------------------

@@ -98,18 +98,21 @@ def _ids(ids, what: str) -> torch.Tensor:
     return t.long()
 
 
-def logit_diff(answer_ids, wrong_ids, pos: int = -1) -> Metric:
+def logit_diff(answer_ids, wrong_ids=None, pos: int = -1) -> Metric:
     """Metric: ``logits[b, pos, answer_b] - logits[b, pos, wrong_b]``, shape ``[batch]``.
 
     answer_ids, wrong_ids: one token id for all prompts, or one per prompt (``[batch]``).
+        Without ``wrong_ids``, the answer's logit alone.
     pos: the position whose prediction is scored (default the last).
     """
-    ans, wrong = _ids(answer_ids, "answer_ids"), _ids(wrong_ids, "wrong_ids")
+    ans = _ids(answer_ids, "answer_ids")
+    wrong = None if wrong_ids is None else _ids(wrong_ids, "wrong_ids")
 
     def metric(logits: torch.Tensor) -> torch.Tensor:
         last = logits[:, pos]  # [batch, d_vocab]
         b = torch.arange(last.shape[0], device=last.device)
-        return last[b, ans.to(last.device)] - last[b, wrong.to(last.device)]
+        out = last[b, ans.to(last.device)]
+        return out if wrong is None else out - last[b, wrong.to(last.device)]
 
     return metric
 
