@@ -110,7 +110,7 @@ def main() -> None:
         lc, lx = twin(clean, use_cache=False).logits[0, -1], twin(corrupted, use_cache=False).logits[0, -1]
     # Answer = the token the clean run favours most over the corrupted run, wrong = the reverse.
     answer, wrong = int((lc - lx).argmax()), int((lc - lx).argmin())
-    ms_metric = mechscope.patching.logit_diff(answer, wrong)
+    ms_metric = mechscope.metrics.logit_diff(answer, wrong)
 
     def tl_metric(logits):
         return ms_metric(logits).mean()

@@ -38,18 +38,12 @@ from collections.abc import Iterator
 
 import torch
 
+from ._core import as_tokens, check_site, metric_values
 from ._patch_runner import TargetRun
 from ._patching_sites import SITES, hook_name
 from .hooks import unknown_name_error
-from .patching import (
-    Metric,
-    PatchResult,
-    _as_tokens,
-    _check_site,
-    _labelled,
-    _metric_values,
-    _sweep,
-)
+from .metrics import Metric
+from ._sweep import PatchResult, labelled, sweep
 
 KINDS = ("zero", "mean", "resample")
 
@@ -160,7 +154,7 @@ def ablation_values(
             "reference=<tokens [batch, pos]>; `ablate(model, tokens, ...)` defaults to the "
             "ablated batch itself."
         )
-    ref = _as_tokens(model, reference)
+    ref = as_tokens(model, reference)
     with torch.no_grad():
         _, cache = model.run_with_cache(ref, names=names)
     if kind == "mean":
@@ -274,7 +268,7 @@ def ablate(
     Example: ``ablate(model, toks, "blocks.1.attn.hook_z", kind="mean", heads=[2])``.
     """
     _check_kind(kind)
-    toks = _as_tokens(model, tokens)
+    toks = as_tokens(model, tokens)
     ref = _reference(model, toks, kind, reference, seed)
     with torch.no_grad():
         with ablation_hooks(
@@ -288,7 +282,7 @@ def _reference(model, toks, kind, reference, seed) -> torch.Tensor | None:
         return None
     if reference is None:
         return toks if kind == "mean" else toks[_derangement(toks.shape[0], seed)]
-    ref = _as_tokens(model, reference)
+    ref = as_tokens(model, reference)
     _check_tokens_like(toks, ref, "reference")
     return ref
 
@@ -326,8 +320,8 @@ def ablation_sweep(
     _check_kind(kind)
     if site not in SITES:
         raise unknown_name_error(site, SITES, what="ablation site")
-    _check_site(model, site)
-    toks = _as_tokens(model, tokens)
+    check_site(model, site)
+    toks = as_tokens(model, tokens)
     batch, n_pos = toks.shape
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     site_names = [hook_name(site, layer) for layer in range(n_layers)]
@@ -338,15 +332,15 @@ def ablation_sweep(
         # and on causal models the same reuse of the unablated run (blocks before the
         # ablated one, positions before it, and ablations that change nothing are not run).
         target = TargetRun(model, toks, site_names)
-        base_v = _metric_values(metric, target.logits, batch).mean().item()
+        base_v = metric_values(metric, target.logits, batch).mean().item()
         values_by_name = ablation_values(model, site_names, kind, ref, seed=seed)
         sources = {
             name: _full_source(kind, values_by_name[name], target.cache[name], seed)
             for name in site_names
         }
-        values = _sweep(model, site, target, sources, metric, 0, base_v, max_batch, memory_mb)
+        values = sweep(model, site, target, sources, metric, 0, base_v, max_batch, memory_mb)
 
-    return _labelled(model, site, values, toks, n_heads, f"{kind} ablation", base_v, float("nan"))
+    return labelled(model, site, values, toks, n_heads, f"{kind} ablation", base_v, float("nan"))
 
 
 def _full_source(kind: str, value, act: torch.Tensor, seed: int) -> torch.Tensor:

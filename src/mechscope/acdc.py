@@ -15,7 +15,7 @@ This module does the node (head) version, exactly, on any HookedModel:
 - the score is a *distance* from the full model, lower is better:
   ``metric="kl"`` (default) is the KL divergence ``KL(full || circuit)`` of the next-token
   distributions, averaged over prompts and the positions ``pos``; a callable
-  ``metric(logits) -> [batch]`` (e.g. :func:`mechscope.patching.logit_diff`) gives the
+  ``metric(logits) -> [batch]`` (e.g. :func:`mechscope.metrics.logit_diff`) gives the
   distance ``|mean metric(circuit) - mean metric(full)|``;
 - a head is removed when ``distance(after) - distance(before) < tau``.
 
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 
-from .patching import _as_tokens, _check_pair, _metric_values
+from ._core import as_tokens, check_pair, metric_values
 
 __all__ = ["ACDCResult", "acdc"]
 
@@ -130,8 +130,8 @@ def acdc(
     """
     if not (isinstance(metric, str) and metric == "kl") and not callable(metric):
         raise ValueError(f"metric={metric!r}; expected 'kl' or a function logits -> [batch].")
-    clean_t, corrupted_t = _as_tokens(model, clean), _as_tokens(model, corrupted)
-    _check_pair(model, clean_t, corrupted_t)
+    clean_t, corrupted_t = as_tokens(model, clean), as_tokens(model, corrupted)
+    check_pair(model, clean_t, corrupted_t)
     batch = clean_t.shape[0]
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     z_names = [f"blocks.{la}.attn.hook_z" for la in range(n_layers)]
@@ -143,10 +143,10 @@ def acdc(
     corr_z = {n: corr_cache[n] for n in z_names}
 
     if callable(metric):
-        full_value = _metric_values(metric, full_logits, batch).mean()
+        full_value = metric_values(metric, full_logits, batch).mean()
 
         def distance(logits):
-            return float((_metric_values(metric, logits, batch).mean() - full_value).abs())
+            return float((metric_values(metric, logits, batch).mean() - full_value).abs())
     else:
 
         def distance(logits):

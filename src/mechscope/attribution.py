@@ -22,7 +22,7 @@ residual). Integrated gradients batches the interpolation steps into as few forw
 backward passes as ``chunk_size`` allows.
 
 A metric is ``metric(logits) -> [batch]``: one number per prompt, e.g.
-``mechscope.patching.logit_diff(answer_ids, wrong_ids)``. It is always called on a
+``mechscope.metrics.logit_diff(answer_ids, wrong_ids)``. It is always called on a
 batch shaped like ``tokens``, so per-prompt answer ids work.
 
 The model is left as it came: hooks are removed in a ``finally``; parameters get no
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .patching import logit_diff
+from .metrics import logit_diff
 
 __all__ = [
     "GradientAttribution",

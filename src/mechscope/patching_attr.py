@@ -32,17 +32,11 @@ from collections.abc import Sequence
 
 import torch
 
+from ._core import as_tokens, check_pair, check_site, metric_values
 from ._patching_sites import SITES, hook_name
 from .hooks import unknown_name_error
-from .patching import (
-    Metric,
-    PatchResult,
-    _as_tokens,
-    _check_pair,
-    _check_site,
-    _labelled,
-    _metric_values,
-)
+from .metrics import Metric
+from ._sweep import PatchResult, labelled
 
 __all__ = ["attribution_patch", "attribution_patch_sites", "compare_to_exact"]
 
@@ -86,9 +80,9 @@ def attribution_patch_sites(
     for site in sites:
         if site not in SITES:
             raise unknown_name_error(site, SITES, what="patching site")
-        _check_site(model, site)
-    clean_t, corrupted_t = _as_tokens(model, clean), _as_tokens(model, corrupted)
-    _check_pair(model, clean_t, corrupted_t)
+        check_site(model, site)
+    clean_t, corrupted_t = as_tokens(model, clean), as_tokens(model, corrupted)
+    check_pair(model, clean_t, corrupted_t)
     batch = clean_t.shape[0]
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     source_t, target_t = (
@@ -102,7 +96,7 @@ def attribution_patch_sites(
 
     with torch.no_grad():
         source_logits, source_cache = model.run_with_cache(source_t, names=hooks)
-        source_v = _metric_values(metric, source_logits, batch).mean().item()
+        source_v = metric_values(metric, source_logits, batch).mean().item()
     target_v, target_acts, grads = _target_grads(model, target_t, metric, hooks, batch)
 
     # First-order term per hook point: (a_source - a_target) * grad, summed over the batch.
@@ -116,7 +110,7 @@ def attribution_patch_sites(
         clean_v, corrupted_v = (
             (source_v, target_v) if direction == "denoising" else (target_v, source_v)
         )
-        results[site] = _labelled(
+        results[site] = labelled(
             model, site, values, clean_t, n_heads, direction, clean_v, corrupted_v
         )
     return results
@@ -143,7 +137,7 @@ def _target_grads(model, target_t, metric, hooks, batch):
     try:
         with torch.enable_grad(), model.hooks([(n, capture) for n in hooks]):
             logits = model(target_t)
-            value = _metric_values(metric, logits, batch).mean()
+            value = metric_values(metric, logits, batch).mean()
             missing = [n for n in hooks if n not in leaves]
             if missing:
                 raise RuntimeError(f"Hook point(s) {missing} never fired during the forward pass.")

@@ -41,17 +41,11 @@ from dataclasses import replace
 
 import torch
 
+from ._core import as_tokens, check_pair, metric_values, str_tokens_of
 from ._patching_sites import bytes_per_sequence
 from .hooks import unknown_name_error
-from .patching import (
-    Metric,
-    PatchResult,
-    _as_tokens,
-    _check_pair,
-    _labelled,
-    _metric_values,
-    _str_tokens,
-)
+from .metrics import Metric
+from ._sweep import PatchResult, labelled
 
 __all__ = ["path_patch", "path_patch_all"]
 
@@ -129,7 +123,7 @@ def path_patch_all(
     for start in range(0, len(senders), per_chunk):
         out.append(run.values(senders[start : start + per_chunk]))
     values = torch.cat(out).reshape(n_layers, n_heads)
-    result = _labelled(
+    result = labelled(
         model, "z", values, run.clean_t, n_heads, direction, run.clean_v, run.corrupted_v
     )
     names = ", ".join(n if h is None else f"{n}[{h}]" for n, h in run.receivers)
@@ -185,8 +179,8 @@ class _Runs:
             raise ValueError(f"direction={direction!r}; expected 'denoising' or 'noising'.")
         self.model, self.metric = model, metric
         self.receivers = _parse_receivers(model, receivers)
-        clean_t, corrupted_t = _as_tokens(model, clean), _as_tokens(model, corrupted)
-        _check_pair(model, clean_t, corrupted_t)
+        clean_t, corrupted_t = as_tokens(model, clean), as_tokens(model, corrupted)
+        check_pair(model, clean_t, corrupted_t)
         self.clean_t = clean_t
         source_t, self.target_t = (
             (clean_t, corrupted_t) if direction == "denoising" else (corrupted_t, clean_t)
@@ -196,13 +190,13 @@ class _Runs:
         with torch.no_grad():
             src_logits, self.src = model.run_with_cache(source_t, names=self.z_names)
             tgt_logits, self.tgt = model.run_with_cache(self.target_t, names=self.z_names)
-            source_v = _metric_values(metric, src_logits, self.batch).mean().item()
-            target_v = _metric_values(metric, tgt_logits, self.batch).mean().item()
+            source_v = metric_values(metric, src_logits, self.batch).mean().item()
+            target_v = metric_values(metric, tgt_logits, self.batch).mean().item()
         self.target_t = self.target_t.to(tgt_logits.device)
         self.clean_v, self.corrupted_v = (
             (source_v, target_v) if direction == "denoising" else (target_v, source_v)
         )
-        self.str_tokens = _str_tokens(model, clean_t)
+        self.str_tokens = str_tokens_of(model, clean_t)
 
     def check_after(self, layer: int) -> None:
         order = self.model.hook_names()
@@ -258,5 +252,5 @@ class _Runs:
             out = torch.empty(n)
             for i in range(n):
                 copy = logits[i * batch : (i + 1) * batch]
-                out[i] = _metric_values(self.metric, copy, batch).mean()
+                out[i] = metric_values(self.metric, copy, batch).mean()
         return out

@@ -36,8 +36,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._core import as_tokens, copies_per_chunk
 from .hooks import unknown_name_error
-from .patching import _as_tokens, _copies_per_chunk
 
 __all__ = [
     "SteeringSweep",
@@ -52,7 +52,7 @@ __all__ = [
 # ---- checks -------------------------------------------------------------------------------
 
 
-def _check_site(model, site: str) -> None:
+def check_site(model, site: str) -> None:
     if not isinstance(site, str):
         raise TypeError(
             f"site must be a hook name such as 'blocks.1.hook_resid_pre', got {site!r}."
@@ -116,12 +116,12 @@ def steering_vector(
 
     Returns ``[d_model]`` (Turner et al. 2023; Zou et al. 2023; Rimsky et al. 2024).
     """
-    _check_site(model, site)
+    check_site(model, site)
     if not (pos == "mean" or isinstance(pos, int)):
         raise ValueError(f"pos={pos!r}; expected an int position (default -1) or 'mean'.")
     means = []
     for what, prompts in (("pos_tokens", pos_tokens), ("neg_tokens", neg_tokens)):
-        toks = _as_tokens(model, prompts)
+        toks = as_tokens(model, prompts)
         with torch.no_grad():
             _, cache = model.run_with_cache(toks, names=[site])
         act = cache[site]
@@ -176,7 +176,7 @@ def steering_hooks(
     vector: ``[d_model]``; site: a residual-sized hook name; positions: an int, a list of
     ints, or None for every position. Removed on exit, also when the block raises.
     """
-    _check_site(model, site)
+    check_site(model, site)
     v = _check_vector(vector)
     s = torch.tensor([float(strength)])
     with model.hooks([(site, _add_hook(site, v, s, positions))]):
@@ -189,7 +189,7 @@ def steer(model, tokens, vector, site: str, strength: float = 1.0, positions=Non
     ``strength=0`` gives exactly the unsteered logits. Runs under ``torch.no_grad``.
     Example: ``steer(model, "a big red", v, "blocks.1.hook_resid_pre", strength=2)``.
     """
-    toks = _as_tokens(model, tokens)
+    toks = as_tokens(model, tokens)
     with torch.no_grad(), steering_hooks(model, vector, site, strength, positions):
         return model(toks)
 
@@ -249,7 +249,7 @@ def _target_ids(model, target_ids) -> list[int]:
     out = []
     for t in target_ids:
         if isinstance(t, str):
-            ids = _as_tokens(model, model.to_tokens(t, prepend_bos=False))[0].tolist()
+            ids = as_tokens(model, model.to_tokens(t, prepend_bos=False))[0].tolist()
             if len(ids) != 1:
                 raise ValueError(
                     f"target {t!r} is {len(ids)} tokens ({ids}); each target must be one token. "
@@ -303,13 +303,13 @@ def steering_sweep(
 
     Returns a :class:`SteeringSweep`.
     """
-    _check_site(model, site)
+    check_site(model, site)
     v = _check_vector(vector)
     s_all = torch.as_tensor(list(strengths), dtype=torch.float32)
     if s_all.dim() != 1 or s_all.numel() == 0:
         raise ValueError(f"strengths must be a non-empty list of numbers, got {strengths!r}.")
     targets = _target_ids(model, target_ids)
-    toks = _as_tokens(model, tokens)
+    toks = as_tokens(model, tokens)
     batch, n_pos = toks.shape
     _positions(positions, n_pos)  # validate before any forward pass
     if not isinstance(pos, int) or not -n_pos <= pos < n_pos:
@@ -323,7 +323,7 @@ def steering_sweep(
         base_logits, cache = model.run_with_cache(toks, names=[resid_name] if resid_name else [])
         base_logp = base_logits[:, pos].double().log_softmax(-1)  # [batch, d_vocab]
         toks = toks.to(base_logits.device)
-        per_chunk = _copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
+        per_chunk = copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
         logps = []
         for start in range(0, len(s_all), per_chunk):
             s = s_all[start : start + per_chunk]

@@ -5,7 +5,8 @@ import torch
 from hf_tiny import VOCAB, build_hf, hook_count, make_tokenizer
 
 import mechscope
-from mechscope.patching import SITES, activation_patch, logit_diff
+from mechscope.metrics import logit_diff
+from mechscope.patching import SITES, activation_patch
 
 HOOK = {
     "resid_pre": "hook_resid_pre",

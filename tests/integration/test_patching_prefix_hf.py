@@ -12,7 +12,8 @@ from hf_tiny import DECODERS, VOCAB, build_hf, hook_count, make_tokenizer
 from test_patching_hf import naive_patch
 
 import mechscope
-from mechscope.patching import activation_patch, logit_diff
+from mechscope.metrics import logit_diff
+from mechscope.patching import activation_patch
 
 
 def _prompt(n_pos=9, seed=3):

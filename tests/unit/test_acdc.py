@@ -6,8 +6,8 @@ import torch
 import mechscope
 from mechscope.acdc import acdc
 from mechscope.heads import best_head
+from mechscope.metrics import logit_diff
 from mechscope.models import Transformer, TransformerConfig
-from mechscope.patching import logit_diff
 from mechscope.toy.induction import repeated_random_tokens
 
 

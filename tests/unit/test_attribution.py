@@ -8,7 +8,7 @@ from mechscope.attribution import (
     logit_metric,
     saliency,
 )
-from mechscope.patching import logit_diff
+from mechscope.metrics import logit_diff
 
 
 def _state(model):

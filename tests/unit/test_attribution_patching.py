@@ -4,8 +4,9 @@ import pytest
 import torch
 
 import mechscope
+from mechscope.metrics import logit_diff
 from mechscope.models import Transformer, TransformerConfig
-from mechscope.patching import SITES, PatchResult, activation_patch, logit_diff
+from mechscope.patching import SITES, PatchResult, activation_patch
 from mechscope.patching_attr import attribution_patch, attribution_patch_sites, compare_to_exact
 
 

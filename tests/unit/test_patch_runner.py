@@ -12,7 +12,8 @@ from mechscope._patch_runner import (
     group_by_start,
     read_positions,
 )
-from mechscope.patching import activation_patch, logit_diff
+from mechscope.metrics import logit_diff
+from mechscope.patching import activation_patch
 
 
 def _cost(groups, n_pos, batch):

@@ -3,7 +3,8 @@
 import pytest
 import torch
 
-from mechscope.patching import SITES, PatchResult, activation_patch, logit_diff, normalized
+from mechscope.metrics import logit_diff, normalized
+from mechscope.patching import SITES, PatchResult, activation_patch
 
 
 def naive_patch(model, clean, corrupted, metric, site, direction):

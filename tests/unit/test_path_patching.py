@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from mechscope.heads import head_scores
-from mechscope.patching import activation_patch, logit_diff, normalized
+from mechscope.metrics import logit_diff, normalized
+from mechscope.patching import activation_patch
 from mechscope.path_patching import path_patch, path_patch_all
 
 
