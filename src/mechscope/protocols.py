@@ -1,0 +1,115 @@
+"""What an analysis needs from a model: the ``HookedModel`` protocol and optional capabilities.
+
+Every analysis in mechscope takes a :class:`HookedModel`: anything with a ``cfg``, named hook
+points, ``hooks(...)`` and ``run_with_cache(...)``. Providers: mechscope's own
+``Transformer``, ``mechscope.wrap(hf_model, tokenizer)``, or your own ``nn.Module`` with
+:class:`mechscope.HookPoint` s (see ``tests/unit/test_third_party_model.py``). Faster paths and
+weight-based analyses need more; they test for a capability protocol here, never for a
+concrete class, and say which capability is missing when a model lacks one::
+
+    from mechscope.protocols import HookedModel, PrefixReuse
+    isinstance(model, HookedModel)   # runtime-checkable: has the methods and attributes
+    isinstance(model, PrefixReuse)   # can restart a forward pass at a block and position
+
+The checks are structural (``typing.runtime_checkable``): they test that the members exist,
+not their signatures; the docstrings give those.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+__all__ = ["HookedModel", "PerHeadWeights", "PrefixReuse", "require"]
+
+
+@runtime_checkable
+class HookedModel(Protocol):
+    """The contract every analysis relies on.
+
+    cfg: has ``n_layers``, ``n_heads``, ``d_model``, ``d_head``, ``d_vocab``, ``n_ctx``
+        (``n_heads`` / ``d_head`` may be 0 for a model without attention).
+    __call__(tokens) / forward(tokens): ``[batch, pos]`` ids -> logits ``[batch, pos, d_vocab]``
+        (or ``[batch, d_out]`` outputs for a non-sequence model).
+    to_tokens(text) -> ``[batch, pos]`` ids; to_str_tokens(ids) -> list of str.
+    hook_names() -> every hook point name, in forward order.
+    hooks(fwd_hooks) -> a context manager installing ``[(name or predicate, fn)]`` and
+        removing them on exit, even on error.
+    run_with_cache(tokens, names=...) -> ``(logits, ActivationCache)``.
+    """
+
+    cfg: Any
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def to_tokens(self, text) -> torch.Tensor: ...
+
+    def to_str_tokens(self, tokens) -> list[str]: ...
+
+    def hook_names(self) -> list[str]: ...
+
+    def hooks(self, fwd_hooks): ...
+
+    def run_with_cache(self, tokens, names=None, **kwargs): ...
+
+
+@runtime_checkable
+class PrefixReuse(Protocol):
+    """Capability: restart a causal forward pass at a block and a position.
+
+    prefix_state(tokens, names) -> ``(logits, resid, kv, cache)``: the target run's logits,
+        each block's input residual, each block's attention keys/values (in the provider's
+        own format), and the activations at ``names``.
+    forward_suffix(entries, start, tokens, kv, pos) -> logits of copies that enter at
+        the blocks and residuals in ``entries`` and compute positions ``start..`` only,
+        attending to ``kv`` before ``start`` (see ``mechscope._patch_runner``).
+
+    Activation patching uses it to skip what a patched copy shares with the target run;
+    without it the sweep runs full forward passes (same numbers, slower).
+    """
+
+    def prefix_state(self, tokens: torch.Tensor, names=()): ...
+
+    def forward_suffix(self, entries, start: int, tokens: torch.Tensor, kv, *, pos=None): ...
+
+
+@runtime_checkable
+class PerHeadWeights(Protocol):
+    """Capability: the weights that weight-based and direct-logit analyses read.
+
+    head_output_weights(layer) -> ``W_O`` per head ``[head, d_head, d_model]``;
+    attn_output_bias(layer) -> ``[d_model]`` or None; unembed_weights() -> ``[d_model,
+    d_vocab]``; unembed_bias() -> ``[d_vocab]`` or None; final_norm() -> the final
+    normalisation as a callable on ``[..., d_model]``.
+    """
+
+    def head_output_weights(self, layer: int) -> torch.Tensor: ...
+
+    def attn_output_bias(self, layer: int): ...
+
+    def unembed_weights(self) -> torch.Tensor: ...
+
+    def unembed_bias(self): ...
+
+    def final_norm(self): ...
+
+
+def require(model, capability: type, what: str) -> None:
+    """Raise a TypeError naming the missing capability when ``model`` lacks it.
+
+    what: the analysis that needs it, e.g. ``"scrub"``.
+    """
+    if isinstance(model, capability):
+        return
+    missing = [
+        name
+        for name in dir(capability)
+        if not name.startswith("_") and not hasattr(model, name)
+    ]
+    raise TypeError(
+        f"{what} needs a model with the {capability.__name__} capability "
+        f"(mechscope.protocols.{capability.__name__}); {type(model).__name__} lacks "
+        f"{', '.join(missing) or 'it'}. Use mechscope's Transformer or mechscope.wrap(...) "
+        f"of a Hugging Face model, or implement {', '.join(missing) or 'those methods'}."
+    )
