@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: lab test test-fast widgets widgets-check clean-venv
+.PHONY: lab test test-fast widgets widgets-check clean-venv course
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "mechscope needs Python >= 3.10, this is " + sys.version.split()[0]'
@@ -46,6 +46,10 @@ test: $(VENV)/.dev $(VENV)/.browser
 # Unit tests only (seconds): no notebooks, no browser.
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest tests/unit -q
+
+# The student and instructor editions of notebooks/ (course/student, course/instructor).
+course: $(VENV)/.lab
+	$(PY) -m mechscope.course build
 
 widgets:
 	cd widgets && npm ci --no-audit --no-fund && npm run build

@@ -18,7 +18,7 @@ difference at the last position between two fixed tokens; the baseline is a pad 
 every position (Captum: baseline token ids, whose embeddings its layer hook reads;
 mechscope: ``baseline=pad_id``). Both report completeness (Captum with
 ``return_convergence_delta=True``); neither chunks the steps (Captum
-``internal_batch_size=None``, mechscope ``chunk_size=None``). Captum's forward function
+``internal_batch_size=None``, mechscope ``batch_size=None``). Captum's forward function
 calls the HF model with ``use_cache=False`` (no KV cache; the faster way to call it).
 
 Reported per model: median time of ``--repeats`` runs after a warm-up (the libraries
@@ -78,8 +78,9 @@ def compare(name, ms_model, forward_ids, layer, tokens, pad, answer, wrong, args
     from captum.attr import LayerIntegratedGradients
 
     import mechscope.attribution as msa
+    from mechscope.metrics import logit_diff
 
-    metric = msa.logit_metric(answer, wrong)
+    metric = logit_diff(answer, wrong)
 
     def captum_forward(ids):
         return metric(forward_ids(ids))  # [rows]

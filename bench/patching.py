@@ -96,6 +96,7 @@ def main() -> None:
     from transformer_lens.model_bridge import TransformerBridge
 
     import mechscope
+    import mechscope.metrics
 
     model, tok, folder = build(12, args.vocab, args.seed)
     twin = copy.deepcopy(model)  # before the boot: mechscope runs on this one

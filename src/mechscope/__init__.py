@@ -2,15 +2,49 @@
 
 Hookable models with TransformerLens-style hook names, activation caches, and
 offline anywidget views, on models that ship with the package and on Hugging Face
-models (``mechscope.wrap`` / ``mechscope.load``).
+models (``mechscope.wrap`` / ``mechscope.load``). One argument name per concept across
+every module: docs/vocabulary.md.
+
+Modules, by section of Bereska & Gavves (2024), "Mechanistic Interpretability for AI Safety":
+
+Core
+    hooks, cache      hook points, ``model.hooks``, ``run_with_cache``, ``ActivationCache``
+    metrics           what a run measures: ``logit_diff``, ``normalized``
+    protocols         ``HookedModel`` and the capabilities an analysis may require
+    models            ``Transformer``; ``wrap`` for Hugging Face models
+Observation (§4.2)
+    attribution       direct logit attribution, saliency, integrated gradients
+    lens              logit lens, tuned lens
+    probes            linear probes, control tasks, selectivity, sparse probing
+    sae, sae_train    sparse autoencoders: the model, evaluation, training
+    heads             previous-token, induction and duplicate-token head scores
+    circuits          QK and OV circuits, composition scores, from the weights
+    linear_rep        linear representations: word analogies, relation directions
+    world             world-model probes, and interventions along them
+Intervention (§4.3)
+    patching          activation patching sweeps (denoising / noising)
+    patching_attr     attribution patching, the gradient estimate of patching
+    path_patching     path patching
+    acdc              ACDC-style automatic circuit discovery
+    ablation          zero, mean and resample ablation
+    steering          steering vectors (difference of means) and strength sweeps
+    scrubbing         causal scrubbing of a hypothesis
+    das               interchange interventions, distributed alignment search
+Development (§5.2)
+    dynamics          training dynamics: metrics over checkpoints, when they change
+Tools
+    toy               synthetic tasks and their data (superposition, induction, Othello, ...)
+    zoo               the shipped models' weights, cards and training recipes
+    widgets           anywidget views: attention, heatmap, logit lens, features, tokens
+    plots             plotly figures for toy models and SAEs
 """
 
 from ._load import load, zoo_models
-from .ablation import ablate, ablation_hooks, ablation_sweep
+from .ablation import AblationResult, ablate, ablation_hooks, ablation_sweep
 from .acdc import ACDCResult, acdc
 from .attribution import (
     IGResult,
-    LogitAttribution,
+    LogitAttributionResult,
     direct_logit_attribution,
     gradient_x_input,
     integrated_gradients,
@@ -18,7 +52,7 @@ from .attribution import (
 )
 from .cache import ActivationCache
 from .das import DASResult, das, interchange_accuracy, interchange_intervention
-from .heads import head_scores
+from .heads import HeadScoresResult, head_scores
 from .hooks import HookPoint
 from .lens import LensResult, TunedLens, logit_lens, train_tuned_lens, tuned_lens
 from .models import Transformer, TransformerConfig
@@ -27,26 +61,32 @@ from .patching import PatchResult, activation_patch
 from .patching_attr import attribution_patch, compare_to_exact
 from .path_patching import path_patch, path_patch_all
 from .probes import Probe, control_task, fit_probe, selectivity, sparse_probe
+from .protocols import HookedModel
 from .scrubbing import Claim, Hypothesis, ScrubResult, scrub
-from .steering import SteeringSweep, steer, steering_sweep, steering_vector
+from .steering import SteeringSweepResult, steer, steering_sweep, steering_vector
+from .world import InterventionResult
 
 __version__ = "0.1.0"
 
 __all__ = [
     "ACDCResult",
+    "AblationResult",
     "ActivationCache",
     "Claim",
     "DASResult",
     "HFModel",
+    "HeadScoresResult",
     "HookPoint",
+    "HookedModel",
     "Hypothesis",
     "IGResult",
+    "InterventionResult",
     "LensResult",
-    "LogitAttribution",
+    "LogitAttributionResult",
     "PatchResult",
     "Probe",
     "ScrubResult",
-    "SteeringSweep",
+    "SteeringSweepResult",
     "Transformer",
     "TransformerConfig",
     "TunedLens",

@@ -79,8 +79,14 @@ def load(name: str, device: str = "cpu", **hf_kwargs):
     ``hf_kwargs`` go to ``from_pretrained`` (e.g. ``dtype=torch.float16``, ``revision=``).
     Hugging Face models come back wrapped (:func:`mechscope.wrap`) and in eval mode.
     """
-    if not isinstance(name, str):
+    if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"load() takes a model name (str), got {type(name).__name__}.")
+    name = os.fspath(name)
+    if not name.strip():
+        raise ValueError(
+            f"load(name={name!r}): the name is empty. Give a zoo model "
+            f"({', '.join(zoo.available())}), 'minilm', a local directory, or a hub id."
+        )
     if name in zoo.available():
         if hf_kwargs:
             raise TypeError(
@@ -90,12 +96,15 @@ def load(name: str, device: str = "cpu", **hf_kwargs):
     if name.lower() in (MINILM, "all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"):
         return _from_pretrained(str(minilm_path()), device, **hf_kwargs)
     if Path(name).expanduser().is_dir():
-        return _from_pretrained(str(Path(name).expanduser()), device, **hf_kwargs)
+        path = Path(name).expanduser()
+        check_checkpoint_dir(path)
+        return _from_pretrained(str(path), device, **hf_kwargs)
     looks_like_hub_id = name.count("/") <= 1 and not name.startswith((".", "/", "~"))
     if not looks_like_hub_id:
         raise ModelUnavailableError(
             f"Unknown model {name!r}: not a zoo model ({', '.join(zoo.available())}), not "
-            f"'minilm', and no directory at that path."
+            f"'minilm', and no directory at that path. Check the path, or save a model there "
+            f"first (model.save_pretrained(path); tokenizer.save_pretrained(path))."
         )
     if _offline():
         raise ModelUnavailableError(_hub_help(name, "HF_HUB_OFFLINE is set (offline mode)"))
@@ -105,6 +114,30 @@ def load(name: str, device: str = "cpu", **hf_kwargs):
         return _from_pretrained(name, device, **hf_kwargs)
     except OSError as err:
         raise ModelUnavailableError(_hub_help(name, f"the hub could not give it ({err})")) from err
+
+
+def check_checkpoint_dir(path: Path) -> None:
+    """Refuse, with the fix, a directory that is not a Hugging Face checkpoint, and a
+    ``*.safetensors`` file that holds a pickle (weights are never unpickled)."""
+    if not (path / "config.json").exists():
+        found = sorted(p.name for p in path.iterdir())[:8]
+        raise ModelUnavailableError(
+            f"load({str(path)!r}): the directory has no config.json (it holds "
+            f"{found or 'nothing'}), so it is not a Hugging Face checkpoint. Save one there "
+            f"with model.save_pretrained(path) and tokenizer.save_pretrained(path), or load a "
+            f"zoo model by name ({', '.join(zoo.available())})."
+        )
+    for f in sorted(path.glob("*.safetensors")):
+        with open(f, "rb") as fh:
+            head = fh.read(8)
+        size = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if head[:1] == b"\x80" or head[:2] == b"PK" or not 0 < size < f.stat().st_size:
+            raise ModelUnavailableError(
+                f"load({str(path)!r}): {f.name} is not a safetensors file (it looks like a "
+                f"pickle / torch.save archive). mechscope never unpickles weights: convert it "
+                f"with safetensors.torch.save_file(torch.load(p, weights_only=True), "
+                f"{f.name!r})."
+            )
 
 
 def _hub_help(name: str, why: str) -> str:

@@ -8,18 +8,19 @@ not recomputed (their keys and values come from the target run, their logits are
 target run's). Patches at positions before the first token where the two prompts differ
 need no run at all: there the source and target activations are the same.
 
-Models without that support (bidirectional encoders, other HookedModels) run the full
-forward pass of each copy.
+The restart is the :class:`mechscope.protocols.PrefixReuse` capability (``prefix_state`` /
+``forward_suffix``), tested by ``isinstance``, never by the model's class. Models without it
+(bidirectional encoders, other HookedModels) run the full forward pass of each copy.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 
 import torch
 
 from ._patching_sites import from_position, patch_hook, patch_mask, patch_position
+from .protocols import PrefixReuse
 
 # Fixed cost of one group of copies, in "rows" (sequence positions): a pass over few rows
 # is bound by reading the weights, not by arithmetic. Used to decide how to group patches
@@ -38,38 +39,24 @@ class TargetRun:
 
     ``logits``: ``[batch, pos, d_vocab]``. ``cache``: the hook points ``names`` of this run.
     ``causal``: whether patches before a position leave it unchanged (so copies may start
-    later than position 0 and block 0).
+    later than position 0 and block 0): models with the
+    :class:`~mechscope.protocols.PrefixReuse` capability that are causal and return logits.
     """
 
     def __init__(self, model, tokens: torch.Tensor, names: list[str]):
-        from .models.hf import HFModel
-        from .models.transformer import Transformer
-
         self.model = model
-        n_layers = model.cfg.n_layers
-        if isinstance(model, Transformer):
-            self.kind = "transformer"
-            keep = [
-                f"blocks.{la}.{h}"
-                for la in range(n_layers)
-                for h in ("hook_resid_pre", "attn.hook_k", "attn.hook_v")
-            ]
-            self.logits, cache = model.run_with_cache(tokens, names=sorted({*keep, *names}))
-            self.resid = [cache[f"blocks.{la}.hook_resid_pre"] for la in range(n_layers)]
-            self.kv = [
-                (cache[f"blocks.{la}.attn.hook_k"], cache[f"blocks.{la}.attn.hook_v"])
-                for la in range(n_layers)
-            ]
-            self.cache = {n: cache[n] for n in names}
-        elif isinstance(model, HFModel) and model.cfg.is_causal and model.cfg.output == "logits":
-            self.kind = "hf"
-            self.logits, self.resid, self.kv, self.cache = model._prefix_state(tokens, names)
+        cfg = model.cfg
+        self.causal = (
+            isinstance(model, PrefixReuse)
+            and getattr(cfg, "is_causal", True)
+            and getattr(cfg, "output", "logits") == "logits"
+        )
+        if self.causal:
+            self.logits, self.resid, self.kv, self.cache = model.prefix_state(tokens, names)
         else:
-            self.kind = "full"
             self.logits, cache = model.run_with_cache(tokens, names=names)
             self.cache = {n: cache[n] for n in names}
         self.tokens = torch.as_tensor(tokens).to(self.logits.device)
-        self.causal = self.kind != "full"
 
     def run_full(self, n: int, keep: list[int] | None = None) -> torch.Tensor:
         """Logits of ``n`` full copies of the target prompts (models without a fast path)."""
@@ -99,77 +86,16 @@ class TargetRun:
         rows = sum(x.shape[0] for _, x in entries)
         n = rows // self.tokens.shape[0]
         before = [p for p in keep if p < start] if keep is not None else list(range(start))
-        after = None if keep is None else torch.tensor([p - start for p in keep if p >= start])
-        if after is not None and not len(after):
-            suffix = None  # every kept position is before the patch: nothing to compute
-        elif self.kind == "transformer":
-            first = entries[0][0]
-            enter: dict[int, list[torch.Tensor]] = {}
-            for b, x in entries:
-                enter.setdefault(b, []).append(x)
-            joined = {b: torch.cat(xs) if len(xs) > 1 else xs[0] for b, xs in enter.items()}
-            past = None
-            if start:
-                past, seen = [], 0
-                for b in range(first, self.model.cfg.n_layers):
-                    seen += joined[b].shape[0] if b in joined else 0
-                    reps = seen // self.tokens.shape[0]
-                    k, v = self.kv[b]
-                    past.append(
-                        (k[:, :start].repeat(reps, 1, 1, 1), v[:, :start].repeat(reps, 1, 1, 1))
-                    )
-            with self._mlp_rows(after if trim_last_mlp else None):
-                suffix = self.model.forward_from(first, joined[first], past, after, enter=joined)
-        else:
-            with self._mlp_rows(after if trim_last_mlp else None):
-                suffix = self.model._forward_suffix(
-                    entries, start, self.tokens[:, start:], self.kv, after
-                )
+        after = None if keep is None else [p for p in keep if p >= start]
+        suffix = None  # None when every kept position is before the patch
+        if after is None or after:
+            suffix = self.model.forward_suffix(
+                entries, start, self.tokens, self.kv, pos=after, trim_last_mlp=trim_last_mlp
+            )
         parts = [self.logits[:, before].repeat(n, 1, 1)] if before else []
         if suffix is not None:
             parts.append(suffix.to(self.logits.dtype))
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-
-    @contextlib.contextmanager
-    def _mlp_rows(self, rows: torch.Tensor | None):
-        """Within the block: the last block's MLP sees ``rows`` (positions of the computed
-        suffix) only, and returns zeros elsewhere. Its attention still sees every row, so
-        the kept rows' outputs are exact; the others are never read."""
-        mlp = self._last_mlp()
-        if rows is None or mlp is None:
-            yield
-            return
-        width: list[int] = []
-
-        def narrow(module, args, kwargs):
-            x = args[0] if args else kwargs["hidden_states"]
-            width.append(x.shape[1])
-            x = x[:, rows]
-            return ((x, *args[1:]), kwargs) if args else (args, {**kwargs, "hidden_states": x})
-
-        def widen(module, args, kwargs, out):
-            full = out.new_zeros(out.shape[0], width.pop(), *out.shape[2:])
-            full[:, rows] = out
-            return full
-
-        handles = [
-            mlp.register_forward_pre_hook(narrow, with_kwargs=True),
-            mlp.register_forward_hook(widen, with_kwargs=True),
-        ]
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
-
-    def _last_mlp(self):
-        if self.kind == "transformer":
-            block = self.model.blocks[-1]
-            return block.mlp if block.has_mlp else None
-        if self.kind == "hf":
-            parent = self.model.family.mlp_out.rpartition(".")[0]
-            return self.model._sites[-1]["block"].get_submodule(parent) if parent else None
-        return None
 
 
 def read_positions(metric, logits: torch.Tensor) -> list[int] | None:

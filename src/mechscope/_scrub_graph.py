@@ -47,14 +47,14 @@ class Feature:
         return self.name
 
 
-class _Everything(Feature):
+class Everything(Feature):
     """The whole context: only the context itself is equivalent (no resampling)."""
 
     def __init__(self):
         super().__init__(lambda t: torch.arange(t.numel()).view(t.shape), "EVERYTHING")
 
 
-EVERYTHING = _Everything()
+EVERYTHING = Everything()
 
 
 def token(offset: int = 0) -> Feature:
@@ -136,7 +136,7 @@ class Hypothesis:
         nodes = _model_nodes(model)
         return cls(
             {
-                _display(n): Claim(EVERYTHING, [_display(p) for p in _model_parents(model, n)])
+                _display(n): Claim(EVERYTHING, [_display(p) for p in model_parents(model, n)])
                 for n in nodes
             }
         )
@@ -170,7 +170,7 @@ def _model_nodes(model) -> list[tuple]:
     return nodes + [("logits",)]
 
 
-def _model_parents(model, node) -> list[tuple]:
+def model_parents(model, node) -> list[tuple]:
     """The components whose output feeds ``node`` in the model (its parents in our graph)."""
     cfg = model.cfg
     kind = node[0]
@@ -228,7 +228,7 @@ def _parse(model, name, valid_names: list[str]):
     )
 
 
-def _validate(model, hypothesis) -> dict:
+def validate(model, hypothesis) -> dict:
     """Check names, cycles and edges; return ``{node_key: (feature, [parent_keys])}``."""
     if not isinstance(hypothesis, Hypothesis):
         raise TypeError(
@@ -262,7 +262,7 @@ def _validate(model, hypothesis) -> dict:
         claims[_parse(model, name, valid_names)] = (claim.feature, parents)
     _check_acyclic(claims)
     for node, (_, parents) in claims.items():
-        allowed = _model_parents(model, node)
+        allowed = model_parents(model, node)
         for p in parents:
             if p not in claims:
                 raise ValueError(

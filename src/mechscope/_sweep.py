@@ -45,7 +45,7 @@ class PatchResult:
         v = self.values
         return v.reshape(-1, v.shape[-1]) if v.dim() == 3 else v
 
-    def to_heatmap(self, **kwargs):
+    def to_widget(self, **kwargs):
         """A :class:`mechscope.widgets.Heatmap` of :meth:`grid`, labelled; kwargs go to it."""
         from .widgets.heatmap import Heatmap  # lazy: anywidget only when a widget is wanted
 
@@ -62,7 +62,7 @@ class PatchResult:
         return Heatmap(self.grid(), **opts)
 
 
-def sweep(model, site, target, sources, metric, first, target_v, max_batch, memory_mb):
+def sweep(model, site, target, sources, metric, first, target_v, batch_size, memory_mb):
     """``[layer, patch]`` metric values of ``target`` (a :class:`TargetRun`) with each patch of
     ``site`` written from ``sources`` (``{hook name: [batch, ...]}``), batched; patches
     before position ``first`` (causal models) are known to change nothing."""
@@ -77,7 +77,7 @@ def sweep(model, site, target, sources, metric, first, target_v, max_batch, memo
 
     patches = patch_grid(site, n_pos, n_heads)
     starts = [start_position(site, p, first, n_pos, target.causal) for p in patches]
-    per_chunk = copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
+    per_chunk = copies_per_chunk(model, batch, n_pos, batch_size, memory_mb)
     values = torch.full((n_layers, len(patches)), target_v)
     by_start: dict[int, list[tuple[int, list[int]]]] = {}
     for layer in range(n_layers):
@@ -120,6 +120,14 @@ def sweep(model, site, target, sources, metric, first, target_v, max_batch, memo
                 logits = target.run(start, entries, keep, trim_last_mlp=site != "mlp_out")
             record(logits, order)
     return values
+
+
+def check_direction(direction) -> None:
+    if direction not in ("denoising", "noising"):
+        raise ValueError(
+            f"direction={direction!r}; expected 'denoising' (clean activations into the "
+            "corrupted run, the default) or 'noising' (corrupted into clean)."
+        )
 
 
 def labelled(model, site, values, clean_t, n_heads, direction, clean_v, corrupted_v):

@@ -15,63 +15,95 @@ whole method, see Chan et al. 2022, "Causal Scrubbing", and Heimersheim & Nanda 
   is removed. By default another prompt of the same batch (a seeded derangement), or
   ``reference`` tokens.
 
-Three entry points:
+Entry points:
 
 - :func:`ablate`: one ablated forward pass, returns logits.
 - :func:`ablation_hooks`: a context manager, for ``with ablation_hooks(...): model(tokens)``.
 - :func:`ablation_sweep`: ablate every head (or position) of every layer in turn, with the
   batching of :func:`mechscope.patching.activation_patch` (many ablated copies per forward
-  pass, chunked by ``memory_mb`` / ``max_batch``); returns a
-  :class:`~mechscope.patching.PatchResult`.
+  pass, chunked by ``memory_mb`` / ``batch_size``); returns an :class:`AblationResult`.
 
-Selections: ``heads`` picks heads on hooks with a head axis (``attn.hook_q / k / v / z``:
+Selections: ``head`` picks heads on hooks with a head axis (``attn.hook_q / k / v / z``:
 ``[batch, pos, head, d_head]``; ``attn.hook_attn_scores / hook_pattern``:
-``[batch, head, query_pos, key_pos]``); ``positions`` picks positions (query positions for
-patterns). The model is left as it came (hooks, weights, mode), also when a call raises.
+``[batch, head, query_pos, key_pos]``); ``pos`` picks positions (query positions for
+patterns). Both take an int or a list of ints (never a bool). The model is left as it came
+(hooks, weights, mode), also when a call raises.
 """
 
 from __future__ import annotations
 
 import contextlib
-import operator
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
 from ._core import as_tokens, check_site, metric_values
+from ._intervene import check_range, index_list, resolve_hooks
 from ._patch_runner import TargetRun
 from ._patching_sites import SITES, hook_name
+from ._sweep import labelled, sweep
 from .hooks import unknown_name_error
 from .metrics import Metric
-from ._sweep import PatchResult, labelled, sweep
 
 KINDS = ("zero", "mean", "resample")
 
-__all__ = ["KINDS", "ablate", "ablation_hooks", "ablation_sweep", "ablation_values"]
+__all__ = ["KINDS", "AblationResult", "ablate", "ablation_hooks", "ablation_sweep", "ablation_values"]
+
+
+@dataclass(frozen=True)
+class AblationResult:
+    """An ablation sweep's values with their labels.
+
+    values: ``[layer, pos]``, ``[layer, head]`` or ``[layer, head, pos]`` (``dims`` says
+        which): the metric, averaged over the prompts, with that one activation ablated.
+    baseline_value: the metric (averaged over prompts) without any ablation.
+    kind: ``"zero"``, ``"mean"`` or ``"resample"``; str_tokens: the first prompt's tokens.
+    """
+
+    values: torch.Tensor
+    site: str
+    dims: tuple[str, ...]
+    row_labels: list[str]
+    col_labels: list[str]
+    str_tokens: list[str]
+    kind: str
+    baseline_value: float
+
+    def __repr__(self) -> str:
+        return (
+            f"AblationResult(site={self.site!r}, kind={self.kind!r}, "
+            f"values[{', '.join(self.dims)}]={list(self.values.shape)}, "
+            f"baseline_value={self.baseline_value:.4g})"
+        )
+
+    def grid(self) -> torch.Tensor:
+        """``values`` as a 2-D grid; ``[layer, head, pos]`` -> ``[layer*head, pos]``."""
+        v = self.values
+        return v.reshape(-1, v.shape[-1]) if v.dim() == 3 else v
+
+    def to_widget(self, **kwargs):
+        """A :class:`mechscope.widgets.Heatmap` of :meth:`grid`, labelled; kwargs go to it."""
+        from .widgets.heatmap import Heatmap  # lazy: anywidget only when a widget is wanted
+
+        opts = dict(
+            row_labels=self.row_labels,
+            col_labels=self.col_labels,
+            row_title="layer, head" if len(self.dims) == 3 else "layer",
+            col_title=self.dims[-1],
+            title=f"{self.kind} ablation: {self.site}",
+            value_label="metric",
+        )
+        opts.update(kwargs)
+        return Heatmap(self.grid(), **opts)
 
 
 # ---- checks -------------------------------------------------------------------------------
 
 
 def _check_kind(kind: str) -> None:
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"kind={kind!r}; expected one of {', '.join(map(repr, KINDS))}.")
-
-
-def _names(model, names) -> list[str]:
-    if isinstance(names, str):
-        names = [names]
-    names = list(names)
-    if not names or not all(isinstance(n, str) for n in names):
-        raise TypeError(
-            f"names must be a hook name or a non-empty list of hook names, got {names!r}. "
-            "E.g. 'blocks.1.attn.hook_z'; see model.hook_names()."
-        )
-    valid = model.hook_names()
-    for n in names:
-        if n not in valid:
-            raise unknown_name_error(n, valid)
-    return list(dict.fromkeys(names))
 
 
 def _axes(name: str) -> tuple[int | None, int]:
@@ -84,24 +116,8 @@ def _axes(name: str) -> tuple[int | None, int]:
     return None, 1  # [batch, pos, ...]
 
 
-def _index_list(x, what: str) -> list[int] | None:
-    if x is None:
-        return None
-    try:
-        return [operator.index(x)]  # one int (Python, numpy or 0-d tensor)
-    except TypeError:
-        pass
-    try:
-        out = [operator.index(i) for i in x]
-    except TypeError:
-        out = []
-    if not out:
-        raise TypeError(f"{what} must be an int or a non-empty list of ints, got {x!r}.")
-    return out
-
-
 def _check_tokens_like(tokens: torch.Tensor, reference: torch.Tensor, what: str) -> None:
-    if reference.dim() != 2 or reference.shape[1] != tokens.shape[1]:
+    if reference.dim() != 2 or reference.shape[0] == 0 or reference.shape[1] != tokens.shape[1]:
         raise ValueError(
             f"{what} tokens must be [batch, pos] with the same number of positions as the "
             f"ablated tokens ({tokens.shape[1]}), got shape {list(reference.shape)}. Positions "
@@ -135,16 +151,17 @@ def _rows(ref_batch: int, batch: int, seed: int) -> torch.Tensor | None:
 
 
 def ablation_values(
-    model, names, kind: str, reference=None, *, seed: int = 0
+    model, hooks, *, kind: str = "zero", reference=None, seed: int = 0
 ) -> dict[str, torch.Tensor | None]:
     """The replacement value of each hook: ``{name: tensor}`` (None for ``kind="zero"``).
 
+    hooks: a hook name, a list of them or a predicate.
     mean: ``[1, *act_shape[1:]]``, the mean over the reference batch, per position.
     resample: ``[ref_batch, *act_shape[1:]]``, the reference prompts' own activations.
-    reference: tokens ``[batch, pos]`` or texts; required for mean and resample.
+    reference: tokens ``[batch, pos]``, a text or texts; required for mean and resample.
     """
     _check_kind(kind)
-    names = _names(model, names)
+    names = resolve_hooks(model, hooks)
     if kind == "zero":
         return dict.fromkeys(names)
     if reference is None:
@@ -154,7 +171,7 @@ def ablation_values(
             "reference=<tokens [batch, pos]>; `ablate(model, tokens, ...)` defaults to the "
             "ablated batch itself."
         )
-    ref = as_tokens(model, reference)
+    ref = as_tokens(model, reference, name="reference")
     with torch.no_grad():
         _, cache = model.run_with_cache(ref, names=names)
     if kind == "mean":
@@ -162,37 +179,32 @@ def ablation_values(
     return {n: cache[n] for n in names}
 
 
-def _selection(name, shape, heads, positions) -> torch.Tensor | None:
+def _selection(name, shape, head, pos) -> torch.Tensor | None:
     """Bool mask broadcastable to ``shape``, True where ablated; None = everything."""
     head_axis, pos_axis = _axes(name)
-    if heads is None and positions is None:
+    if head is None and pos is None:
         return None
     mask = torch.ones([1] * len(shape), dtype=torch.bool)
-    for idx, axis, what in ((heads, head_axis, "heads"), (positions, pos_axis, "positions")):
+    for idx, axis, what in ((head, head_axis, "head"), (pos, pos_axis, "pos")):
         if idx is None:
             continue
         if axis is None:
             raise ValueError(
-                f"heads={heads} was given, but {name!r} has no head axis (shape "
+                f"head={head} was given, but {name!r} has no head axis (shape "
                 f"{list(shape)}). Heads can be picked on attn.hook_q / hook_k / hook_v / "
-                "hook_z / hook_attn_scores / hook_pattern; use heads=None here."
+                "hook_z / hook_attn_scores / hook_pattern; use head=None here."
             )
         size = shape[axis]
-        bad = [i for i in idx if not -size <= i < size]
-        if bad:
-            raise IndexError(
-                f"{what} {bad} out of range for {name!r}, which has {size} {what} (shape "
-                f"{list(shape)}); valid: 0..{size - 1} (or negative from the end)."
-            )
+        idx = check_range(idx, size, what, f"{name!r} (shape {list(shape)}, {what} axis)")
         one = torch.zeros(size, dtype=torch.bool)
-        one[[i % size for i in idx]] = True
+        one[idx] = True
         view = [1] * len(shape)
         view[axis] = size
         mask = mask & one.reshape(view)
     return mask
 
 
-def _hook(name, kind, value, heads, positions, seed):
+def _hook(name, kind, value, head, pos, seed):
     def hook(act, hook):
         if kind == "zero":
             new = torch.zeros((), dtype=act.dtype, device=act.device)
@@ -207,7 +219,7 @@ def _hook(name, kind, value, heads, positions, seed):
             if kind == "resample":
                 rows = _rows(value.shape[0], act.shape[0], seed)
                 new = new if rows is None else new[rows.to(act.device)]
-        mask = _selection(name, act.shape, heads, positions)
+        mask = _selection(name, act.shape, head, pos)
         if mask is None:
             return new.expand_as(act).clone()
         return torch.where(mask.to(act.device), new, act)
@@ -215,64 +227,84 @@ def _hook(name, kind, value, heads, positions, seed):
     return hook
 
 
+def _check_heads(model, names, head) -> None:
+    """Heads are known before any forward pass: check them against ``cfg.n_heads``."""
+    if head is None:
+        return
+    for n in names:
+        if _axes(n)[0] is None:
+            raise ValueError(
+                f"head={head} was given, but {n!r} has no head axis. Heads can be picked on "
+                "attn.hook_q / hook_k / hook_v / hook_z / hook_attn_scores / hook_pattern; "
+                "use head=None here."
+            )
+    n_heads = getattr(model.cfg, "n_heads", 0)
+    if n_heads:
+        check_range(head, n_heads, "head", "the model (n_heads)")
+
+
 @contextlib.contextmanager
 def ablation_hooks(
     model,
-    names,
+    hooks,
     *,
     kind: str = "zero",
-    heads=None,
-    positions=None,
+    head=None,
+    pos=None,
     reference=None,
     seed: int = 0,
 ) -> Iterator[None]:
-    """Context manager: inside the block, ``model(tokens)`` runs with ``names`` ablated.
+    """Context manager: inside the block, ``model(tokens)`` runs with ``hooks`` ablated.
 
-    names: a hook name or a list of them (``"blocks.1.attn.hook_z"``).
+    hooks: a hook name, a list of them or a predicate (``"blocks.1.attn.hook_z"``).
     kind: ``"zero"``, ``"mean"`` or ``"resample"`` (see the module docstring).
-    heads, positions: an int or a list of ints; None = all.
+    head, pos: an int or a list of ints; None = all.
     reference: tokens ``[ref_batch, pos]``, required for mean and resample. For resample,
         prompt i takes reference row i when the batch sizes match, else a seeded random row.
 
     The hooks are removed on exit, also when the block raises.
     """
     _check_kind(kind)
-    names = _names(model, names)
-    heads = _index_list(heads, "heads")
-    positions = _index_list(positions, "positions")
-    values = ablation_values(model, names, kind, reference, seed=seed)
-    hooks = [(n, _hook(n, kind, values[n], heads, positions, seed)) for n in names]
-    with model.hooks(hooks):
+    names = resolve_hooks(model, hooks)
+    head = index_list(head, "head")
+    pos = index_list(pos, "pos")
+    _check_heads(model, names, head)
+    values = ablation_values(model, names, kind=kind, reference=reference, seed=seed)
+    fwd = [(n, _hook(n, kind, values[n], head, pos, seed)) for n in names]
+    with model.hooks(fwd):
         yield
 
 
 def ablate(
     model,
     tokens,
-    names,
+    hooks,
     *,
     kind: str = "zero",
-    heads=None,
-    positions=None,
+    head=None,
+    pos=None,
     reference=None,
     seed: int = 0,
 ) -> torch.Tensor:
-    """One forward pass with ``names`` ablated; returns logits ``[batch, pos, d_vocab]``.
+    """One forward pass with ``hooks`` ablated; returns logits ``[batch, pos, d_vocab]``.
 
-    tokens: text, texts or ids ``[batch, pos]``.
+    tokens: a text, texts or ids ``[batch, pos]``.
     reference: for ``kind="mean"`` the prompts to average over and for ``"resample"`` the
         prompts to take activations from; None = the batch itself (mean over ``tokens``;
         resample from a seeded derangement of its rows, so no prompt keeps its own).
     Other arguments as in :func:`ablation_hooks`. Runs under ``torch.no_grad``.
 
-    Example: ``ablate(model, toks, "blocks.1.attn.hook_z", kind="mean", heads=[2])``.
+    Example: ``ablate(model, toks, "blocks.1.attn.hook_z", kind="mean", head=[2])``.
     """
     _check_kind(kind)
     toks = as_tokens(model, tokens)
+    idx = index_list(pos, "pos")
+    if idx is not None:
+        check_range(idx, toks.shape[1], "pos", f"tokens (positions, shape {list(toks.shape)})")
     ref = _reference(model, toks, kind, reference, seed)
     with torch.no_grad():
         with ablation_hooks(
-            model, names, kind=kind, heads=heads, positions=positions, reference=ref, seed=seed
+            model, hooks, kind=kind, head=head, pos=pos, reference=ref, seed=seed
         ):
             return model(toks)
 
@@ -282,7 +314,7 @@ def _reference(model, toks, kind, reference, seed) -> torch.Tensor | None:
         return None
     if reference is None:
         return toks if kind == "mean" else toks[_derangement(toks.shape[0], seed)]
-    ref = as_tokens(model, reference)
+    ref = as_tokens(model, reference, name="reference")
     _check_tokens_like(toks, ref, "reference")
     return ref
 
@@ -299,9 +331,9 @@ def ablation_sweep(
     kind: str = "zero",
     reference=None,
     seed: int = 0,
-    max_batch: int | None = None,
+    batch_size: int | None = None,
     memory_mb: float | None = None,
-) -> PatchResult:
+) -> AblationResult:
     """Ablate ``site`` at every layer and head (or position), one at a time; record ``metric``.
 
     site: one of :data:`mechscope.patching.SITES`: ``"z"`` / ``"pattern"`` give
@@ -310,19 +342,17 @@ def ablation_sweep(
     metric: ``fn(logits [batch, pos, d_vocab]) -> [batch]``; each value is its mean over
         the prompts.
     kind, reference, seed: as in :func:`ablate`.
-    max_batch, memory_mb: chunking, as in :func:`mechscope.patching.activation_patch`: the
+    batch_size, memory_mb: chunking, as in :func:`mechscope.patching.activation_patch`: the
         ablated copies run many at a time in one forward pass.
 
-    Returns a :class:`~mechscope.patching.PatchResult` with ``direction = "<kind> ablation"``,
-    ``clean_value`` = the metric without ablation and ``corrupted_value`` = NaN (there is
-    no corrupted run).
+    Returns an :class:`AblationResult` (``baseline_value`` = the metric without ablation).
     """
     _check_kind(kind)
     if site not in SITES:
         raise unknown_name_error(site, SITES, what="ablation site")
     check_site(model, site)
     toks = as_tokens(model, tokens)
-    batch, n_pos = toks.shape
+    batch = toks.shape[0]
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     site_names = [hook_name(site, layer) for layer in range(n_layers)]
     ref = _reference(model, toks, kind, reference, seed)
@@ -333,14 +363,24 @@ def ablation_sweep(
         # ablated one, positions before it, and ablations that change nothing are not run).
         target = TargetRun(model, toks, site_names)
         base_v = metric_values(metric, target.logits, batch).mean().item()
-        values_by_name = ablation_values(model, site_names, kind, ref, seed=seed)
+        by_name = ablation_values(model, site_names, kind=kind, reference=ref, seed=seed)
         sources = {
-            name: _full_source(kind, values_by_name[name], target.cache[name], seed)
+            name: _full_source(kind, by_name[name], target.cache[name], seed)
             for name in site_names
         }
-        values = sweep(model, site, target, sources, metric, 0, base_v, max_batch, memory_mb)
+        values = sweep(model, site, target, sources, metric, 0, base_v, batch_size, memory_mb)
 
-    return labelled(model, site, values, toks, n_heads, f"{kind} ablation", base_v, float("nan"))
+    lab = labelled(model, site, values, toks, n_heads, f"{kind} ablation", base_v, base_v)
+    return AblationResult(
+        values=lab.values,
+        site=site,
+        dims=lab.dims,
+        row_labels=lab.row_labels,
+        col_labels=lab.col_labels,
+        str_tokens=lab.str_tokens,
+        kind=kind,
+        baseline_value=base_v,
+    )
 
 
 def _full_source(kind: str, value, act: torch.Tensor, seed: int) -> torch.Tensor:

@@ -80,7 +80,7 @@ class ACDCResult:
             m[la, h] = True
         return m
 
-    def to_heatmap(self, **kwargs):
+    def to_widget(self, **kwargs):
         """A :class:`mechscope.widgets.Heatmap` of each head's ``delta`` (the distance its
         removal added), kept heads marked in the row labels' title."""
         from .widgets.heatmap import Heatmap
@@ -114,14 +114,15 @@ def acdc(
     clean,
     corrupted,
     metric: str | Callable[[torch.Tensor], torch.Tensor] = "kl",
-    tau: float = 0.01,
     *,
+    tau: float = 0.01,
     pos=slice(None),
 ) -> ACDCResult:
     """Greedy head-level circuit discovery (see the module docstring).
 
     model: a HookedModel (``mechscope.Transformer`` or ``mechscope.wrap(...)``).
-    clean, corrupted: text or token ids ``[pos]`` / ``[batch, pos]`` of the same shape.
+    clean, corrupted: text, a list of texts, or token ids ``[pos]`` / ``[batch, pos]`` of
+        the same shape.
     metric: ``"kl"`` or a callable ``fn(logits [batch, pos, d_vocab]) -> [batch]``.
     tau: a head is removed when removing it raises the distance by less than ``tau``.
     pos: positions the KL averages over (an index, slice or bool mask); ignored for a callable.
@@ -130,11 +131,19 @@ def acdc(
     """
     if not (isinstance(metric, str) and metric == "kl") and not callable(metric):
         raise ValueError(f"metric={metric!r}; expected 'kl' or a function logits -> [batch].")
-    clean_t, corrupted_t = as_tokens(model, clean), as_tokens(model, corrupted)
+    if isinstance(tau, bool) or not isinstance(tau, (int, float)) or not tau == tau:
+        raise TypeError(f"tau={tau!r}; expected a number (the distance threshold, e.g. 0.01).")
+    clean_t = as_tokens(model, clean, name="clean")
+    corrupted_t = as_tokens(model, corrupted, name="corrupted")
     check_pair(model, clean_t, corrupted_t)
     batch = clean_t.shape[0]
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     z_names = [f"blocks.{la}.attn.hook_z" for la in range(n_layers)]
+    if not n_heads or any(z not in model.hook_names() for z in z_names):
+        raise KeyError(
+            f"acdc removes heads by patching blocks.L.attn.hook_z, but {type(model).__name__} "
+            "has no per-head hook_z at every layer (a model without attention heads?)."
+        )
 
     with torch.no_grad():
         full_logits = model(clean_t)

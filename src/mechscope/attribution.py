@@ -17,9 +17,9 @@ Two families (review section 2, "attributional" paradigm; section 4.2):
 The gradient methods read and replace the activation at a hook point, by default
 ``hook_embed`` (the token embeddings, before positions are added): the same tensor
 Captum's ``LayerIntegratedGradients`` interpolates when given the token-embedding layer.
-Any other hook point works too (``at="blocks.0.hook_resid_pre"``: the whole input
+Any other hook point works too (``hook="blocks.0.hook_resid_pre"``: the whole input
 residual). Integrated gradients batches the interpolation steps into as few forward and
-backward passes as ``chunk_size`` allows.
+backward passes as ``batch_size`` allows.
 
 A metric is ``metric(logits) -> [batch]``: one number per prompt, e.g.
 ``mechscope.metrics.logit_diff(answer_ids, wrong_ids)``. It is always called on a
@@ -31,21 +31,27 @@ The model is left as it came: hooks are removed in a ``finally``; parameters get
 
 from __future__ import annotations
 
-import contextlib
-import functools
-import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 
+from ._attribution_grad import (
+    baseline_activation,
+    check_hook,
+    grad_at,
+    gradient,
+    int_tokens,
+    quadrature,
+    record,
+)
 from .metrics import logit_diff
 
 __all__ = [
     "GradientAttribution",
     "IGResult",
-    "LogitAttribution",
+    "LogitAttributionResult",
     "direct_logit_attribution",
     "gradient_x_input",
     "integrated_gradients",
@@ -60,7 +66,7 @@ Metric = Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
-class LogitAttribution:
+class LogitAttributionResult:
     """Per-component contributions to a logit (difference), with their labels.
 
     values: ``[component, batch]`` (``[component, batch, pos]`` for ``pos=None``).
@@ -97,7 +103,7 @@ def direct_logit_attribution(
     *,
     by: str = "head",
     pos: int | None = -1,
-) -> LogitAttribution:
+) -> LogitAttributionResult:
     """Direct logit attribution (Elhage et al. 2021) from an :class:`ActivationCache`.
 
     by: ``"head"``: each head's write ``z @ W_O`` (needs every ``attn.hook_z``);
@@ -109,7 +115,7 @@ def direct_logit_attribution(
     answer_ids / wrong_ids: one id, or ``[batch]`` ids (``[batch, pos]`` with
     ``pos=None``). With ``wrong_ids`` the values are logit differences.
     pos: the position scored (default the last); None scores every position.
-    Returns a :class:`LogitAttribution` with values ``[component, batch]``
+    Returns a :class:`LogitAttributionResult` with values ``[component, batch]``
     (``[component, batch, pos]`` for ``pos=None``).
     """
     if by not in ("head", "component"):
@@ -123,18 +129,30 @@ def direct_logit_attribution(
         stack, labels = cache.stack_head_results(pos_slice=pos, apply_ln=True)
     else:
         stack, labels = cache.decompose_resid(pos_slice=pos, apply_ln=True)
-    answer = _ids_for(answer_ids, stack.shape[1:-1], "answer_ids")
-    wrong = None if wrong_ids is None else _ids_for(wrong_ids, stack.shape[1:-1], "wrong_ids")
-    values = cache.logit_attrs(stack, answer, wrong)
     off = cache.unembed_offset().to(stack.device, stack.dtype)
+    shape, n_vocab = stack.shape[1:-1], off.shape[0]
+    answer = _ids_for(answer_ids, shape, "answer_ids", n_vocab)
+    wrong = None if wrong_ids is None else _ids_for(wrong_ids, shape, "wrong_ids", n_vocab)
+    values = cache.logit_attrs(stack, answer, wrong)
     offset = off[answer] - (off[wrong] if wrong is not None else 0)
-    return LogitAttribution(values=values, labels=labels, offset=offset, by=by)
+    return LogitAttributionResult(values=values, labels=labels, offset=offset, by=by)
 
 
-def _ids_for(ids, shape: torch.Size, what: str) -> torch.Tensor:
-    ids = torch.as_tensor(ids)
-    if ids.is_floating_point():
+def _ids_for(ids, shape: torch.Size, what: str, n_vocab: int) -> torch.Tensor:
+    try:
+        ids = torch.as_tensor(ids)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise TypeError(
+            f"{what}={ids!r}; expected integer token ids (one, or one per prompt), e.g. "
+            f"model.to_single_token(' Mary')."
+        ) from err
+    if ids.is_floating_point() or ids.dtype == torch.bool:
         raise ValueError(f"{what} must be integer token ids, got dtype {ids.dtype}.")
+    if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= n_vocab):
+        raise ValueError(
+            f"{what} holds ids {ids.flatten().tolist()[:8]} outside the vocabulary 0.."
+            f"{n_vocab - 1}; pass token ids of this model (model.to_tokens / to_single_token)."
+        )
     try:
         return ids.expand(shape)
     except RuntimeError as err:
@@ -189,126 +207,19 @@ class IGResult:
         return self.attributions.sum(-1) - (self.f_input - self.f_baseline)
 
 
-def _check_at(model, at: str) -> None:
-    names = model.hook_names()
-    if at not in names:
-        from .hooks import unknown_name_error
-
-        raise unknown_name_error(at, names)
-
-
-def _tokens(model, tokens) -> torch.Tensor:
-    if isinstance(tokens, str):
-        tokens = model.to_tokens(tokens)
-    tokens = torch.as_tensor(tokens)
-    if tokens.dim() == 1:
-        tokens = tokens[None]
-    if tokens.dim() != 2 or tokens.is_floating_point():
-        raise ValueError(
-            f"tokens must be integer ids [batch, pos] (or [pos]), got shape "
-            f"{list(tokens.shape)} dtype {tokens.dtype}. Use model.to_tokens(text)."
-        )
-    return tokens
-
-
-def _call_metric(metric: Metric, logits: torch.Tensor, batch: int) -> torch.Tensor:
-    out = metric(logits)
-    if not isinstance(out, torch.Tensor) or out.shape != (batch,):
-        got = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(
-            f"metric returned {got}; expected one number per prompt, shape [{batch}]. "
-            f"Return e.g. logits[:, -1, answer] (no .mean() over the batch)."
-        )
-    return out
-
-
-def _record(
-    model,
-    tokens: torch.Tensor,
-    at: str,
-    metric: Metric | None = None,
-    replace=None,
-    baseline: bool = False,
-):
-    """One no-grad forward: the activation at ``at`` (detached) and, with ``metric``, the
-    metric ``[batch]`` (None otherwise). ``replace``: an activation written in at ``at``.
-    ``baseline``: the tokens are a baseline, attended to even where they are pad ids."""
-    store = {}
-
-    def save(act, hook):
-        store["x"] = act.detach()
-        return replace
-
-    kwargs = {}
-    if baseline and "attention_mask" in inspect.signature(model.forward).parameters:
-        # A pad baseline is meant as real tokens: every position is attended to (a wrapped
-        # HF model refuses unmasked padding otherwise). The input itself gets no mask, so
-        # padded prompts still fail loudly, in the same way as in the gradient passes.
-        kwargs["attention_mask"] = torch.ones_like(tokens)
-    with torch.no_grad(), model.hooks([(at, save)]):
-        logits = model(tokens, **kwargs)
-        f = None if metric is None else _call_metric(metric, logits, tokens.shape[0]).detach()
-    return store["x"], f
-
-
-@contextlib.contextmanager
-def _frozen(model):
-    """Parameters without ``requires_grad`` for the duration (restored in a ``finally``):
-    autograd then records only the path to the activation, not to every weight."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    try:
-        for p in trainable:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p in trainable:
-            p.requires_grad_(True)
-
-
-def _grad_at(model, tokens, at: str, values: torch.Tensor, metric: Metric, batch: int):
-    """Metric and its gradient w.r.t. the activation at ``at``, replaced by ``values``.
-
-    values ``[k * batch, pos, d]`` (k copies of the batch, copy-major). Returns
-    (metric ``[k * batch]``, grad ``[k * batch, pos, d]``). Parameters get no ``.grad``.
-    """
-    leaf = values.detach().requires_grad_(True)
-
-    def replace(act, hook):
-        return leaf
-
-    k = leaf.shape[0] // batch
-    rows = tokens.repeat(k, 1) if k > 1 else tokens
-    with torch.enable_grad(), _frozen(model), model.hooks([(at, replace)]):
-        logits = model(rows)
-        # unbind, not slicing: the backward of k slices would allocate k zero tensors the
-        # size of all the logits; unbind's backward stacks the k gradients once.
-        parts = logits.view(k, batch, *logits.shape[1:]).unbind(0)
-        f = torch.cat([_call_metric(metric, part, batch) for part in parts])
-        (grad,) = torch.autograd.grad(f.sum(), leaf)
-    return f.detach(), grad
-
-
-def _gradient(model, tokens, metric: Metric, at: str):
-    tokens = _tokens(model, tokens)
-    _check_at(model, at)
-    x, _ = _record(model, tokens, at)
-    f, grad = _grad_at(model, tokens, at, x, metric, tokens.shape[0])
-    return x, f, grad
-
-
-def saliency(model, tokens, metric: Metric, *, at: str = "hook_embed") -> GradientAttribution:
+def saliency(model, tokens, metric: Metric, *, hook: str = "hook_embed") -> GradientAttribution:
     """Gradient saliency (Simonyan et al. 2014): ``|d metric / d x|`` at the embeddings.
 
     tokens ``[batch, pos]``; metric ``logits -> [batch]``. attributions ``[batch, pos]``
     is the L2 norm over d_model of the gradient (unsigned: how sensitive, not which way);
     per_dim ``[batch, pos, d_model]`` the gradient itself.
     """
-    _, f, grad = _gradient(model, tokens, metric, at)
+    _, f, grad = gradient(model, tokens, metric, hook)
     return GradientAttribution(grad.norm(dim=-1), grad, f, "saliency")
 
 
 def gradient_x_input(
-    model, tokens, metric: Metric, *, at: str = "hook_embed"
+    model, tokens, metric: Metric, *, hook: str = "hook_embed"
 ) -> GradientAttribution:
     """Gradient x input (Shrikumar et al. 2016; Denil et al. 2014): ``x * d metric / d x``.
 
@@ -316,73 +227,12 @@ def gradient_x_input(
     (signed, summed over d_model); per_dim ``[batch, pos, d_model]``. Equals integrated
     gradients with a zero baseline when the metric is linear in ``x``.
     """
-    x, f, grad = _gradient(model, tokens, metric, at)
+    x, f, grad = gradient(model, tokens, metric, hook)
     per_dim = grad * x
     return GradientAttribution(per_dim.sum(-1), per_dim, f, "gradient_x_input")
 
 
 # ---- integrated gradients ---------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=32)
-def _quadrature(steps: int, method: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """(alphas ``[steps]``, weights ``[steps]``) on [0, 1]; weights sum to 1. Cached: the
-    Gauss-Legendre nodes cost about as much as a small model's forward pass."""
-    if method == "gausslegendre":
-        import numpy as np
-
-        x, w = np.polynomial.legendre.leggauss(steps)
-        return torch.tensor(0.5 * (1 + x)), torch.tensor(0.5 * w)
-    if method == "riemann_trapezoid":
-        if steps < 2:
-            raise ValueError(f"riemann_trapezoid needs steps >= 2, got {steps}.")
-        w = torch.full((steps,), 1.0 / (steps - 1), dtype=torch.float64)
-        w[0] = w[-1] = 0.5 / (steps - 1)
-        return torch.linspace(0, 1, steps, dtype=torch.float64), w
-    left = {"riemann_left": 0.0, "riemann_middle": 0.5, "riemann_right": 1.0}
-    if method in left:
-        a = (torch.arange(steps, dtype=torch.float64) + left[method]) / steps
-        return a, torch.full((steps,), 1.0 / steps, dtype=torch.float64)
-    raise ValueError(
-        f"method={method!r}; expected 'gausslegendre', 'riemann_trapezoid', 'riemann_left', "
-        f"'riemann_middle' or 'riemann_right'."
-    )
-
-
-def _baseline(model, tokens: torch.Tensor, x: torch.Tensor, baseline, at: str, metric: Metric):
-    """The baseline activation ``[batch, pos, d]`` at ``at`` and the metric on it ``[batch]``."""
-    if isinstance(baseline, str):
-        if baseline == "zeros":
-            baseline = torch.zeros_like(x)
-        elif baseline == "pad":
-            tok = getattr(model, "tokenizer", None)
-            pad = getattr(tok, "pad_token_id", None) if tok is not None else None
-            baseline = int(pad) if pad is not None else 0
-        else:
-            raise ValueError(
-                f"baseline={baseline!r}; expected 'zeros', 'pad', a token id, baseline "
-                f"tokens [batch, pos] or a baseline activation {list(x.shape)}."
-            )
-    if isinstance(baseline, int):
-        return _record(model, torch.full_like(tokens, baseline), at, metric, baseline=True)
-    baseline = torch.as_tensor(baseline)
-    if not baseline.is_floating_point():  # baseline tokens
-        if baseline.shape != tokens.shape and baseline.dim() == 1:
-            baseline = baseline.expand_as(tokens)
-        if baseline.shape != tokens.shape:
-            raise ValueError(
-                f"baseline tokens have shape {list(baseline.shape)}; expected the tokens' "
-                f"shape {list(tokens.shape)}."
-            )
-        return _record(model, baseline.to(tokens.device), at, metric, baseline=True)
-    try:
-        base = baseline.to(x.device, x.dtype).expand_as(x).contiguous()
-    except RuntimeError as err:
-        raise ValueError(
-            f"baseline activation has shape {list(baseline.shape)}; expected {list(x.shape)} "
-            f"(the activation at {at!r}) or something that broadcasts to it."
-        ) from err
-    return base, _record(model, tokens, at, metric, replace=base)[1]
 
 
 def integrated_gradients(
@@ -393,11 +243,11 @@ def integrated_gradients(
     baseline="zeros",
     steps: int = 50,
     method: str = "gausslegendre",
-    at: str = "hook_embed",
-    chunk_size: int | None = None,
+    hook: str = "hook_embed",
+    batch_size: int | None = None,
     tol: float = 0.01,
 ) -> IGResult:
-    """Integrated gradients (Sundararajan et al. 2017) over the activation at ``at``.
+    """Integrated gradients (Sundararajan et al. 2017) over the activation at ``hook``.
 
     ``IG_i = (x_i - x'_i) * integral_0^1 d metric / d x_i (x' + a (x - x')) da``, the
     integral by a quadrature of ``steps`` points: ``"gausslegendre"`` (Captum's default)
@@ -406,35 +256,37 @@ def integrated_gradients(
 
     baseline ``x'``: ``"zeros"``; ``"pad"`` (every token replaced by the tokenizer's pad id,
     0 without one); a token id; baseline tokens ``[batch, pos]``; or an activation
-    ``[batch, pos, d_model]``. Token baselines go through the model up to ``at``, as in
+    ``[batch, pos, d_model]``. Token baselines go through the model up to ``hook``, as in
     Captum's ``LayerIntegratedGradients``.
 
     All steps of all prompts run as one forward and backward pass of ``steps * batch`` rows,
-    or in chunks of ``chunk_size`` rows (memory); ``f(input)`` and ``f(baseline)`` for the
+    or in passes of ``batch_size`` rows (memory); ``f(input)`` and ``f(baseline)`` for the
     completeness check come from the no-grad passes that record ``x`` and ``x'``.
     Returns an :class:`IGResult`; warns when a completeness error exceeds ``tol``
     (relative) -- then raise ``steps``.
     """
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r}; expected a positive integer (e.g. 50).")
-    alphas, weights = _quadrature(steps, method)
-    tokens = _tokens(model, tokens)
-    _check_at(model, at)
+    alphas, weights = quadrature(steps, method)
+    tokens = int_tokens(model, tokens)
+    check_hook(model, hook)
     batch = tokens.shape[0]
     # f(input) and f(baseline) come from the forwards that record x and x' (no grad).
-    x, f_in = _record(model, tokens, at, metric)
-    base, f_base = _baseline(model, tokens, x, baseline, at, metric)
+    x, f_in = record(model, tokens, hook, metric)
+    base, f_base = baseline_activation(model, tokens, x, baseline, hook, metric)
     diff = x - base
 
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size={chunk_size}; expected a positive number of rows or None.")
-    per_chunk = max(1, (chunk_size or steps * batch) // batch)
+    if batch_size is not None and (isinstance(batch_size, bool) or batch_size < 1):
+        raise ValueError(
+            f"batch_size={batch_size!r}; expected a positive number of rows per pass, or None."
+        )
+    per_chunk = max(1, (batch_size or steps * batch) // batch)
     total = torch.zeros_like(x)
     for start in range(0, steps, per_chunk):
         a = alphas[start : start + per_chunk].to(x.device, x.dtype)  # [k]
         w = weights[start : start + per_chunk].to(x.device, x.dtype)  # [k]
         values = (base[None] + a[:, None, None, None] * diff[None]).flatten(0, 1)
-        _, grad = _grad_at(model, tokens, at, values, metric, batch)
+        _, grad = grad_at(model, tokens, hook, values, metric, batch)
         total = total + torch.einsum("k,kbpd->bpd", w, grad.view(len(a), *x.shape))
     per_dim = diff * total
     attributions = per_dim.sum(-1)

@@ -12,12 +12,13 @@ The analysis methods (:mod:`mechscope._cache_analysis`) work for every model kin
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterator, Mapping
 
 import torch
 
 from ._cache_analysis import CacheAnalysis
-from .hooks import NameFilter, resolve_names, unknown_name_error
+from .hooks import NameFilter, model_lock, resolve_names, unknown_name_error
 
 # Short names for ``cache[short, layer]``: the module path under ``blocks.{layer}``.
 _SHORT = {
@@ -42,6 +43,8 @@ def full_name(key: str | tuple[str, int]) -> str:
     """``("pattern", 1)`` -> ``"blocks.1.attn.hook_pattern"``; a full name passes through."""
     if isinstance(key, tuple):
         short, layer = key
+        if isinstance(layer, bool) or not isinstance(layer, (numbers.Integral, torch.Tensor)):
+            raise TypeError(f"cache[{short!r}, layer]: layer must be an int, got {layer!r}.")
         if short not in _SHORT:
             raise unknown_name_error(short, _SHORT, what="cache shorthand")
         return f"blocks.{int(layer)}.{_SHORT[short]}"
@@ -115,12 +118,26 @@ def cached_run(
 ) -> tuple[torch.Tensor, ActivationCache]:
     """``model.run_with_cache`` for any HookedModel: hook only ``names``, keep only those.
 
+    The run holds the model's lock (:func:`mechscope.hooks.model_lock`), so another thread's
+    run of the same model can neither add to nor read from this cache.
     Each activation is detached and moved to ``device`` / ``dtype`` as it is produced,
     so memory is the model plus the requested tensors. The forward runs without autograd
     unless ``grad=True`` (then the returned logits keep their graph): with autograd on, every
     intermediate stays alive, which measured 4-5x the memory and ~1.25x the time on
     GPT-2 small (bench/hf_cache.py).
     """
+    if dtype is not None and (
+        not isinstance(dtype, torch.dtype) or not (dtype.is_floating_point or dtype.is_complex)
+    ):
+        raise TypeError(
+            f"dtype={dtype!r}: cached activations need a floating dtype (torch.float32, "
+            f"torch.float16, torch.bfloat16, ...); an integer dtype would truncate them."
+        )
+    if not isinstance(remove_batch_dim, bool) or not isinstance(grad, bool):
+        raise TypeError(
+            f"remove_batch_dim and grad must be True or False, got remove_batch_dim="
+            f"{remove_batch_dim!r}, grad={grad!r}."
+        )
     store: dict[str, torch.Tensor] = {}
 
     def save(act, hook):
@@ -131,8 +148,9 @@ def cached_run(
             act = act[0]
         store[hook.name] = act.to(device=device or act.device, dtype=dtype or act.dtype)
 
-    wanted = resolve_names(names, model.hook_names())
+    wanted = resolve_names(names, model.hook_names(), what="names")
     with (
+        model_lock(model),
         model.hooks([(n, save) for n in wanted]),
         torch.set_grad_enabled(grad and torch.is_grad_enabled()),
     ):

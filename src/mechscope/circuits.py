@@ -147,14 +147,18 @@ def composition_scores(model, kind: str, early_layer: int, late_layer: int) -> t
     return composition_score(left, right).reshape(H1, H2)
 
 
-def composition_baseline(d_model: int, d_head: int, samples: int = 200, seed: int = 0) -> float:
-    """Mean composition score of random Gaussian rank-``d_head`` circuits of this size."""
+def composition_baseline(d_model: int, d_head: int, *, n_samples: int = 200, seed: int = 0) -> float:
+    """Mean composition score of ``n_samples`` random Gaussian rank-``d_head`` circuits of
+    this size (``d_model x d_model``)."""
+    for name, v in (("d_model", d_model), ("d_head", d_head), ("n_samples", n_samples)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name}={v!r}; expected a positive integer.")
     g = torch.Generator().manual_seed(seed)
 
     def rand():
         return FactoredMatrix(
-            torch.randn(samples, d_model, d_head, generator=g),
-            torch.randn(samples, d_head, d_model, generator=g),
+            torch.randn(n_samples, d_model, d_head, generator=g),
+            torch.randn(n_samples, d_head, d_model, generator=g),
         )
 
     return float(composition_score(rand(), rand()).mean())

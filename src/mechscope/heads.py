@@ -18,6 +18,8 @@ Scores work on any HookedModel that has ``blocks.{l}.attn.hook_pattern`` hook po
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from .toy.induction import repeated_random_tokens
@@ -74,34 +76,69 @@ def _probe_tokens(model, batch: int, period: int, seed: int) -> torch.Tensor:
     return tokens
 
 
-def head_scores(model, period: int = 20, batch: int = 32, seed: int = 0) -> dict[str, torch.Tensor]:
+@dataclass(frozen=True)
+class HeadScoresResult:
+    """Previous-token, induction and duplicate-token score of every head, each ``[layer, head]``.
+
+    ``values`` stacks them ``[score, layer, head]`` in the order of ``labels``; ``period``,
+    ``n_samples`` and ``seed`` say how they were measured.
+    """
+
+    previous_token: torch.Tensor
+    induction: torch.Tensor
+    duplicate_token: torch.Tensor
+    period: int
+    n_samples: int
+    seed: int
+    labels: tuple[str, ...] = ("previous_token", "induction", "duplicate_token")
+
+    @property
+    def values(self) -> torch.Tensor:
+        """``[score, layer, head]``: the three tables stacked in the order of ``labels``."""
+        return torch.stack([getattr(self, name) for name in self.labels])
+
+    def to_widget(self, **kwargs):
+        """A :class:`~mechscope.widgets.Heatmap`: one ``[layer, head]`` panel per score, on
+        one [0, 1] scale; :func:`~mechscope.widgets.link_heads` links it to attention patterns."""
+        from .widgets.heatmap import Heatmap
+
+        return Heatmap.from_head_scores(self, **kwargs)
+
+
+def head_scores(
+    model, *, period: int = 20, n_samples: int = 32, seed: int = 0
+) -> HeadScoresResult:
     """Previous-token, induction and duplicate-token score of every head.
 
-    Returns ``{"previous_token", "induction", "duplicate_token"}``, each ``[layer, head]``,
-    measured on ``batch`` sequences ``[BOS, r_1..r_T, r_1..r_T]`` with ``T = period``
-    distinct random tokens (so the sequence length is ``1 + 2 * period``).
+    Returns a :class:`HeadScoresResult` (each table ``[layer, head]``), measured on
+    ``n_samples`` sequences ``[BOS, r_1..r_T, r_1..r_T]`` with ``T = period`` distinct random
+    tokens (so the sequence length is ``1 + 2 * period``).
     """
     n_ctx = model.cfg.n_ctx
-    if period < MIN_PERIOD:
+    if isinstance(period, bool) or not isinstance(period, int) or period < MIN_PERIOD:
         raise ValueError(
-            f"period={period} is too short for an induction score: the minimum is {MIN_PERIOD} "
-            f"(sequences of at least {1 + 2 * MIN_PERIOD} tokens)."
+            f"period={period!r} is too short for an induction score: the minimum is "
+            f"{MIN_PERIOD} (sequences of at least {1 + 2 * MIN_PERIOD} tokens)."
         )
     if 1 + 2 * period > n_ctx:
         raise ValueError(
             f"period={period} gives sequences of {1 + 2 * period} tokens, longer than the model's "
             f"context of {n_ctx}; use period <= {(n_ctx - 1) // 2}."
         )
-    tokens = _probe_tokens(model, batch, period, seed)
+    if isinstance(n_samples, bool) or not isinstance(n_samples, int) or n_samples < 1:
+        raise ValueError(f"n_samples={n_samples!r}; expected a positive number of sequences.")
+    tokens = _probe_tokens(model, n_samples, period, seed)
     pat = _patterns(model, tokens)  # [layer, batch, head, q, k]
     second = {"first_query": period + 1, "last_query": 2 * period}
-    return {
-        "previous_token": diagonal_score(pat, offset=1, first_query=2, last_query=2 * period).mean(
-            1
-        ),
-        "induction": diagonal_score(pat, offset=period - 1, **second).mean(1),
-        "duplicate_token": diagonal_score(pat, offset=period, **second).mean(1),
-    }
+    prev = diagonal_score(pat, offset=1, first_query=2, last_query=2 * period)
+    return HeadScoresResult(
+        previous_token=prev.mean(1),
+        induction=diagonal_score(pat, offset=period - 1, **second).mean(1),
+        duplicate_token=diagonal_score(pat, offset=period, **second).mean(1),
+        period=period,
+        n_samples=n_samples,
+        seed=seed,
+    )
 
 
 def best_head(scores: torch.Tensor) -> tuple[int, int, float]:

@@ -8,13 +8,19 @@ when the forward pass raises.
 
 A hook function has the signature ``fn(activation, hook) -> Tensor | None``.
 ``hook`` is the :class:`HookPoint` (``hook.name`` is its name). Returning a tensor
-replaces the activation (it must keep the shape); returning ``None`` leaves it.
+replaces the activation (it must keep the shape and dtype); returning ``None`` leaves it.
+
+One model, one run at a time: :func:`model_lock` gives each model a re-entrant lock that
+its ``hooks(...)`` contexts and forward passes hold, so two threads sharing a model never
+see each other's hooks (one thread's cache never holds the other's activations).
 """
 
 from __future__ import annotations
 
 import contextlib
 import difflib
+import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import torch
@@ -60,22 +66,57 @@ def unknown_name_error(name: str, valid: Iterable[str], what: str = "hook point"
     )
 
 
-def resolve_names(names: NameFilter, valid: Sequence[str]) -> list[str]:
+def resolve_names(names: NameFilter, valid: Sequence[str], *, what: str = "names") -> list[str]:
     """Turn a name, list of names, predicate or None (= all) into a list of valid names.
 
-    Raises a KeyError listing the closest valid names for any unknown name.
+    what: the argument being resolved (``"names"``, ``"fwd_hooks"``, ``"hooks"``), for messages.
+    Raises a KeyError listing the closest valid names for any unknown name, and a ValueError
+    when a predicate or a list matches no hook point at all (a silent no-op hides a typo).
     """
+    valid = list(valid)
     if names is None:
-        return list(valid)
+        return valid
     if callable(names):
-        return [n for n in valid if names(n)]
-    if isinstance(names, str):
-        names = [names]
-    valid_set = set(valid)
-    for n in names:
-        if n not in valid_set:
-            raise unknown_name_error(n, valid)
-    return list(dict.fromkeys(names))
+        out = [n for n in valid if names(n)]
+    else:
+        if isinstance(names, str):
+            names = [names]
+        elif not isinstance(names, Sequence) or not all(isinstance(n, str) for n in names):
+            raise TypeError(
+                f"{what}={names!r}: expected a hook name, a list of names, or a predicate "
+                f"fn(name) -> bool."
+            )
+        valid_set = set(valid)
+        for n in names:
+            if n not in valid_set:
+                err = unknown_name_error(n, valid)
+                raise KeyError(f"{what}: {err.args[0]}")
+        out = list(dict.fromkeys(names))
+    if not out:
+        sample = ", ".join(valid[:4]) + (", ..." if len(valid) > 4 else "")
+        raise ValueError(
+            f"{what}={names!r} matches no hook point. Valid names include {sample}; list them "
+            f"all with `model.hook_names()`."
+        )
+    return out
+
+
+_LOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_LOCKS_GUARD = threading.Lock()
+
+
+def model_lock(model) -> threading.RLock:
+    """The re-entrant lock that serialises runs of ``model`` across threads.
+
+    A wrapped Hugging Face model shares one lock with every wrapper of it (``model.hf_model``).
+    """
+    key = getattr(model, "hf_model", None)
+    key = key if isinstance(key, nn.Module) else model
+    with _LOCKS_GUARD:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = threading.RLock()
+        return lock
 
 
 def _wrap(fn: HookFn, point: HookPoint):
@@ -83,11 +124,21 @@ def _wrap(fn: HookFn, point: HookPoint):
         result = fn(output, point)
         if result is None:
             return None
-        if not isinstance(result, torch.Tensor) or result.shape != output.shape:
-            got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result).__name__
+        ok = (
+            isinstance(result, torch.Tensor)
+            and result.shape == output.shape
+            and result.dtype == output.dtype
+        )
+        if not ok:
+            got = (
+                f"shape {tuple(result.shape)}, dtype {result.dtype}"
+                if isinstance(result, torch.Tensor)
+                else type(result).__name__
+            )
             raise ValueError(
-                f"Hook on {point.name!r} returned {got}, expected a tensor of shape "
-                f"{tuple(output.shape)} (or None to leave the activation unchanged)."
+                f"Hook on {point.name!r} returned {got}; expected a tensor of shape "
+                f"{tuple(output.shape)} and dtype {output.dtype} (or None to leave the activation "
+                f"unchanged). Return e.g. new.to(act.dtype).reshape(act.shape)."
             )
         return result
 
@@ -102,16 +153,26 @@ def installed_hooks(
     """Install ``(name_or_predicate, fn)`` hooks for the duration of a ``with`` block.
 
     All names are checked before anything is installed, so a typo installs nothing.
-    Handles are removed in a ``finally``, also when the block raises.
+    Handles are removed in a ``finally``, also when the block raises (KeyboardInterrupt too).
     """
     valid = list(points)
+    one_pair = isinstance(hooks, tuple) and len(hooks) == 2 and callable(hooks[1])
+    if isinstance(hooks, str) or callable(hooks) or one_pair:
+        raise TypeError(
+            f"fwd_hooks must be a list of (name or predicate, fn) pairs, got {hooks!r}; "
+            f"e.g. [('blocks.0.hook_resid_pre', fn)]."
+        )
     plan: list[tuple[HookPoint, HookFn]] = []
-    for name, fn in hooks:
+    for entry in hooks:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2):
+            raise TypeError(f"fwd_hooks entries are (name or predicate, fn) pairs, got {entry!r}.")
+        name, fn = entry
         if not callable(fn):
             raise TypeError(
-                f"Hook for {name!r} is {type(fn).__name__}, expected a function fn(activation, hook)."
+                f"fwd_hooks: the hook for {name!r} is {type(fn).__name__}, expected a function "
+                f"fn(activation, hook)."
             )
-        for n in resolve_names(name, valid):
+        for n in resolve_names(name, valid, what="fwd_hooks"):
             plan.append((points[n], fn))
     handles = []
     try:
@@ -121,3 +182,15 @@ def installed_hooks(
     finally:
         for h in handles:
             h.remove()
+
+
+@contextlib.contextmanager
+def locked_hooks(
+    model,
+    points: dict[str, HookPoint],
+    fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]],
+) -> Iterator[None]:
+    """:func:`installed_hooks` while holding ``model``'s lock (:func:`model_lock`), so no
+    other thread runs ``model`` with these hooks in."""
+    with model_lock(model), installed_hooks(points, fwd_hooks):
+        yield

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._core import as_tokens
+from ._safetensors import open_safetensors
 from .cache import ActivationCache
 
 
@@ -65,13 +67,7 @@ def _readout(analysis: ActivationCache, resid: torch.Tensor) -> torch.Tensor:
 
 def _residual_stack(model, tokens, attention_mask=None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(stack [layer + 1, batch, pos, d_model], tokens [batch, pos])`` without autograd."""
-    if isinstance(tokens, str) or (
-        isinstance(tokens, list) and tokens and isinstance(tokens[0], str)
-    ):
-        tokens = model.to_tokens(tokens)
-    tokens = torch.as_tensor(tokens)
-    if tokens.dim() == 1:
-        tokens = tokens[None]
+    tokens = as_tokens(model, tokens)
     kwargs = {} if attention_mask is None else {"attention_mask": attention_mask}
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names=_resid_names(model), **kwargs)
@@ -122,11 +118,11 @@ class LensResult:
         """``[layer]``: :meth:`kl_to_final` averaged over batch and positions."""
         return self.kl_to_final().mean((1, 2))
 
-    def to_widget(self, batch: int = 0, k: int = 5, **kwargs):
-        """A :class:`~mechscope.widgets.logit_lens.LogitLens` of prompt ``batch``."""
+    def to_widget(self, batch_index: int = 0, k: int = 5, **kwargs):
+        """A :class:`~mechscope.widgets.logit_lens.LogitLens` of prompt ``batch_index``."""
         from .widgets.logit_lens import LogitLens
 
-        return LogitLens.from_result(self, batch=batch, k=k, **kwargs)
+        return LogitLens.from_result(self, batch_index=batch_index, k=k, **kwargs)
 
     def __repr__(self) -> str:
         return f"LensResult(kind={self.kind!r}, logits={list(self.logits.shape)}, labels={self.labels})"
@@ -146,7 +142,7 @@ def _decoder(model) -> Callable[[list[int]], list[str]]:
         if not ids:
             return []
         try:
-            return list(model.to_str_tokens(torch.tensor(ids)))
+            return [str(t) for t in model.to_str_tokens(torch.tensor(ids))]
         except Exception:  # noqa: BLE001 (no tokenizer)
             return [f"#{i}" for i in ids]
 
@@ -214,9 +210,7 @@ class TunedLens(nn.Module):
     @classmethod
     def load(cls, path: str | Path, device: str = "cpu") -> TunedLens:
         """Read a lens written by :meth:`save` (safetensors: nothing is unpickled)."""
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt", device=str(device)) as f:
+        with open_safetensors(path, "TunedLens.load", device) as f:
             header = (f.metadata() or {}).get("mechscope.tuned_lens")
             if header is None:
                 raise ValueError(
@@ -262,13 +256,13 @@ def train_tuned_lens(
     steps: int = 150,
     lr: float = 1e-2,
     batch_positions: int = 2048,
-    chunk: int = 64,
+    batch_size: int = 64,
     seed: int = 0,
     meta: dict | None = None,
 ) -> TunedLens:
     """Train a :class:`TunedLens` for ``model`` on ``tokens`` ``[n_seq, pos]`` (Belrose et al. 2023).
 
-    The residual streams and final log-probs are computed once (``chunk`` sequences a
+    The residual streams and final log-probs are computed once (``batch_size`` sequences a
     forward pass, no autograd through the model), then each translator minimises
     ``KL(final || translated lens)`` on random minibatches of ``batch_positions`` positions
     with Adam (``lr``, ``steps``; the paper uses SGD with Nesterov momentum, which needs
@@ -282,11 +276,15 @@ def train_tuned_lens(
             f"{tokens.dtype} of shape {list(tokens.shape)}. Fix: stack sequences of equal "
             f"length, e.g. torch.stack([model.to_tokens(t)[0] for t in texts])."
         )
-    if steps < 1 or batch_positions < 1:
-        raise ValueError(f"steps={steps}, batch_positions={batch_positions}; both must be >= 1.")
+    if steps < 1 or batch_positions < 1 or batch_size < 1:
+        raise ValueError(
+            f"steps={steps}, batch_positions={batch_positions}, batch_size={batch_size}; "
+            f"all must be >= 1."
+        )
     n, d = model.cfg.n_layers, model.cfg.d_model
     stacks = [
-        _residual_stack(model, tokens[i : i + chunk])[0] for i in range(0, len(tokens), chunk)
+        _residual_stack(model, tokens[i : i + batch_size])[0]
+        for i in range(0, len(tokens), batch_size)
     ]
     resid = torch.cat(stacks, dim=1).flatten(1, 2)  # [layer + 1, n_positions, d_model]
     with torch.no_grad():

@@ -97,7 +97,7 @@ def _layer_name(model, layer: int) -> str:
 
 @torch.no_grad()
 def sentence_features(
-    model, texts: list[str], layer: int | list[int], batch_size: int = 64
+    model, texts: list[str], *, layer: int | list[int], batch_size: int = 64
 ) -> torch.Tensor:
     """Mean-pooled activations of ``texts``: ``[n_texts, d_model]`` at one ``layer``, or
     ``[len(layer), n_texts, d_model]`` for a list of layers (one forward pass for all).
@@ -125,7 +125,7 @@ def sentence_features(
     return stacked[0] if isinstance(layer, int) else stacked
 
 
-def word_vectors(model, words: list[str], layer: int | None = None) -> torch.Tensor:
+def word_vectors(model, words: list[str], *, layer: int | None = None) -> torch.Tensor:
     """``[n_words, d_model]``: one vector per word (see :func:`sentence_features`).
 
     At ``layer=0`` only the word's own WordPiece embeddings are averaged (``[CLS]``/``[SEP]``
@@ -134,7 +134,7 @@ def word_vectors(model, words: list[str], layer: int | None = None) -> torch.Ten
     """
     layer = model.cfg.n_layers if layer is None else layer
     if layer != 0:
-        return sentence_features(model, words, layer)
+        return sentence_features(model, words, layer=layer)
     _layer_name(model, 0)
     w_e = model.hf_model.get_input_embeddings().weight.detach()
     pieces = model.tokenizer(list(words), add_special_tokens=False)["input_ids"]
@@ -146,7 +146,7 @@ def word_vectors(model, words: list[str], layer: int | None = None) -> torch.Ten
     return torch.stack([w_e[ids].mean(0).float().cpu() for ids in pieces])
 
 
-def vocab_words(model, min_len: int = 2) -> list[str]:
+def vocab_words(model, *, min_len: int = 2) -> list[str]:
     """The whole-word (no ``##`` continuation), alphabetic tokens of the model's WordPiece
     vocabulary, in id order: an open candidate set for :func:`analogy_scores` (MiniLM: 21,719)."""
     vocab = model.tokenizer.get_vocab()
@@ -214,7 +214,7 @@ def analogy_scores(
     if candidates is not None:
         vocab = list(dict.fromkeys([*vocab, *candidates]))
     index = {w: i for i, w in enumerate(vocab)}
-    vecs = _unit(word_vectors(model, vocab, layer))  # [n_candidates, d_model]
+    vecs = _unit(word_vectors(model, vocab, layer=layer))  # [n_candidates, d_model]
     rng = random.Random(seed)
     hits = hits_c = n = 0
     by_relation: dict[str, dict[str, float]] = {}
@@ -256,8 +256,8 @@ def solve_analogy(
     words = [w for w in dict.fromkeys(words) if w not in (a, b, c)]
     if not words:
         raise ValueError("candidates holds no word other than a, b and c.")
-    vecs = _unit(word_vectors(model, words, layer))
-    q = word_vectors(model, [a, b, c], layer)
+    vecs = _unit(word_vectors(model, words, layer=layer))
+    q = word_vectors(model, [a, b, c], layer=layer)
     cos = vecs @ _unit(q[1] - q[0] + q[2])
     top = cos.topk(min(k, len(words)))
     return [(words[i], float(v)) for v, i in zip(top.values, top.indices, strict=True)]
@@ -274,7 +274,7 @@ def relation_consistency(
     layer = model.cfg.n_layers if layer is None else layer
     vocab = vocabulary(analogies)
     index = {w: i for i, w in enumerate(vocab)}
-    vecs = word_vectors(model, vocab, layer)
+    vecs = word_vectors(model, vocab, layer=layer)
     diffs = {
         rel: _unit(torch.stack([vecs[index[b]] - vecs[index[a]] for a, b in pairs]))
         for rel, pairs in analogies.items()

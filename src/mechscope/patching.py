@@ -27,14 +27,15 @@ pattern       ``blocks.L.attn.hook_pattern``, one head        [layer, head]
 ============  ==============================================  ====================
 
 Exact and fast. TransformerLens runs one full forward pass per patch; here the patched
-copies run many at a time in batched passes (chunked to ``memory_mb`` or ``max_batch``), and
+copies run many at a time in batched passes (chunked to ``memory_mb`` or ``batch_size``), and
 on causal models (mechscope's ``Transformer`` and wrapped HF decoders) no copy recomputes
 what it shares with the target run (``mechscope._patch_runner``):
 
 - a copy patched in block L enters the pass at block L, from the target run's residual;
   copies of every layer share one pass, each joining at its own block;
 - a copy patched at position p computes positions p.. only, attending to the target run's
-  keys and values before p (HF's ``past_key_values`` on wrapped models);
+  keys and values before p (the ``mechscope.protocols.PrefixReuse`` capability; HF's
+  key/value cache on wrapped models);
 - patches before the first token where the prompts differ, or that write what is already
   there, change nothing and are not run;
 - logits, and the last block's MLP, are computed only at the positions the metric reads
@@ -51,7 +52,7 @@ Example::
         clean_v, corrupted_v = metric(model(clean)), metric(model(corrupted))
     result = activation_patch(model, clean, corrupted,
                               normalized(metric, clean_v, corrupted_v), site="resid_pre")
-    result.to_heatmap()  # layers x positions, token labels
+    result.to_widget()  # layers x positions, token labels
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ import torch
 from ._core import as_tokens, check_pair, check_site, metric_values
 from ._patch_runner import TargetRun, first_difference
 from ._patching_sites import SITES, hook_name
-from ._sweep import PatchResult, labelled, sweep
+from ._sweep import PatchResult, check_direction, labelled, sweep
 from .hooks import unknown_name_error
 from .metrics import Metric
 
@@ -79,7 +80,7 @@ def activation_patch(
     site: str = "resid_pre",
     *,
     direction: str = "denoising",
-    max_batch: int | None = None,
+    batch_size: int | None = None,
     memory_mb: float | None = None,
 ) -> PatchResult:
     """Patch ``site`` at every layer (and position / head) and record ``metric``.
@@ -87,22 +88,22 @@ def activation_patch(
     model: a HookedModel (``mechscope.Transformer`` or ``mechscope.wrap(...)``).
     clean, corrupted: text, a list of texts, or token ids ``[pos]`` / ``[batch, pos]``, of
         the same shape.
-    metric: ``fn(logits [batch, pos, d_vocab]) -> [batch]``, e.g. :func:`logit_diff`,
-        optionally :func:`normalized`. Each value is its mean over the prompts.
+    metric: ``fn(logits [batch, pos, d_vocab]) -> [batch]``, e.g.
+        :func:`mechscope.metrics.logit_diff`, optionally :func:`mechscope.metrics.normalized`. Each value is its mean over the prompts.
     site: one of :data:`SITES` (see the module docstring).
     direction: ``"denoising"`` (clean activations into the corrupted run) or ``"noising"``
         (corrupted into clean).
-    max_batch: at most this many sequences (patched copies x prompts) per forward pass.
+    batch_size: at most this many sequences (patched copies x prompts) per forward pass.
     memory_mb: or a rough activation-memory budget per forward pass (default 512 MB).
 
     Returns a :class:`PatchResult`. The model is left as it came (hooks, weights, mode).
     """
-    if direction not in ("denoising", "noising"):
-        raise ValueError(f"direction={direction!r}; expected 'denoising' or 'noising'.")
+    check_direction(direction)
     if site not in SITES:
         raise unknown_name_error(site, SITES, what="patching site")
     check_site(model, site)
-    clean_t, corrupted_t = as_tokens(model, clean), as_tokens(model, corrupted)
+    clean_t = as_tokens(model, clean, name="clean")
+    corrupted_t = as_tokens(model, corrupted, name="corrupted")
     check_pair(model, clean_t, corrupted_t)
     batch, n_pos = clean_t.shape
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
@@ -121,7 +122,7 @@ def activation_patch(
         # needs positions from max(its position, that token) on only.
         first = first_difference(source_t, target_t.to(source_t.device)) if target.causal else 0
         values = sweep(
-            model, site, target, source_cache, metric, first, target_v, max_batch, memory_mb
+            model, site, target, source_cache, metric, first, target_v, batch_size, memory_mb
         )
 
     clean_v, corrupted_v = (

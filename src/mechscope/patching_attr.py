@@ -34,9 +34,9 @@ import torch
 
 from ._core import as_tokens, check_pair, check_site, metric_values
 from ._patching_sites import SITES, hook_name
+from ._sweep import PatchResult, check_direction, labelled
 from .hooks import unknown_name_error
 from .metrics import Metric
-from ._sweep import PatchResult, labelled
 
 __all__ = ["attribution_patch", "attribution_patch_sites", "compare_to_exact"]
 
@@ -70,18 +70,20 @@ def attribution_patch_sites(
     sites: names from :data:`mechscope.patching.SITES`; None = every site the model has.
     Returns ``{site: PatchResult}``.
     """
-    if direction not in ("denoising", "noising"):
-        raise ValueError(f"direction={direction!r}; expected 'denoising' or 'noising'.")
+    check_direction(direction)
     names_all = set(model.hook_names())
     if sites is None:
         sites = [s for s in SITES if hook_name(s, 0) in names_all]
     if isinstance(sites, str):
         sites = [sites]
+    if not sites:
+        raise ValueError(f"sites={sites!r} is empty; name at least one of {', '.join(SITES)}.")
     for site in sites:
         if site not in SITES:
             raise unknown_name_error(site, SITES, what="patching site")
         check_site(model, site)
-    clean_t, corrupted_t = as_tokens(model, clean), as_tokens(model, corrupted)
+    clean_t = as_tokens(model, clean, name="clean")
+    corrupted_t = as_tokens(model, corrupted, name="corrupted")
     check_pair(model, clean_t, corrupted_t)
     batch = clean_t.shape[0]
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads

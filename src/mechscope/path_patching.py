@@ -3,8 +3,9 @@
 Activation patching a head's output ``z`` measures its *total* effect, through every later
 component. Path patching (Wang et al. 2022, "Interpretability in the Wild", section 3.1;
 Goldowsky-Dill et al. 2023, "Localizing Model Behavior with Path Patching") asks how much
-of it travels along particular paths: from a *sender* head to chosen *receivers*, e.g. the
-keys of the induction head (K-composition) or the final residual stream (the direct path).
+of it travels along particular paths: from a *sender* head to chosen *receivers* (the hook
+points ``hooks``), e.g. the keys of the induction head (K-composition) or the final residual
+stream (the direct path).
 
 Given a *source* run and a *target* run (``direction`` picks which prompt is which, as in
 :func:`mechscope.patching.activation_patch`):
@@ -16,7 +17,7 @@ Given a *source* run and a *target* run (``direction`` picks which prompt is whi
 2. Run the target prompts again, normally, except that the receivers' activations are
    replaced by the ones recorded in step 1. Score ``metric``.
 
-Receivers are hook names, optionally with a head index for per-head activations:
+Receivers (``hooks``) are hook names, optionally with a head index for per-head activations:
 
 - ``"blocks.1.attn.hook_k"``: the keys of every layer-1 head; ``("blocks.1.attn.hook_k", 2)``:
   head 2's keys only (also ``hook_q``, ``hook_v``, ``hook_z``, ``hook_attn_scores``,
@@ -31,7 +32,7 @@ per chunk.
 Example::
 
     prev = path_patch(model, clean, corrupted, metric, sender=(0, 3),
-                      receivers=[("blocks.1.attn.hook_k", 1)], direction="noising")
+                      hooks=[("blocks.1.attn.hook_k", 1)], direction="noising")
 """
 
 from __future__ import annotations
@@ -41,11 +42,10 @@ from dataclasses import replace
 
 import torch
 
-from ._core import as_tokens, check_pair, metric_values, str_tokens_of
-from ._patching_sites import bytes_per_sequence
-from .hooks import unknown_name_error
+from ._core import as_tokens, check_pair, copies_per_chunk, metric_values, str_tokens_of
+from ._sweep import PatchResult, check_direction, labelled
+from .hooks import resolve_names, unknown_name_error
 from .metrics import Metric
-from ._sweep import PatchResult, labelled
 
 __all__ = ["path_patch", "path_patch_all"]
 
@@ -65,25 +65,28 @@ def path_patch(
     clean,
     corrupted,
     metric: Metric,
-    sender: tuple[int, int],
-    receivers: Sequence,
     *,
-    direction: str = "noising",
+    sender: tuple[int, int],
+    hooks: Sequence,
+    direction: str = "denoising",
 ) -> float:
-    """Metric of the target run when only ``receivers`` see the sender head's patched output.
+    """Metric of the target run when only ``hooks`` see the sender head's patched output.
 
     model: a HookedModel (``mechscope.Transformer`` or ``mechscope.wrap(...)``).
-    clean, corrupted: text or token ids ``[pos]`` / ``[batch, pos]`` of the same shape.
+    clean, corrupted: text, a list of texts, or token ids ``[pos]`` / ``[batch, pos]`` of
+        the same shape.
     metric: ``fn(logits [batch, pos, d_vocab]) -> [batch]``; the result is its mean over
         the prompts.
     sender: ``(layer, head)``; its ``blocks.{layer}.attn.hook_z`` is patched.
-    receivers: hook names, or ``(hook name, head)`` pairs for per-head hook points.
-    direction: ``"noising"`` (default, as in Wang et al.: the corrupted sender output into
-        the clean run, so a large drop means the path matters) or ``"denoising"``.
+    hooks: the receivers: hook names, or ``(hook name, head)`` pairs for per-head hook
+        points.
+    direction: ``"denoising"`` (default: the clean sender output into the corrupted run, so
+        a large rise means the path suffices) or ``"noising"`` (as in Wang et al.: the
+        corrupted sender output into the clean run, so a large drop means it matters).
 
     The model is left as it came (hooks, weights, mode).
     """
-    run = _Runs(model, clean, corrupted, metric, receivers, direction)
+    run = _Runs(model, clean, corrupted, metric, hooks, direction)
     layer, head = _check_sender(model, sender)
     run.check_after(layer)
     return float(run.values([(layer, head)])[0])
@@ -94,31 +97,23 @@ def path_patch_all(
     clean,
     corrupted,
     metric: Metric,
-    receivers: Sequence,
     *,
-    direction: str = "noising",
-    max_batch: int | None = None,
+    hooks: Sequence,
+    direction: str = "denoising",
+    batch_size: int | None = None,
     memory_mb: float | None = None,
 ) -> PatchResult:
     """:func:`path_patch` for every sender head: a :class:`PatchResult` ``[layer, head]``.
 
     A sender whose ``hook_z`` comes after every receiver has no path to them: its value is
-    the unpatched target metric. max_batch / memory_mb bound the sequences per forward pass
+    the unpatched target metric. batch_size / memory_mb bound the sequences per forward pass
     (patched copies x prompts), as in ``activation_patch``.
     """
-    run = _Runs(model, clean, corrupted, metric, receivers, direction)
+    run = _Runs(model, clean, corrupted, metric, hooks, direction)
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     senders = [(la, h) for la in range(n_layers) for h in range(n_heads)]
     batch, n_pos = run.target_t.shape
-    if max_batch is not None:
-        if int(max_batch) < batch:
-            raise ValueError(
-                f"max_batch={max_batch} is smaller than the {batch} prompts; use >= {batch}."
-            )
-        per_chunk = int(max_batch) // batch
-    else:
-        budget = (memory_mb if memory_mb is not None else 512) * 2**20
-        per_chunk = max(1, int(budget // (bytes_per_sequence(model, n_pos) * batch)))
+    per_chunk = copies_per_chunk(model, batch, n_pos, batch_size, memory_mb)
     out = []
     for start in range(0, len(senders), per_chunk):
         out.append(run.values(senders[start : start + per_chunk]))
@@ -135,6 +130,8 @@ def _check_sender(model, sender) -> tuple[int, int]:
         layer, head = (int(x) for x in sender)
     except (TypeError, ValueError):
         raise TypeError(f"sender={sender!r}; expected a (layer, head) pair of ints.") from None
+    if any(isinstance(x, bool) for x in sender):
+        raise TypeError(f"sender={sender!r}; expected a (layer, head) pair of ints, not bools.")
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     if not (0 <= layer < n_layers and 0 <= head < n_heads):
         raise ValueError(
@@ -143,30 +140,44 @@ def _check_sender(model, sender) -> tuple[int, int]:
     return layer, head
 
 
-def _parse_receivers(model, receivers) -> list[tuple[str, int | None]]:
-    if isinstance(receivers, (str, tuple)):
-        receivers = [receivers]
+def _parse_receivers(model, hooks) -> list[tuple[str, int | None]]:
     names = model.hook_names()
+    if callable(hooks):
+        hooks = resolve_names(hooks, names, what="hooks")
+    if isinstance(hooks, (str, tuple)):
+        hooks = [hooks]
     out = []
-    for r in receivers:
-        name, head = (r, None) if isinstance(r, str) else tuple(r)
+    for r in hooks:
+        if isinstance(r, str):
+            name, head = r, None
+        elif isinstance(r, (tuple, list)) and len(r) == 2 and isinstance(r[0], str):
+            name, head = r
+        else:
+            raise TypeError(
+                f"hooks entry {r!r}; expected a hook name or a (hook name, head) pair, e.g. "
+                "('blocks.1.attn.hook_k', 2)."
+            )
         if name not in names:
-            raise unknown_name_error(name, names)
+            raise unknown_name_error(name, names, what="hooks entry (hook point)")
         if head is not None:
             suffix = name.split(".", 2)[-1] if name.startswith("blocks.") else name
             if suffix not in _HEAD_AXIS:
                 raise ValueError(
-                    f"Receiver ({name!r}, {head}) has a head index, but {name!r} has no head "
+                    f"hooks entry ({name!r}, {head}) has a head index, but {name!r} has no head "
                     f"axis; per-head receivers are blocks.L.{{{', '.join(_HEAD_AXIS)}}}. Pass "
                     "the name alone to patch the whole activation."
                 )
-            if not 0 <= int(head) < model.cfg.n_heads:
-                raise ValueError(f"Receiver head {head} out of range 0..{model.cfg.n_heads - 1}.")
-            head = int(head)
+            if isinstance(head, bool) or not isinstance(head, int):
+                raise TypeError(f"hooks entry ({name!r}, {head!r}): the head must be an int.")
+            if not 0 <= head < model.cfg.n_heads:
+                raise ValueError(
+                    f"hooks entry ({name!r}, {head}): head out of range 0..{model.cfg.n_heads - 1}."
+                )
         out.append((name, head))
     if not out:
         raise ValueError(
-            "receivers is empty; name at least one hook point, e.g. 'ln_final.hook_normalized'."
+            "hooks is empty; name at least one receiver hook point, e.g. "
+            "'ln_final.hook_normalized'."
         )
     return out
 
@@ -174,19 +185,26 @@ def _parse_receivers(model, receivers) -> list[tuple[str, int | None]]:
 class _Runs:
     """The clean and corrupted runs, cached once; :meth:`values` path-patches a batch of senders."""
 
-    def __init__(self, model, clean, corrupted, metric, receivers, direction):
-        if direction not in ("denoising", "noising"):
-            raise ValueError(f"direction={direction!r}; expected 'denoising' or 'noising'.")
+    def __init__(self, model, clean, corrupted, metric, hooks, direction):
+        check_direction(direction)
         self.model, self.metric = model, metric
-        self.receivers = _parse_receivers(model, receivers)
-        clean_t, corrupted_t = as_tokens(model, clean), as_tokens(model, corrupted)
+        self.z_names = [f"blocks.{la}.attn.hook_z" for la in range(model.cfg.n_layers)]
+        missing = [z for z in self.z_names if z not in model.hook_names()]
+        if missing or not model.cfg.n_heads:
+            raise KeyError(
+                f"path patching sends a head's output ({missing[:1] or 'attn.hook_z'}), but "
+                f"{type(model).__name__} has no per-head hook_z at every layer. Use "
+                "activation_patch for models without attention heads."
+            )
+        self.receivers = _parse_receivers(model, hooks)
+        clean_t = as_tokens(model, clean, name="clean")
+        corrupted_t = as_tokens(model, corrupted, name="corrupted")
         check_pair(model, clean_t, corrupted_t)
         self.clean_t = clean_t
         source_t, self.target_t = (
             (clean_t, corrupted_t) if direction == "denoising" else (corrupted_t, clean_t)
         )
         self.batch = clean_t.shape[0]
-        self.z_names = [f"blocks.{la}.attn.hook_z" for la in range(model.cfg.n_layers)]
         with torch.no_grad():
             src_logits, self.src = model.run_with_cache(source_t, names=self.z_names)
             tgt_logits, self.tgt = model.run_with_cache(self.target_t, names=self.z_names)
@@ -204,7 +222,7 @@ class _Runs:
         early = [n for n, _ in self.receivers if order.index(n) <= z_at]
         if early:
             raise ValueError(
-                f"Receiver(s) {early} come before the sender's {self.z_names[layer]!r} in the "
+                f"hooks {early} come before the sender's {self.z_names[layer]!r} in the "
                 "forward pass, so no path leads from the sender to them. Pick receivers in "
                 f"later layers (e.g. blocks.{layer + 1}.attn.hook_k) or ln_final.hook_normalized."
             )

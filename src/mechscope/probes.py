@@ -28,91 +28,26 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ._probe_fit import (
+    as_acts,
+    as_label_tensor,
+    as_labels,
+    fit_logistic,
+    fit_ridge,
+    r2,
+    rank_scores,
+    split,
+)
+
 __all__ = [
     "Probe",
-    "Selectivity",
+    "SelectivityResult",
     "SparseProbe",
     "control_task",
     "fit_probe",
     "selectivity",
     "sparse_probe",
 ]
-
-
-# ---- validation ---------------------------------------------------------------
-
-
-def _as_acts(acts, what: str = "acts") -> torch.Tensor:
-    acts = torch.as_tensor(acts)
-    if acts.dim() != 2:
-        raise ValueError(
-            f"{what} has shape {list(acts.shape)}; expected [n, d] (one row per example). "
-            f"Flatten batch and position first, e.g. cache['blocks.1.hook_resid_post']"
-            f".reshape(-1, d_model), or index one position: [:, -1]."
-        )
-    if not acts.is_floating_point():
-        acts = acts.float()
-    if not torch.isfinite(acts).all():
-        bad = int((~torch.isfinite(acts)).any(-1).sum())
-        raise ValueError(f"{what} has {bad} rows with NaN or Inf; drop or fix them first.")
-    return acts.detach()
-
-
-def _as_labels(labels, n: int, kind: str) -> tuple[torch.Tensor, bool]:
-    """Return (labels, is_classification)."""
-    labels = torch.as_tensor(labels).detach()
-    if labels.shape[0:1] != (n,) or labels.dim() > 2:
-        raise ValueError(
-            f"labels has shape {list(labels.shape)} but acts has {n} rows; expected one label "
-            f"per row of acts: shape [{n}] (or [{n}, k] float targets for kind='lstsq'). "
-            f"Build labels from the same examples, in the same order, as acts."
-        )
-    is_cls = not labels.is_floating_point()
-    if kind == "logistic" and not is_cls:
-        raise ValueError(
-            f"kind='logistic' needs integer class labels 0..C-1, got dtype {labels.dtype}. "
-            f"Use labels.long() for classes, or kind='lstsq' for real-valued targets."
-        )
-    if is_cls:
-        if labels.dim() != 1:
-            raise ValueError(f"class labels must be 1-D [n], got {list(labels.shape)}.")
-        labels = labels.long()
-        if labels.min() < 0:
-            raise ValueError(
-                f"labels contain negative classes ({int(labels.min())}); expected 0..C-1."
-            )
-        n_present = int(torch.unique(labels).numel())
-        if n_present < 2:
-            raise ValueError(
-                f"labels contain one class only ({int(labels[0])}, all {n} examples); a probe "
-                f"needs at least 2 classes to separate. Check how the labels were built."
-            )
-    elif not torch.isfinite(labels).all():
-        raise ValueError("regression targets contain NaN or Inf.")
-    return labels, is_cls
-
-
-def _split(n: int, test_frac: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    if not 0.0 <= test_frac < 1.0:
-        raise ValueError(f"test_frac={test_frac}; expected 0 <= test_frac < 1 (e.g. 0.2).")
-    n_test = int(round(n * test_frac))
-    if test_frac > 0 and n_test == 0:
-        n_test = 1
-    if n - n_test < 2:
-        raise ValueError(
-            f"{n} examples leave {n - n_test} for training with test_frac={test_frac}; "
-            f"give more examples or a smaller test_frac."
-        )
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    return perm[n_test:].sort().values, perm[:n_test].sort().values
-
-
-def _r2(pred: torch.Tensor, target: torch.Tensor) -> float:
-    """Coefficient of determination, averaged over target columns."""
-    pred, target = pred.double().reshape(len(pred), -1), target.double().reshape(len(target), -1)
-    ss_res = (target - pred).pow(2).sum(0)
-    ss_tot = (target - target.mean(0)).pow(2).sum(0).clamp_min(1e-30)
-    return float((1 - ss_res / ss_tot).mean())
 
 
 # ---- the probe ----------------------------------------------------------------
@@ -144,7 +79,7 @@ class Probe:
         return self.weight.shape[0]
 
     def _check(self, acts) -> torch.Tensor:
-        acts = _as_acts(acts)
+        acts = as_acts(acts)
         if acts.shape[1] != self.weight.shape[1]:
             raise ValueError(
                 f"acts has d={acts.shape[1]} features but this probe was fitted on "
@@ -168,14 +103,14 @@ class Probe:
     def accuracy(self, acts, labels) -> float:
         """Accuracy of ``predict(acts)`` against ``labels`` (R^2 for regression)."""
         acts = self._check(acts)
-        labels = torch.as_tensor(labels).detach()
+        labels = as_label_tensor(labels)
         if labels.shape[0:1] != (acts.shape[0],):
             raise ValueError(
                 f"labels has shape {list(labels.shape)} but acts has {acts.shape[0]} rows; "
                 f"expected one label per row."
             )
         if self.task == "regression":
-            return _r2(self.predict(acts), labels.to(acts.device))
+            return r2(self.predict(acts), labels.to(acts.device))
         return float((self.predict(acts) == labels.to(acts.device)).float().mean())
 
     def direction(self, cls: int | None = None) -> torch.Tensor:
@@ -231,11 +166,11 @@ def fit_probe(
         raise ValueError(f"kind={kind!r}; expected 'logistic' or 'lstsq'.")
     if l2 < 0:
         raise ValueError(f"l2={l2}; expected a non-negative penalty (e.g. 1e-3).")
-    acts = _as_acts(acts)
+    acts = as_acts(acts)
     n, d = acts.shape
-    labels, is_cls = _as_labels(labels, n, kind)
+    labels, is_cls = as_labels(labels, n, kind)
     labels = labels.to(acts.device)
-    train, test = _split(n, test_frac, seed)
+    train, test = split(n, test_frac, seed)
     train, test = train.to(acts.device), test.to(acts.device)
 
     # Standardise on the training rows (conditioning), fit in float64, map back.
@@ -253,13 +188,13 @@ def fit_probe(
                 "or a different seed / test_frac."
             )
         if kind == "logistic":
-            w, b = _fit_logistic(xs[train], labels[train], n_cls, l2, steps)
+            w, b = fit_logistic(xs[train], labels[train], n_cls, l2, steps)
         else:
             y = torch.nn.functional.one_hot(labels, n_cls).double()
-            w, b = _fit_ridge(xs[train], y[train], l2)
+            w, b = fit_ridge(xs[train], y[train], l2)
     else:
         y = labels.double().reshape(n, -1)
-        w, b = _fit_ridge(xs[train], y[train], l2)
+        w, b = fit_ridge(xs[train], y[train], l2)
 
     weight = w / sd  # [C, d] on raw activations
     bias = b - weight @ mu
@@ -281,44 +216,6 @@ def fit_probe(
     return probe
 
 
-def _fit_ridge(x: torch.Tensor, y: torch.Tensor, l2: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """Ridge on centred data, closed form. x ``[n, d]``, y ``[n, k]`` -> (w ``[k, d]``, b ``[k]``)."""
-    xm, ym = x.mean(0), y.mean(0)
-    xc, yc = x - xm, y - ym
-    n, d = x.shape
-    gram = xc.T @ xc + (n * l2 + 1e-10) * torch.eye(d, dtype=x.dtype, device=x.device)
-    w = torch.linalg.solve(gram, xc.T @ yc).T
-    return w, ym - w @ xm
-
-
-def _fit_logistic(
-    x: torch.Tensor, y: torch.Tensor, n_cls: int, l2: float, steps: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Multinomial logistic regression by L-BFGS. x ``[n, d]``, y ``[n]`` -> (``[C, d]``, ``[C]``)."""
-    d = x.shape[1]
-    w = torch.zeros(n_cls, d, dtype=x.dtype, device=x.device, requires_grad=True)
-    b = torch.zeros(n_cls, dtype=x.dtype, device=x.device, requires_grad=True)
-    opt = torch.optim.LBFGS(
-        [w, b],
-        lr=1.0,
-        max_iter=steps,
-        history_size=20,
-        tolerance_grad=1e-7,
-        tolerance_change=1e-10,
-        line_search_fn="strong_wolfe",
-    )
-
-    def closure():
-        opt.zero_grad()
-        loss = torch.nn.functional.cross_entropy(x @ w.T + b, y) + l2 * w.pow(2).sum()
-        loss.backward()
-        return loss
-
-    with torch.enable_grad():
-        opt.step(closure)
-    return w.detach(), b.detach()
-
-
 # ---- control tasks (Hewitt & Liang 2019) --------------------------------------
 
 
@@ -332,14 +229,14 @@ def control_task(types, labels=None, *, n_classes: int | None = None, seed: int 
     memorising type identity. Returns ``[n]`` long labels (re-drawn, seeded, so that at
     least two classes occur).
     """
-    types = torch.as_tensor(types).detach().cpu()
+    types = as_label_tensor(types, "types").cpu()
     if types.dim() != 1 or types.is_floating_point():
         raise ValueError(
             f"types must be 1-D integer ids [n] (e.g. token ids), got shape "
             f"{list(types.shape)} dtype {types.dtype}."
         )
     if labels is not None:
-        labels, _ = _as_labels(labels, types.shape[0], "logistic")
+        labels, _ = as_labels(labels, types.shape[0], "logistic")
         labels = labels.cpu()
         n_cls = int(labels.max()) + 1
         probs = torch.bincount(labels, minlength=n_cls).double()
@@ -366,7 +263,7 @@ def control_task(types, labels=None, *, n_classes: int | None = None, seed: int 
 
 
 @dataclass(frozen=True)
-class Selectivity:
+class SelectivityResult:
     """A probe on the real task and on its control task (Hewitt & Liang 2019).
 
     ``selectivity = real.test_accuracy - control.test_accuracy``: high when the layer
@@ -392,18 +289,18 @@ def selectivity(
     seed: int = 0,
     l2: float = 1e-3,
     steps: int = 200,
-) -> Selectivity:
+) -> SelectivityResult:
     """Fit the same probe on the real labels and on a control task, on the same split.
 
     acts ``[n, d]``, labels ``[n]`` int, types ``[n]`` int (word type per example). The
     control labels come from :func:`control_task` (seeded by ``seed``). Returns a
-    :class:`Selectivity`; ``.selectivity`` is the held-out accuracy difference.
+    :class:`SelectivityResult`; ``.selectivity`` is the held-out accuracy difference.
     """
-    acts = _as_acts(acts)
-    labels, is_cls = _as_labels(labels, acts.shape[0], kind)
+    acts = as_acts(acts)
+    labels, is_cls = as_labels(labels, acts.shape[0], kind)
     if not is_cls:
         raise ValueError("selectivity needs class labels (integers), not regression targets.")
-    types = torch.as_tensor(types)
+    types = as_label_tensor(types, "types")
     if types.shape != (acts.shape[0],):
         raise ValueError(
             f"types has shape {list(types.shape)}; expected [{acts.shape[0]}], one type per row."
@@ -412,7 +309,7 @@ def selectivity(
     opts = dict(kind=kind, test_frac=test_frac, seed=seed, l2=l2, steps=steps)
     real = fit_probe(acts, labels, **opts)
     ctrl = fit_probe(acts, control, **opts)
-    return Selectivity(real=real, control=ctrl, control_labels=control)
+    return SelectivityResult(real=real, control=ctrl, control_labels=control)
 
 
 # ---- sparse probing (Gurnee et al. 2023) --------------------------------------
@@ -436,26 +333,6 @@ class SparseProbe:
         return iter((self.neurons, self.accuracy))
 
 
-def _rank_scores(x: torch.Tensor, y: torch.Tensor, method: str) -> torch.Tensor:
-    """Per-neuron univariate score ``[d]`` for class labels y (higher = more informative)."""
-    n_cls = int(y.max()) + 1
-    onehot = torch.nn.functional.one_hot(y, n_cls).double()  # [n, C]
-    counts = onehot.sum(0)  # [C]
-    present = counts > 0
-    means = (onehot.T @ x) / counts.clamp_min(1)[:, None]  # [C, d]
-    if method == "mean_diff":
-        # |mean in class - mean elsewhere|, best class (binary: |mu1 - mu0|).
-        total = x.sum(0)
-        rest = (total - means * counts[:, None]) / (len(x) - counts).clamp_min(1)[:, None]
-        return (means - rest).abs()[present].max(0).values
-    # One-way ANOVA F statistic: between-class over within-class variance.
-    k, n = int(present.sum()), len(x)
-    grand = x.mean(0)
-    between = (counts[:, None] * (means - grand).pow(2)).sum(0) / max(k - 1, 1)
-    within = (x - means[y]).pow(2).sum(0) / max(n - k, 1)
-    return between / within.clamp_min(1e-12)
-
-
 def sparse_probe(
     acts,
     labels,
@@ -477,13 +354,13 @@ def sparse_probe(
     """
     if method not in ("f_stat", "mean_diff"):
         raise ValueError(f"method={method!r}; expected 'f_stat' or 'mean_diff'.")
-    acts = _as_acts(acts)
+    acts = as_acts(acts)
     n, d = acts.shape
     if not 1 <= k <= d:
         raise ValueError(f"k={k}; expected 1 <= k <= d = {d} (the number of neurons).")
-    labels, is_cls = _as_labels(labels, n, "logistic")
-    train, _ = _split(n, test_frac, seed)
-    score = _rank_scores(
+    labels, is_cls = as_labels(labels, n, "logistic")
+    train, _ = split(n, test_frac, seed)
+    score = rank_scores(
         acts.double()[train.to(acts.device)], labels[train].to(acts.device), method
     )
     # Stable sort: ties go to the lower index, so the choice is deterministic.

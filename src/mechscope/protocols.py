@@ -21,7 +21,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-__all__ = ["HookedModel", "PerHeadWeights", "PrefixReuse", "require"]
+__all__ = ["HookedModel", "PerHeadWeights", "PrefixReuse", "ReadableBlocks", "require"]
 
 
 @runtime_checkable
@@ -58,20 +58,49 @@ class HookedModel(Protocol):
 class PrefixReuse(Protocol):
     """Capability: restart a causal forward pass at a block and a position.
 
-    prefix_state(tokens, names) -> ``(logits, resid, kv, cache)``: the target run's logits,
-        each block's input residual, each block's attention keys/values (in the provider's
-        own format), and the activations at ``names``.
-    forward_suffix(entries, start, tokens, kv, pos) -> logits of copies that enter at
-        the blocks and residuals in ``entries`` and compute positions ``start..`` only,
-        attending to ``kv`` before ``start`` (see ``mechscope._patch_runner``).
+    prefix_state(tokens, names) -> ``(logits, resid, kv, cache)``: the run's logits
+        ``[batch, pos, d_vocab]``, each block's input residual ``[batch, pos, d_model]``,
+        each block's attention keys / values (in the provider's own layout), and the
+        activations at hook points ``names`` (a dict).
+    forward_suffix(entries, start, tokens, kv, *, pos=None, trim_last_mlp=False) -> logits
+        ``[rows, pos - start, d_vocab]`` (or ``[rows, len(pos), d_vocab]``) of copies that
+        enter at the blocks and residuals in ``entries`` (``[(block, [rows, pos - start,
+        d_model])]``, block order) and compute positions ``start..`` of ``tokens`` only,
+        attending to ``kv`` before ``start``. ``pos``: absolute positions to return logits
+        at; ``trim_last_mlp``: then run the last block's MLP at ``pos`` only.
 
-    Activation patching uses it to skip what a patched copy shares with the target run;
-    without it the sweep runs full forward passes (same numbers, slower).
+    Provided by mechscope's ``Transformer`` and by ``mechscope.wrap(...)`` of a causal HF
+    decoder (``cfg.is_causal``). Activation patching uses it to skip what a patched copy
+    shares with the target run; without it the sweep runs full forward passes (same
+    numbers, slower).
     """
 
     def prefix_state(self, tokens: torch.Tensor, names=()): ...
 
-    def forward_suffix(self, entries, start: int, tokens: torch.Tensor, kv, *, pos=None): ...
+    def forward_suffix(
+        self, entries, start: int, tokens: torch.Tensor, kv, *, pos=None, trim_last_mlp=False
+    ): ...
+
+
+@runtime_checkable
+class ReadableBlocks(Protocol):
+    """Capability: every weight as plain tensors, laid out as mechscope's ``Transformer``
+    (a pre-LayerNorm GPT with learned positions), so an analysis can recompute a head or an
+    MLP from its inputs without a forward pass.
+
+    W_E ``[d_vocab, d_model]``, W_pos ``[n_ctx, d_model]``, W_U ``[d_model, d_vocab]``, b_U;
+    ln_final (with ``w``, ``b``, ``eps``; absent without final LayerNorm); ``blocks[l]`` with
+    ``attn.W_Q / W_K / W_V`` ``[head, d_model, d_head]``, ``attn.W_O`` ``[head, d_head,
+    d_model]``, biases ``b_Q / b_K / b_V / b_O``, ``attn.scale``, ``ln1`` / ``ln2`` and
+    ``mlp`` (``W_in``, ``b_in``, ``act``, ``W_out``, ``b_out``). Causal scrubbing
+    (``mechscope.scrubbing.scrub``) needs it.
+    """
+
+    W_E: Any
+    W_pos: Any
+    W_U: Any
+    b_U: Any
+    blocks: Any
 
 
 @runtime_checkable
@@ -95,6 +124,11 @@ class PerHeadWeights(Protocol):
     def final_norm(self): ...
 
 
+_ANY = "mechscope's Transformer or mechscope.wrap(...) of a Hugging Face model"
+# Capabilities that not every provider has: who has them.
+_PROVIDERS = {"ReadableBlocks": "mechscope's Transformer (e.g. mechscope.load('induction-2l'))"}
+
+
 def require(model, capability: type, what: str) -> None:
     """Raise a TypeError naming the missing capability when ``model`` lacks it.
 
@@ -102,14 +136,11 @@ def require(model, capability: type, what: str) -> None:
     """
     if isinstance(model, capability):
         return
-    missing = [
-        name
-        for name in dir(capability)
-        if not name.startswith("_") and not hasattr(model, name)
-    ]
+    members = sorted({*dir(capability), *getattr(capability, "__annotations__", {})})
+    missing = [n for n in members if not n.startswith("_") and not hasattr(model, n)]
     raise TypeError(
         f"{what} needs a model with the {capability.__name__} capability "
         f"(mechscope.protocols.{capability.__name__}); {type(model).__name__} lacks "
-        f"{', '.join(missing) or 'it'}. Use mechscope's Transformer or mechscope.wrap(...) "
-        f"of a Hugging Face model, or implement {', '.join(missing) or 'those methods'}."
+        f"{', '.join(missing) or 'it'}. Use {_PROVIDERS.get(capability.__name__, _ANY)}, "
+        f"or implement {', '.join(missing) or 'those members'}."
     )

@@ -30,8 +30,11 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
+
+from ._core import as_tokens
+from ._safetensors import check_safetensors, load_safetensors
 
 MAX_D_SAE = 2**24  # a sanity bound: 16M features is beyond any CPU, and catches unit mistakes
 
@@ -81,12 +84,12 @@ class SAEConfig:
         return cls(**d)
 
 
-def check_finite(acts: torch.Tensor, site: str | None) -> None:
-    """Raise a ValueError naming the site and the count of NaN / Inf entries, if any."""
+def check_finite(acts: torch.Tensor, hook: str | None) -> None:
+    """Raise a ValueError naming the hook and the count of NaN / Inf entries, if any."""
     nan = int(torch.isnan(acts).sum())
     inf = int(torch.isinf(acts).sum())
     if nan or inf:
-        where = f"site {site!r}" if site else "the activations (no site given)"
+        where = f"acts of hook {hook!r}" if hook else "acts (no hook given)"
         bad = torch.nonzero(~torch.isfinite(acts.reshape(-1, acts.shape[-1])).all(-1))
         raise ValueError(
             f"{nan} NaN and {inf} Inf values in {where}, shape {list(acts.shape)}; "
@@ -112,14 +115,24 @@ class SAE(nn.Module):
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
         self.card: dict = {}
 
-    def _check(self, x: torch.Tensor) -> None:
-        if x.shape[-1] != self.cfg.d_in:
-            raise ValueError(
-                f"Activations have width {x.shape[-1]} (shape {list(x.shape)}), this SAE reads "
-                f"d_in={self.cfg.d_in}"
-                + (f" from {self.cfg.site!r}" if self.cfg.site else "")
-                + "."
+    def _check(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as a float tensor in the SAE's dtype (float64 / float16 activations are cast:
+        the features are defined in the SAE's own precision), of width ``d_in``."""
+        if not isinstance(x, torch.Tensor):
+            x = torch.as_tensor(x)
+        if not x.is_floating_point():
+            raise TypeError(
+                f"acts has dtype {x.dtype}; an SAE reads float activations (e.g. from "
+                f"model.run_with_cache), not token ids or masks. Fix: acts.float()."
             )
+        if x.dim() == 0 or x.shape[-1] != self.cfg.d_in:
+            raise ValueError(
+                f"acts has width {x.shape[-1] if x.dim() else 'none'} (shape {list(x.shape)}), "
+                f"this SAE reads d_in={self.cfg.d_in}"
+                + (f" from {self.cfg.site!r}" if self.cfg.site else "")
+                + ". Pass activations of the hook it was trained on, shape [..., d_in]."
+            )
+        return x.to(self.W_enc.dtype)
 
     def pre_activations(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., d_in]`` -> ``[..., d_sae]`` encoder pre-activations."""
@@ -127,7 +140,7 @@ class SAE(nn.Module):
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., d_in]`` -> feature activations ``[..., d_sae]`` (non-negative, sparse)."""
-        self._check(x)
+        x = self._check(x)
         pre = self.pre_activations(x)
         if self.cfg.activation == "relu":
             return F.relu(pre)
@@ -136,7 +149,18 @@ class SAE(nn.Module):
 
     def decode(self, f: torch.Tensor) -> torch.Tensor:
         """``[..., d_sae]`` -> reconstruction ``[..., d_in]``."""
-        return f @ self.W_dec + self.b_dec
+        if not isinstance(f, torch.Tensor) or not f.is_floating_point():
+            raise TypeError(
+                f"f (feature activations) must be a float tensor [..., d_sae], got "
+                f"{getattr(f, 'dtype', type(f).__name__)}. Fix: sae.decode(sae.encode(acts))."
+            )
+        if f.dim() == 0 or f.shape[-1] != self.cfg.d_sae:
+            raise ValueError(
+                f"f (feature activations) has {f.shape[-1] if f.dim() else 'no'} features (shape "
+                f"{list(f.shape)}); this SAE has d_sae={self.cfg.d_sae}. Pass sae.encode(acts) "
+                f"(not the activations themselves, width d_in={self.cfg.d_in})."
+            )
+        return f.to(self.W_dec.dtype) @ self.W_dec + self.b_dec
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``[..., d_in]`` -> reconstruction ``[..., d_in]``."""
@@ -165,6 +189,8 @@ class SAE(nn.Module):
     def load(cls, path: str | Path, device: str = "cpu") -> SAE:
         """Load an SAE saved by :meth:`save` (safetensors; nothing is unpickled)."""
         path = Path(path)
+        if path.is_file() and path.suffix not in (".safetensors", ".json"):
+            check_safetensors(path, "SAE.load")  # e.g. a torch.save'd pickle: a clear error
         stem = path.with_suffix("") if path.suffix in (".safetensors", ".json") else path
         card_path = stem.with_name(stem.name + ".json")
         weights = stem.with_name(stem.name + ".safetensors")
@@ -175,7 +201,7 @@ class SAE(nn.Module):
                 )
         card = json.loads(card_path.read_text())
         sae = cls(SAEConfig.from_dict(card["config"]))
-        sae.load_state_dict(load_file(str(weights), device=str(device)))
+        sae.load_state_dict(load_safetensors(weights, "SAE.load", device))
         sae.card = card
         return sae.to(device).eval()
 
@@ -203,7 +229,7 @@ def load_zoo_sae(name: str, device: str = "cpu") -> SAE:
 
 
 @torch.no_grad()
-def evaluate(sae: SAE, acts: torch.Tensor, batch_size: int = 8192) -> dict[str, float]:
+def evaluate(sae: SAE, acts: torch.Tensor, *, batch_size: int = 8192) -> dict[str, float]:
     """Reconstruction and sparsity of ``sae`` on ``acts`` ``[..., d_in]``.
 
     - ``mse``: mean over inputs of ``||x - x̂||^2`` (summed over d_in, as SAELens reports it);
@@ -211,8 +237,10 @@ def evaluate(sae: SAE, acts: torch.Tensor, batch_size: int = 8192) -> dict[str, 
     - ``l0``: mean number of active features per input;
     - ``dead_fraction``: fraction of features that fire on none of the inputs.
     """
-    sae._check(acts)
+    acts = sae._check(acts)
     check_finite(acts, sae.cfg.site)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}; expected a positive number of rows.")
     x_all = acts.reshape(-1, acts.shape[-1]).float()
     mean = x_all.mean(0)
     sq_err = total_var = l0 = 0.0
@@ -249,6 +277,15 @@ def max_cosine_similarity(learned: torch.Tensor, true: torch.Tensor) -> torch.Te
 # ---- splicing into a model ------------------------------------------------------
 
 
+def check_hook_name(model, hook: str) -> None:
+    """A KeyError with close matches unless ``hook`` is one of ``model``'s hook names."""
+    names = model.hook_names()
+    if hook not in names:
+        from .hooks import unknown_name_error
+
+        raise unknown_name_error(hook, names)
+
+
 def _next_token_ce(
     logits: torch.Tensor, tokens: torch.Tensor, mask: torch.Tensor | None
 ) -> torch.Tensor:
@@ -264,27 +301,33 @@ def ce_loss_recovered(
     model,
     sae: SAE,
     tokens: torch.Tensor,
-    site: str | None = None,
+    hook: str | None = None,
+    *,
     loss_mask: torch.Tensor | None = None,
     batch_size: int = 128,
 ) -> dict[str, float]:
-    """How much of the model's loss survives replacing ``site`` by the SAE's reconstruction.
+    """How much of the model's loss survives replacing ``hook`` by the SAE's reconstruction.
 
-    Runs the model three ways over ``tokens`` ``[batch, pos]``: clean, with ``site``
-    replaced by ``sae(site)`` (spliced), and with ``site`` zeroed (zero-ablated), and
+    Runs the model three ways over ``tokens`` ``[batch, pos]``: clean, with ``hook``
+    replaced by ``sae(act)`` (spliced), and with ``hook`` zeroed (zero-ablated), and
     returns the three mean next-token cross-entropies and
 
         score = (CE_zero_ablation - CE_spliced) / (CE_zero_ablation - CE_clean)
 
     the "CE loss score" of SAELens (``sae_lens/evals.py``, Bloom et al.): 1 = the
-    reconstruction loses nothing, 0 = as bad as deleting the site. ``loss_mask``
+    reconstruction loses nothing, 0 = as bad as deleting the hook's activation (``hook``
+    defaults to the SAE's ``cfg.site``). ``loss_mask``
     ``[batch, pos - 1]`` restricts the loss to some predicted positions.
     """
-    site = site or sae.cfg.site
-    if site is None:
+    hook = hook or sae.cfg.site
+    if hook is None:
         raise ValueError(
-            "No site: pass site='blocks.{l}.mlp.hook_post' (or train the SAE with one)."
+            "No hook: pass hook='blocks.{l}.mlp.hook_post' (or train the SAE with cfg.site)."
         )
+    check_hook_name(model, hook)
+    tokens = as_tokens(model, tokens)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}; expected a positive number of prompts.")
     if loss_mask is not None and loss_mask.shape != (tokens.shape[0], tokens.shape[1] - 1):
         raise ValueError(
             f"loss_mask has shape {list(loss_mask.shape)}, expected [batch, pos - 1] = "
@@ -304,7 +347,7 @@ def ce_loss_recovered(
         mask = None if loss_mask is None else loss_mask[i : i + batch_size]
         totals["clean"] = totals["clean"] + _next_token_ce(model(tok), tok, mask)
         for name, fn in (("spliced", splice), ("zero_ablated", zero)):
-            with model.hooks([(site, fn)]):
+            with model.hooks([(hook, fn)]):
                 totals[name] = totals[name] + _next_token_ce(model(tok), tok, mask)
     out = {f"ce_{k}": float(v[0] / v[1]) for k, v in totals.items()}
     gap = out["ce_zero_ablated"] - out["ce_clean"]

@@ -26,13 +26,15 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .sae import SAE, SAEConfig, check_finite, evaluate
+from ._core import as_tokens
+from .sae import SAE, SAEConfig, check_finite, check_hook_name, evaluate
 
 
 def synthetic_superposition(
     n_features: int = 64,
     d: int = 32,
     n_samples: int = 50_000,
+    *,
     p_active: float = 0.05,
     seed: int = 0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -58,19 +60,22 @@ def synthetic_superposition(
 
 
 @torch.no_grad()
-def collect_activations(
-    model, tokens: torch.Tensor, site: str, batch_size: int = 256
-) -> torch.Tensor:
-    """Activations of hook ``site`` at every position: ``[batch * pos, d]`` (float32, CPU).
+def collect_activations(model, tokens, hook: str, *, batch_size: int = 256) -> torch.Tensor:
+    """Activations of ``hook`` at every position: ``[batch * pos, d]`` (float32, CPU).
 
-    Raises if they hold NaN / Inf, naming the site and the count.
+    tokens: text, list of texts or ``[batch, pos]`` ids. Raises if the activations hold
+    NaN / Inf, naming the hook and the count.
     """
+    check_hook_name(model, hook)
+    tokens = as_tokens(model, tokens)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size={batch_size!r}; expected a positive number of prompts.")
     chunks = []
     for i in range(0, len(tokens), batch_size):
-        _, cache = model.run_with_cache(tokens[i : i + batch_size], names=site)
-        chunks.append(cache[site].reshape(-1, cache[site].shape[-1]).float().cpu())
+        _, cache = model.run_with_cache(tokens[i : i + batch_size], names=hook)
+        chunks.append(cache[hook].reshape(-1, cache[hook].shape[-1]).float().cpu())
     acts = torch.cat(chunks)
-    check_finite(acts, site)
+    check_finite(acts, hook)
     return acts
 
 

@@ -20,7 +20,9 @@ function of the prefix ``tokens[s, :j+1]``, so the unit that is resampled is a c
 context may sit at another position: a feature that should keep the position includes
 :func:`position` (``token() & position()``).
 
-**The graph** is the model's at head granularity (``Transformer`` only):
+**The graph** is the model's at head granularity. Scrubbing recomputes heads and MLPs from
+the weights, so the model needs the :class:`mechscope.protocols.ReadableBlocks` capability
+(mechscope's ``Transformer``; a wrapped HF model gets a TypeError naming it):
 
 - ``"embed"``: token + position embedding of the context (a leaf);
 - ``("blocks.L.attn.hook_q", h)`` / ``hook_k`` / ``hook_v``: what head ``h``'s query, key or
@@ -85,18 +87,20 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from ._core import as_tokens
 from ._scrub_graph import (
     EVERYTHING,
     Claim,
+    Everything,
     Feature,
     Hypothesis,
-    _Everything,
-    _model_parents,
-    _validate,
     induction_target,
+    model_parents,
     position,
     token,
+    validate,
 )
+from .protocols import ReadableBlocks, require
 
 __all__ = [
     "EVERYTHING",
@@ -156,7 +160,7 @@ class _Scrubber:
         # Equivalence classes of each feature: contexts sorted by class, class start and size.
         self.classes = {}
         for feature, _ in claims.values():
-            if isinstance(feature, _Everything) or id(feature) in self.classes:
+            if isinstance(feature, Everything) or id(feature) in self.classes:
                 continue
             codes = feature(tokens.cpu()).flatten()
             cls = torch.unique(codes, return_inverse=True)[1]
@@ -172,7 +176,7 @@ class _Scrubber:
 
     def _equivalent(self, feature: Feature, ctx: torch.Tensor) -> torch.Tensor:
         """For each context, a uniformly drawn context with the same feature code."""
-        if isinstance(feature, _Everything):
+        if isinstance(feature, Everything):
             return ctx
         order, start, count, cls = self.classes[id(feature)]
         c = cls[ctx]
@@ -211,7 +215,7 @@ class _Scrubber:
 
     def _sum_parents(self, node, ctx: torch.Tensor) -> torch.Tensor:
         """Residual stream as ``node`` sees it: its parents' values plus constant biases."""
-        parents = _model_parents(self.model, node)
+        parents = model_parents(self.model, node)
         total = sum(self._read(node, p, ctx) for p in parents)
         for layer in sorted({p[1] for p in parents if p[0] == "z"}):
             total = total + self.model.blocks[layer].attn.b_O
@@ -295,14 +299,11 @@ class ScrubResult:
 
 
 def _check_inputs(model, tokens, loss_mask) -> tuple[torch.Tensor, torch.Tensor]:
-    from .models.transformer import Transformer
-
-    if not isinstance(model, Transformer):
-        raise TypeError(
-            f"scrub needs a mechscope Transformer (e.g. mechscope.load('induction-2l')), got "
-            f"{type(model).__name__}: it recomputes heads from their weights."
-        )
-    tokens = model._check_tokens(tokens)
+    # It recomputes every head and MLP from its weights (see the module docstring).
+    require(model, ReadableBlocks, "scrub")
+    tokens = as_tokens(model, tokens).to(model.W_E.device)
+    if isinstance(loss_mask, torch.Tensor) and loss_mask.is_floating_point():
+        raise TypeError(f"loss_mask must be bool [batch, pos - 1], got dtype {loss_mask.dtype}.")
     mask = torch.as_tensor(loss_mask, dtype=torch.bool)
     P, T = tokens.shape
     if mask.shape != (P, T - 1):
@@ -355,8 +356,9 @@ def scrub(
 ) -> ScrubResult:
     """Causally scrub ``hypothesis`` on ``model`` (Chan et al. 2022).
 
-    model: a :class:`~mechscope.models.Transformer`; it is only read (no hooks stay, weights,
-        mode and ``requires_grad`` untouched).
+    model: a model with the :class:`~mechscope.protocols.ReadableBlocks` capability
+        (mechscope's ``Transformer``); it is only read (no hooks stay, weights, mode and
+        ``requires_grad`` untouched).
     hypothesis: a :class:`Hypothesis` over the nodes in the module docstring.
     tokens: ``[batch, pos]`` the dataset; its contexts are both the reference inputs and the
         pool that resampled contexts are drawn from.
@@ -371,7 +373,7 @@ def scrub(
     Returns a :class:`ScrubResult`; ``.recovered`` is the fraction of the loss recovered.
     """
     tokens, mask = _check_inputs(model, tokens, loss_mask)
-    claims = _validate(model, hypothesis)
+    claims = validate(model, hypothesis)
     claims.setdefault(("logits",), (EVERYTHING, []))
     P, T = tokens.shape
     s, i = mask.nonzero(as_tuple=True)

@@ -12,24 +12,25 @@ Without Optimization" (one prompt pair, "Love" - "Hate"), Zou et al. 2023, "Repr
 Engineering" (reading vectors from contrasting stimuli), and Rimsky et al. 2024, "Steering
 Llama 2 via Contrastive Activation Addition" (averaged over many pairs, as here).
 
-- :func:`steering_vector`: the difference of means ``[d_model]`` at one residual-sized site.
+- :func:`steering_vector`: the difference of means ``[d_model]`` at one residual-sized hook.
 - :func:`steer` / :func:`steering_hooks`: one forward pass (or a ``with`` block) with
-  ``strength * vector`` added at the site.
+  ``strength * vector`` added at the hook.
 - :func:`steering_sweep`: many strengths in one batched forward pass; per strength, the
   probabilities of target tokens, the KL divergence from the unsteered distribution and the
-  top tokens, in a :class:`SteeringSweep` with a plotly :meth:`~SteeringSweep.plot`.
+  top tokens, in a :class:`SteeringSweepResult` with a plotly :meth:`~SteeringSweepResult.plot`.
 - :func:`random_direction`: a control vector of the same norm in a random direction. A
   steering effect means something only if a random vector of the same size does much less.
 
-Sites are any hook whose activation is ``[batch, pos, d_model]``: ``blocks.L.hook_resid_pre``
-/ ``hook_resid_mid`` / ``hook_resid_post``, ``hook_attn_out``, ``hook_mlp_out``. Works on
-mechscope's ``Transformer`` and on wrapped Hugging Face models (``mechscope.load("gpt2")``).
+Hooks are any hook point whose activation is ``[batch, pos, d_model]``: ``blocks.L.hook_resid_pre``
+/ ``hook_resid_mid`` / ``hook_resid_post``, ``hook_attn_out``, ``hook_mlp_out``. Works on any
+``HookedModel`` (mechscope's ``Transformer``, wrapped Hugging Face models, your own).
 The model is left as it came (hooks, weights, mode), also when a call raises.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -37,10 +38,10 @@ from dataclasses import dataclass
 import torch
 
 from ._core import as_tokens, copies_per_chunk
-from .hooks import unknown_name_error
+from ._intervene import add_hook, check_hook, check_range, index_list
 
 __all__ = [
-    "SteeringSweep",
+    "SteeringSweepResult",
     "random_direction",
     "steer",
     "steering_hooks",
@@ -52,90 +53,83 @@ __all__ = [
 # ---- checks -------------------------------------------------------------------------------
 
 
-def check_site(model, site: str) -> None:
-    if not isinstance(site, str):
-        raise TypeError(
-            f"site must be a hook name such as 'blocks.1.hook_resid_pre', got {site!r}."
-        )
-    names = model.hook_names()
-    if site not in names:
-        raise unknown_name_error(site, names, what="steering site")
-
-
-def _check_act(site: str, act: torch.Tensor, d: int | None = None) -> None:
-    if act.dim() != 3:
-        raise ValueError(
-            f"Steering site {site!r} has activations of shape {list(act.shape)}; expected "
-            "[batch, pos, d_model]. Steer a residual-sized site (blocks.L.hook_resid_pre / "
-            "hook_resid_mid / hook_resid_post / hook_attn_out / hook_mlp_out)."
-        )
-    if d is not None and act.shape[-1] != d:
-        raise ValueError(
-            f"The steering vector has {d} entries but site {site!r} has width "
-            f"{act.shape[-1]} (activations {list(act.shape)}). Use a vector made by "
-            "steering_vector at a site of the same model and width."
-        )
-
-
 def _check_vector(vector) -> torch.Tensor:
     v = torch.as_tensor(vector)
-    if v.dim() != 1 or not v.dtype.is_floating_point:
+    if v.dim() != 1 or not v.dtype.is_floating_point or v.numel() == 0:
         raise ValueError(
             f"vector must be a float tensor of shape [d_model], got dtype {v.dtype} and shape "
-            f"{list(v.shape)}. Make one with steering_vector(model, pos_prompts, neg_prompts, site)."
+            f"{list(v.shape)}. Make one with steering_vector(model, positive, negative, hook)."
+        )
+    if not bool(torch.isfinite(v).all()):
+        raise ValueError(
+            "vector has non-finite entries (inf or nan); steering would fill the residual "
+            "stream with them. Check how it was made (e.g. a mean over an empty set)."
         )
     return v.detach()
 
 
-def _positions(positions, n_pos: int) -> list[int] | None:
-    if positions is None:
+def _pos_mask(pos, n_pos: int) -> torch.Tensor | None:
+    """``[1, n_pos]`` 0/1 where the vector is added; None = every position."""
+    idx = index_list(pos, "pos")
+    if idx is None:
         return None
-    idx = [int(positions)] if isinstance(positions, int) else [int(p) for p in positions]
-    bad = [p for p in idx if not -n_pos <= p < n_pos]
-    if not idx or bad:
-        raise IndexError(
-            f"positions {bad or idx} out of range for sequences of {n_pos} tokens; valid: "
-            f"0..{n_pos - 1} or negative from the end (None = every position)."
-        )
-    return [p % n_pos for p in idx]
+    idx = check_range(idx, n_pos, "pos", f"the prompts ({n_pos} tokens)")
+    mask = torch.zeros(1, n_pos)
+    mask[0, idx] = 1.0
+    return mask
+
+
+def _steer_hook(hook: str, vector: torch.Tensor, strengths: torch.Tensor, rows: int | None, pos):
+    """Adds ``strengths[i] * vector`` to copy ``i`` of a batched run of ``rows`` prompts each
+    (``rows=None``: one strength for every row), at ``pos``."""
+    delta = strengths[:, None] * vector  # [copy, d]
+
+    def fn(act, hook_point):
+        d = delta if rows is None else delta.repeat_interleave(rows, 0)
+        mask = None if act.dim() != 3 else _pos_mask(pos, act.shape[1])
+        return add_hook(hook, d, mask)(act, hook_point)
+
+    return fn
 
 
 # ---- the vector ---------------------------------------------------------------------------
 
 
-def steering_vector(
-    model, pos_tokens, neg_tokens, site: str, *, pos: int | str = -1
-) -> torch.Tensor:
-    """Difference of means at ``site``: ``mean(act | pos_tokens) - mean(act | neg_tokens)``.
+def steering_vector(model, positive, negative, hook: str, *, pos: int | str = -1) -> torch.Tensor:
+    """Difference of means at ``hook``: ``mean(act | positive) - mean(act | negative)``.
 
-    pos_tokens, neg_tokens: texts or ids ``[batch, pos]`` (batch sizes and, with an int
-        ``pos``, lengths may differ between the two sets).
-    site: a hook with ``[batch, pos, d_model]`` activations, e.g. ``"blocks.1.hook_resid_pre"``.
+    positive, negative: texts or ids ``[batch, pos]`` (batch sizes and, with an int ``pos``,
+        lengths may differ between the two sets).
+    hook: a hook with ``[batch, pos, d_model]`` activations, e.g. ``"blocks.1.hook_resid_pre"``.
     pos: the position read from each prompt (default the last, where the next token is
         predicted), or ``"mean"`` for the mean over all positions.
 
     Returns ``[d_model]`` (Turner et al. 2023; Zou et al. 2023; Rimsky et al. 2024).
     """
-    check_site(model, site)
-    if not (pos == "mean" or isinstance(pos, int)):
+    check_hook(model, hook)
+    if not (pos == "mean" or (isinstance(pos, int) and not isinstance(pos, bool))):
         raise ValueError(f"pos={pos!r}; expected an int position (default -1) or 'mean'.")
     means = []
-    for what, prompts in (("pos_tokens", pos_tokens), ("neg_tokens", neg_tokens)):
-        toks = as_tokens(model, prompts)
+    for what, prompts in (("positive", positive), ("negative", negative)):
+        toks = as_tokens(model, prompts, name=what)
         with torch.no_grad():
-            _, cache = model.run_with_cache(toks, names=[site])
-        act = cache[site]
-        _check_act(site, act)
+            _, cache = model.run_with_cache(toks, names=[hook])
+        act = cache[hook]
+        if act.dim() != 3:
+            raise ValueError(
+                f"hook {hook!r} has activations of shape {list(act.shape)}; a steering vector "
+                "needs [batch, pos, d_model]. Use a residual-sized hook (blocks.L.hook_resid_pre"
+                " / hook_resid_mid / hook_resid_post / hook_attn_out / hook_mlp_out)."
+            )
         if pos == "mean":
             means.append(act.float().mean((0, 1)))
         else:
-            if not -act.shape[1] <= pos < act.shape[1]:
-                raise IndexError(f"pos={pos} is outside the {act.shape[1]} positions of {what}.")
+            check_range([pos], act.shape[1], "pos", f"{what} ({act.shape[1]} positions)")
             means.append(act[:, pos].float().mean(0))
     return means[0] - means[1]
 
 
-def random_direction(vector: torch.Tensor, seed: int = 0) -> torch.Tensor:
+def random_direction(vector: torch.Tensor, *, seed: int = 0) -> torch.Tensor:
     """A random vector with the norm, shape and dtype of ``vector`` (a steering control)."""
     v = _check_vector(vector)
     gen = torch.Generator().manual_seed(seed)
@@ -146,51 +140,43 @@ def random_direction(vector: torch.Tensor, seed: int = 0) -> torch.Tensor:
 # ---- steering -----------------------------------------------------------------------------
 
 
-def _add_hook(site, vector, strengths: torch.Tensor, positions):
-    """Adds ``strengths[i] * vector`` to copy ``i`` of a batched run (at ``positions``)."""
-
-    def hook(act, hook):
-        _check_act(site, act, vector.shape[0])
-        n = strengths.shape[0]
-        b, n_pos, d = act.shape
-        view = act.reshape(n, b // n, n_pos, d)
-        delta = strengths.to(act.device, act.dtype)[:, None, None, None] * vector.to(
-            act.device, act.dtype
-        )
-        idx = _positions(positions, n_pos)
-        if idx is not None:
-            mask = torch.zeros(n_pos, dtype=act.dtype, device=act.device)
-            mask[idx] = 1
-            delta = delta * mask[None, None, :, None]
-        return (view + delta).reshape(act.shape)
-
-    return hook
+def _check_strength(strength) -> float:
+    if isinstance(strength, bool) or not isinstance(strength, (int, float)):
+        try:
+            strength = float(torch.as_tensor(strength).item())
+        except Exception:
+            raise TypeError(f"strength must be a number, got {strength!r}.") from None
+    if not math.isfinite(float(strength)):
+        raise ValueError(f"strength={strength} is not finite; pass a finite number.")
+    return float(strength)
 
 
 @contextlib.contextmanager
 def steering_hooks(
-    model, vector, site: str, strength: float = 1.0, positions=None
+    model, vector, hook: str, *, strength: float = 1.0, pos=None
 ) -> Iterator[None]:
-    """Context manager: inside the block, ``strength * vector`` is added at ``site``.
+    """Context manager: inside the block, ``strength * vector`` is added at ``hook``.
 
-    vector: ``[d_model]``; site: a residual-sized hook name; positions: an int, a list of
-    ints, or None for every position. Removed on exit, also when the block raises.
+    vector: ``[d_model]``; hook: a residual-sized hook name; pos: an int, a list of ints, or
+    None for every position. Removed on exit, also when the block raises.
     """
-    check_site(model, site)
+    check_hook(model, hook)
     v = _check_vector(vector)
-    s = torch.tensor([float(strength)])
-    with model.hooks([(site, _add_hook(site, v, s, positions))]):
+    s = torch.tensor([_check_strength(strength)])
+    index_list(pos, "pos")  # types now; the range at the forward pass (prompt length)
+    with model.hooks([(hook, _steer_hook(hook, v, s, None, pos))]):
         yield
 
 
-def steer(model, tokens, vector, site: str, strength: float = 1.0, positions=None) -> torch.Tensor:
-    """Logits ``[batch, pos, d_vocab]`` of ``tokens`` with ``strength * vector`` added at ``site``.
+def steer(model, tokens, vector, hook: str, *, strength: float = 1.0, pos=None) -> torch.Tensor:
+    """Logits ``[batch, pos, d_vocab]`` of ``tokens`` with ``strength * vector`` added at ``hook``.
 
     ``strength=0`` gives exactly the unsteered logits. Runs under ``torch.no_grad``.
     Example: ``steer(model, "a big red", v, "blocks.1.hook_resid_pre", strength=2)``.
     """
     toks = as_tokens(model, tokens)
-    with torch.no_grad(), steering_hooks(model, vector, site, strength, positions):
+    _pos_mask(pos, toks.shape[1])
+    with torch.no_grad(), steering_hooks(model, vector, hook, strength=strength, pos=pos):
         return model(toks)
 
 
@@ -198,67 +184,75 @@ def steer(model, tokens, vector, site: str, strength: float = 1.0, positions=Non
 
 
 @dataclass(frozen=True)
-class SteeringSweep:
+class SteeringSweepResult:
     """The next-token distribution at each steering strength (means over the prompts).
 
+    values: ``[strength, answer]``, the mean next-token probabilities of ``answer_ids``
+        (labels ``answer_labels``).
     strengths: ``[strength]``.
     probs: ``[strength, d_vocab]``, mean next-token probabilities.
-    target_probs: ``[strength, target]``, ``probs`` of ``target_ids`` (labels ``target_labels``).
     kl: ``[strength]``, mean over prompts of KL(steered || unsteered) in nats.
     top_tokens: per strength, the ``top_k`` most probable tokens as ``(token, prob)``.
     """
 
-    site: str
+    values: torch.Tensor
+    hook: str
     strengths: torch.Tensor
+    answer_ids: list[int]
+    answer_labels: list[str]
     probs: torch.Tensor
-    target_ids: list[int]
-    target_labels: list[str]
-    target_probs: torch.Tensor
     kl: torch.Tensor
     top_tokens: list[list[tuple[str, float]]]
 
     def __repr__(self) -> str:
+        strengths = [round(s, 3) for s in self.strengths.tolist()]
         return (
-            f"SteeringSweep(site={self.site!r}, strengths={[round(s, 3) for s in self.strengths.tolist()]}, "
-            f"targets={self.target_labels}, max_kl={self.kl.max().item():.3g})"
+            f"SteeringSweepResult(hook={self.hook!r}, strengths={strengths}, "
+            f"answers={self.answer_labels}, max_kl={self.kl.max().item():.3g})"
         )
 
     def plot(self, title: str | None = None):
-        """Plotly figure: target probabilities (left) and KL from unsteered (right) vs strength."""
+        """Plotly figure: answer probabilities (left) and KL from unsteered (right) vs strength."""
         from plotly.subplots import make_subplots  # lazy: plotly only when a plot is wanted
 
         fig = make_subplots(
             rows=1,
             cols=2,
-            subplot_titles=("P(target) at the next token", "KL(steered || unsteered)"),
+            subplot_titles=("P(answer) at the next token", "KL(steered || unsteered)"),
         )
         x = self.strengths.tolist()
-        for j, label in enumerate(self.target_labels):
-            fig.add_scatter(x=x, y=self.target_probs[:, j].tolist(), name=label, row=1, col=1)
+        for j, label in enumerate(self.answer_labels):
+            fig.add_scatter(x=x, y=self.values[:, j].tolist(), name=label, row=1, col=1)
         fig.add_scatter(x=x, y=self.kl.tolist(), name="KL (nats)", row=1, col=2)
         fig.update_xaxes(title_text="strength")
-        fig.update_layout(title=title or f"steering at {self.site}", height=360)
+        fig.update_layout(title=title or f"steering at {self.hook}", height=360)
         return fig
 
 
-def _target_ids(model, target_ids) -> list[int]:
-    if target_ids is None:
+def _answer_ids(model, answer_ids) -> list[int]:
+    if answer_ids is None:
         return []
-    if isinstance(target_ids, (int, str)):
-        target_ids = [target_ids]
+    if isinstance(answer_ids, (int, str)) or (
+        isinstance(answer_ids, torch.Tensor) and answer_ids.dim() == 0
+    ):
+        answer_ids = [answer_ids]
     out = []
-    for t in target_ids:
+    for t in answer_ids:
         if isinstance(t, str):
             ids = as_tokens(model, model.to_tokens(t, prepend_bos=False))[0].tolist()
             if len(ids) != 1:
                 raise ValueError(
-                    f"target {t!r} is {len(ids)} tokens ({ids}); each target must be one token. "
-                    "Pass its token id, or the first token's id."
+                    f"answer_ids: {t!r} is {len(ids)} tokens ({ids}); each answer must be one "
+                    "token. Pass its token id, or the first token's id."
                 )
             t = ids[0]
+        if isinstance(t, bool):
+            raise TypeError(f"answer_ids holds a bool ({t}); pass token ids (ints).")
         t = int(t)
         if not 0 <= t < model.cfg.d_vocab:
-            raise ValueError(f"target id {t} is outside the vocabulary [0, {model.cfg.d_vocab}).")
+            raise ValueError(
+                f"answer_ids: id {t} is outside the vocabulary [0, {model.cfg.d_vocab})."
+            )
         out.append(t)
     return out
 
@@ -270,70 +264,81 @@ def _label(model, i: int) -> str:
         return str(i)
 
 
-def _start_layer(model, site: str) -> int | None:
-    from .models.transformer import Transformer
-
-    m = re.match(r"blocks\.(\d+)\.", site)
-    return int(m.group(1)) if m and isinstance(model, Transformer) else None
+def _start_layer(model, hook: str) -> int | None:
+    """The block a steered run can restart at (the model can run from a block's input, and
+    ``blocks.L.hook_resid_pre`` is cached), else None (full forward passes)."""
+    m = re.match(r"blocks\.(\d+)\.", hook)
+    if m is None or not callable(getattr(model, "forward_from", None)):
+        return None
+    return int(m.group(1)) if f"blocks.{m.group(1)}.hook_resid_pre" in model.hook_names() else None
 
 
 def steering_sweep(
     model,
     tokens,
     vector,
-    site: str,
-    strengths: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
+    hook: str,
     *,
-    target_ids=None,
-    positions=None,
-    pos: int = -1,
+    strengths: Sequence[float] = (0.0, 0.5, 1.0, 2.0, 4.0),
+    answer_ids=None,
+    pos=None,
+    read_pos: int = -1,
     top_k: int = 5,
-    max_batch: int | None = None,
+    batch_size: int | None = None,
     memory_mb: float | None = None,
-) -> SteeringSweep:
-    """Steer ``tokens`` at every strength and record the next-token distribution at ``pos``.
+) -> SteeringSweepResult:
+    """Steer ``tokens`` at every strength and record the next-token distribution at ``read_pos``.
 
-    tokens: texts or ids ``[batch, pos]``; vector ``[d_model]``; site a residual-sized hook.
+    tokens: texts or ids ``[batch, pos]``; vector ``[d_model]``; hook a residual-sized hook.
     strengths: the multipliers of ``vector`` (0 = unsteered).
-    target_ids: token ids or one-token strings whose probabilities are tracked.
-    positions: where the vector is added (None = every position).
-    max_batch, memory_mb: chunking as in :func:`mechscope.patching.activation_patch`; all
+    answer_ids: token ids or one-token strings whose probabilities are tracked (``values``).
+    pos: where the vector is added (None = every position).
+    batch_size, memory_mb: chunking as in :func:`mechscope.patching.activation_patch`; all
         strengths run as copies of the prompts in one batched forward pass per chunk. On a
-        mechscope ``Transformer`` the layers before the site are not recomputed.
+        model that can restart at a block (``forward_from``) the layers before the hook are
+        not recomputed.
 
-    Returns a :class:`SteeringSweep`.
+    Returns a :class:`SteeringSweepResult`.
     """
-    check_site(model, site)
+    check_hook(model, hook)
     v = _check_vector(vector)
-    s_all = torch.as_tensor(list(strengths), dtype=torch.float32)
-    if s_all.dim() != 1 or s_all.numel() == 0:
-        raise ValueError(f"strengths must be a non-empty list of numbers, got {strengths!r}.")
-    targets = _target_ids(model, target_ids)
+    try:
+        s_all = torch.as_tensor(list(strengths), dtype=torch.float32)
+    except (TypeError, ValueError):
+        s_all = torch.zeros(0, 0)
+    if s_all.dim() != 1 or s_all.numel() == 0 or not bool(torch.isfinite(s_all).all()):
+        raise ValueError(
+            f"strengths must be a non-empty list of finite numbers, got {strengths!r}."
+        )
+    answers = _answer_ids(model, answer_ids)
     toks = as_tokens(model, tokens)
     batch, n_pos = toks.shape
-    _positions(positions, n_pos)  # validate before any forward pass
-    if not isinstance(pos, int) or not -n_pos <= pos < n_pos:
-        raise IndexError(
-            f"pos={pos!r}: the position whose next-token distribution is read must be an int "
-            f"in [-{n_pos}, {n_pos}) for prompts of {n_pos} tokens (default -1, the last)."
+    _pos_mask(pos, n_pos)  # validate before any forward pass
+    if isinstance(read_pos, bool) or not isinstance(read_pos, int) or not -n_pos <= read_pos < n_pos:
+        raise ValueError(
+            f"read_pos={read_pos!r}: the position whose next-token distribution is read must be "
+            f"an int in [-{n_pos}, {n_pos}) for prompts of {n_pos} tokens (default -1, the last)."
         )
-    layer = _start_layer(model, site)
+    layer = _start_layer(model, hook)
     resid_name = f"blocks.{layer}.hook_resid_pre" if layer is not None else None
     with torch.no_grad():
-        base_logits, cache = model.run_with_cache(toks, names=[resid_name] if resid_name else [])
-        base_logp = base_logits[:, pos].double().log_softmax(-1)  # [batch, d_vocab]
+        if resid_name is not None:
+            base_logits, cache = model.run_with_cache(toks, names=[resid_name])
+        else:
+            base_logits = model(toks)
+        base_logp = base_logits[:, read_pos].double().log_softmax(-1)  # [batch, d_vocab]
         toks = toks.to(base_logits.device)
-        per_chunk = copies_per_chunk(model, batch, n_pos, max_batch, memory_mb)
+        per_chunk = copies_per_chunk(model, batch, n_pos, batch_size, memory_mb)
         logps = []
         for start in range(0, len(s_all), per_chunk):
             s = s_all[start : start + per_chunk]
             n = len(s)
-            with model.hooks([(site, _add_hook(site, v, s, positions))]):
+            with model.hooks([(hook, _steer_hook(hook, v, s, batch, pos))]):
                 if layer is not None:
                     logits = model.forward_from(layer, cache[resid_name].repeat(n, 1, 1))
                 else:
                     logits = model(toks.repeat(n, 1))
-            logps.append(logits[:, pos].double().log_softmax(-1).reshape(n, batch, -1))
+            logps.append(logits[:, read_pos].double().log_softmax(-1).reshape(n, batch, -1))
         logp = torch.cat(logps)  # [strength, batch, d_vocab]
     p = logp.exp()
     kl = (p * (logp - base_logp[None])).sum(-1).mean(-1)  # [strength]
@@ -347,13 +352,13 @@ def steering_sweep(
         ]
         for vals, ids in zip(top.values, top.indices, strict=True)
     ]
-    return SteeringSweep(
-        site=site,
+    return SteeringSweepResult(
+        values=probs[:, answers].float().cpu(),
+        hook=hook,
         strengths=s_all,
+        answer_ids=answers,
+        answer_labels=[_label(model, t) for t in answers],
         probs=probs.float().cpu(),
-        target_ids=targets,
-        target_labels=[_label(model, t) for t in targets],
-        target_probs=probs[:, targets].float().cpu(),
         kl=kl.clamp(min=0).float().cpu(),
         top_tokens=top_tokens,
     )

@@ -7,7 +7,8 @@ the board is *linearly* represented (as empty / mine / theirs relative to the pl
 and edited it by pushing the residual stream along a probe's directions. Nothing here is
 specific to Othello:
 
-- :func:`activations_at` collects one hook point's activations at chosen positions;
+- :func:`activations_at` collects one hook point's activations at chosen positions (DAS
+  reads its sources with it too);
 - :func:`fit_state_probe` fits one linear probe per state variable (per board square, with
   :func:`mechscope.probes.fit_probe`), all over the same classes; :class:`StateProbe` reads
   or scores a whole state at once;
@@ -16,6 +17,7 @@ specific to Othello:
 - :func:`intervene_along` runs the model with the residual pushed along given directions at
   given positions and hook points; :func:`intervene_to_class` pushes at each probe's hook
   point, on the fly, until that probe reads the chosen class (hooks removed in a ``finally``).
+  Both add to the residual with steering's one implementation (:mod:`mechscope.steering`).
 """
 
 from __future__ import annotations
@@ -25,38 +27,65 @@ from dataclasses import dataclass
 
 import torch
 
+from ._core import as_tokens
+from ._intervene import add_hook, as_inputs, check_hook, resolve_hooks, select
 
-def activations_at(
-    model, tokens: torch.Tensor, hook_name: str, mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Activations of ``hook_name`` at the positions where ``mask`` is True.
+__all__ = [
+    "InterventionResult",
+    "StateProbe",
+    "activations_at",
+    "fit_state_probe",
+    "intervene_along",
+    "intervene_to_class",
+    "push_to_class",
+]
 
-    tokens: ``[batch, pos]``; mask: bool ``[batch, pos]`` (None = every position).
-    Returns ``[n, d_model]`` with rows in ``mask.nonzero()`` order (float32, no grad).
+
+def activations_at(model, tokens, hook: str, *, pos=None, mask=None) -> torch.Tensor:
+    """Activations of ``hook`` on ``tokens`` (float32, no grad).
+
+    tokens: a text, texts or ids ``[batch, pos]`` (or a non-sequence model's inputs).
+    pos: an int -> ``[batch, d]``; a list of ints -> ``[batch, len(pos), d]``.
+    mask: bool ``[batch, pos]`` -> ``[n, d]``, rows in ``mask.nonzero()`` order.
+    Neither: ``[batch * pos, d]`` (every position), or ``[batch, d]`` for a ``[batch, d]`` hook.
     """
-    tokens = torch.as_tensor(tokens)
-    if mask is not None and tuple(mask.shape) != tuple(tokens.shape):
-        raise ValueError(
-            f"mask has shape {list(mask.shape)}, expected the tokens' shape {list(tokens.shape)} "
-            "(one bool per [batch, pos])."
-        )
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names=hook_name)
-    acts = cache[hook_name].float()
-    return acts.reshape(-1, acts.shape[-1]) if mask is None else acts[mask.to(acts.device)]
+    check_hook(model, hook)
+    toks = as_inputs(model, tokens, "tokens")
+    if pos is not None and mask is not None:
+        raise ValueError("activations_at takes pos or mask, not both; pass one of them.")
+    if mask is not None:
+        mask = torch.as_tensor(mask)
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(toks.shape[:2]):
+            raise ValueError(
+                f"mask has shape {list(mask.shape)} and dtype {mask.dtype}, expected bool of "
+                f"the tokens' shape {list(toks.shape[:2])} (one bool per [batch, pos])."
+            )
+    out = {}
+
+    def read(act, hook_point):
+        out["act"] = act.detach().float().clone()
+
+    with torch.no_grad(), model.hooks([(hook, read)]):
+        model(toks)
+    acts = out["act"]
+    if pos is not None or acts.dim() == 2:
+        return select(acts, hook, pos)
+    if mask is None:
+        return acts.reshape(-1, acts.shape[-1])
+    return acts[mask.to(acts.device)]
 
 
 @dataclass
 class StateProbe:
     """One linear probe per state variable (e.g. per board square), all over the same classes.
 
-    weight: ``[variable, class, d_model]``; bias: ``[variable, class]``; ``hook_name``: where the
+    weight: ``[variable, class, d_model]``; bias: ``[variable, class]``; ``hook``: where the
     activations came from; ``classes``: class names.
     """
 
     weight: torch.Tensor
     bias: torch.Tensor
-    hook_name: str = ""
+    hook: str = ""
     classes: tuple[str, ...] = ()
 
     def logits(self, acts: torch.Tensor) -> torch.Tensor:
@@ -99,7 +128,7 @@ def fit_state_probe(
     *,
     l2: float = 1e-3,
     steps: int = 30,
-    hook_name: str = "",
+    hook: str = "",
     classes: Sequence[str] = (),
     seed: int = 0,
 ) -> StateProbe:
@@ -141,7 +170,7 @@ def fit_state_probe(
         missing = seen.new_ones(n_classes, dtype=torch.bool)
         missing[seen] = False
         weight[i, missing], bias[i, missing] = 0.0, -1e4
-    return StateProbe(weight, bias, hook_name, tuple(classes))
+    return StateProbe(weight, bias, hook, tuple(classes))
 
 
 def push_to_class(
@@ -149,6 +178,7 @@ def push_to_class(
     acts: torch.Tensor,
     variable: torch.Tensor,
     to_class: torch.Tensor,
+    *,
     margin: float = 2.0,
     rounds: int = 10,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -163,12 +193,7 @@ def push_to_class(
     direction ``[n, d_model]`` and the amount ``[n]`` (0 where the probe already reads ``to``
     by the margin), so ``acts + amount[:, None] * direction`` is the pushed activation.
     """
-    variable, to_class = torch.as_tensor(variable).long(), torch.as_tensor(to_class).long()
-    if variable.shape != (acts.shape[0],) or to_class.shape != (acts.shape[0],):
-        raise ValueError(
-            f"variable and to_class must be [n] = [{acts.shape[0]}] (one per row of acts), got "
-            f"{list(variable.shape)} and {list(to_class.shape)}."
-        )
+    variable, to_class = _targets(probe, variable, to_class, acts.shape[0], "acts")
     rows = torch.arange(acts.shape[0])
     W = probe.weight[variable]  # [n, class, d]
     delta = torch.zeros_like(acts, dtype=torch.float32)
@@ -190,26 +215,88 @@ def push_to_class(
     return unit, amount
 
 
-def intervene_along(
-    model,
-    tokens: torch.Tensor,
-    hook_names: str | Sequence[str],
-    directions: torch.Tensor,
-    amounts: torch.Tensor | float,
-    positions: torch.Tensor | int = -1,
-) -> torch.Tensor:
-    """Logits with the residual pushed along ``directions`` at ``positions`` and ``hook_names``.
+def _targets(probe, variable, to_class, n: int, what: str):
+    """``variable`` and ``to_class`` as long ``[n]``, in range for ``probe``."""
+    variable, to_class = torch.as_tensor(variable), torch.as_tensor(to_class)
+    for name, t, size in (
+        ("variable", variable, probe.weight.shape[0]),
+        ("to_class", to_class, probe.weight.shape[1]),
+    ):
+        if t.dtype == torch.bool or t.dtype.is_floating_point or t.shape != (n,):
+            raise ValueError(
+                f"variable and to_class must be integer [n] = [{n}] (one per row of {what}); "
+                f"got {name} of shape {list(t.shape)} and dtype {t.dtype}."
+            )
+        if n and (t.min() < 0 or t.max() >= size):
+            raise ValueError(
+                f"{name} holds {int(t.min())}..{int(t.max())}, but the probe has {size} "
+                f"{'variables' if name == 'variable' else 'classes'}: expected [0, {size})."
+            )
+    return variable.long(), to_class.long()
 
-    tokens: ``[batch, pos]``. directions: ``[d_model]`` (one for all rows) or ``[batch,
-    d_model]``, or one such per hook name as ``[hook, batch, d_model]``. amounts: a float,
-    ``[batch]`` or ``[hook, batch]``. positions: an int or ``[batch]`` (one position per row).
-    At each hook point, ``resid[i, positions[i]] += amounts[i] * directions[i]``; later layers
-    then run on the edited stream (Li et al. 2023; Nanda et al. 2023). Returns ``[batch, pos,
+
+def _row_positions(pos, batch: int, n_pos: int) -> torch.Tensor:
+    """``pos`` (an int or ``[batch]``, one per row) as long ``[batch]`` in ``[0, n_pos)``."""
+    p = torch.as_tensor(pos)
+    if p.dtype == torch.bool or p.dtype.is_floating_point:
+        raise ValueError(f"pos must be an int or [batch] = [{batch}] ints, got dtype {p.dtype}.")
+    p = p.long()
+    p = p.expand(batch) if p.dim() == 0 else p
+    if p.shape != (batch,):
+        raise ValueError(
+            f"pos must be an int or [batch] = [{batch}] (one position per row), got "
+            f"{list(p.shape)}."
+        )
+    if ((p < -n_pos) | (p >= n_pos)).any():
+        raise ValueError(
+            f"pos {p.tolist()} is out of range for prompts of {n_pos} tokens; valid: "
+            f"0..{n_pos - 1} or negative from the end."
+        )
+    return p % n_pos
+
+
+def _one_hot(pos: torch.Tensor, n_pos: int) -> torch.Tensor:
+    return torch.nn.functional.one_hot(pos, n_pos).float()  # [batch, n_pos]
+
+
+@dataclass(frozen=True)
+class InterventionResult:
+    """The logits of an edited run and how far each hook point was pushed.
+
+    logits (also ``values``): ``[batch, pos, d_vocab]``. amounts: ``[probe, batch]``, the norm
+    of the push at each probe's hook point.
+    """
+
+    logits: torch.Tensor
+    amounts: torch.Tensor
+
+    @property
+    def values(self) -> torch.Tensor:
+        return self.logits
+
+
+def intervene_along(
+    model, tokens, *, hooks, directions: torch.Tensor, amounts, pos=-1
+) -> torch.Tensor:
+    """Logits with the residual pushed along ``directions`` at ``pos`` and ``hooks``.
+
+    tokens: texts or ids ``[batch, pos]``. hooks: a hook name, a list or a predicate.
+    directions: ``[d_model]`` (one for all rows) or ``[batch, d_model]``, or one such per hook
+    as ``[hook, batch, d_model]``. amounts: a float, ``[batch]`` or ``[hook, batch]``.
+    pos: an int or ``[batch]`` (one position per row). At each hook point,
+    ``resid[i, pos[i]] += amounts[i] * directions[i]`` (steering's add); later layers then run
+    on the edited stream (Li et al. 2023; Nanda et al. 2023). Returns ``[batch, pos,
     d_vocab]``. The hooks are removed in a ``finally``, also when the forward pass raises.
     """
-    tokens = torch.as_tensor(tokens)
-    names = [hook_names] if isinstance(hook_names, str) else list(hook_names)
-    batch = tokens.shape[0]
+    toks = as_tokens(model, tokens)
+    names = resolve_hooks(model, hooks)
+    batch, n_pos = toks.shape
+    directions = torch.as_tensor(directions)
+    if directions.dim() == 0 or not directions.dtype.is_floating_point:
+        raise ValueError(
+            f"directions must be a float tensor [d_model], [batch, d_model] or [hook, batch, "
+            f"d_model], got shape {list(directions.shape)} dtype {directions.dtype}."
+        )
     d = directions.shape[-1]
     amounts = torch.as_tensor(amounts, dtype=torch.float32)
     k = len(names)
@@ -217,85 +304,65 @@ def intervene_along(
     ok_amounts = amounts.shape in ((), (batch,), (k, batch))
     if not (ok_dirs and ok_amounts):
         raise ValueError(
-            f"With {k} hook name(s) and batch {batch}, directions must be [d_model], "
+            f"With {k} hook(s) and batch {batch}, directions must be [d_model], "
             f"[batch, d_model] or [hook, batch, d_model], and amounts a float, [batch] or "
             f"[hook, batch]; got directions {list(directions.shape)} and amounts "
             f"{list(amounts.shape)}."
         )
     dirs = directions.float().expand(k, batch, d)
     amt = amounts.expand(k, batch)
-    pos = torch.as_tensor(positions).long()
-    pos = pos.expand(batch) if pos.dim() == 0 else pos
-    if pos.shape != (batch,):
-        raise ValueError(f"positions must be an int or [batch] = [{batch}], got {list(pos.shape)}.")
-    rows = torch.arange(batch)
-
-    def make_hook(k: int):
-        def hook(resid, _hook):
-            if resid.shape[-1] != d:
-                raise ValueError(
-                    f"directions have d_model={d} but {_hook.name} has {resid.shape[-1]}."
-                )
-            resid = resid.clone()
-            delta = (amt[k][:, None] * dirs[k]).to(resid.dtype).to(resid.device)
-            resid[rows, pos] += delta
-            return resid
-
-        return hook
-
-    with model.hooks([(name, make_hook(k)) for k, name in enumerate(names)]):
-        return model(tokens)
+    mask = _one_hot(_row_positions(pos, batch, n_pos), n_pos)
+    fwd = [
+        (n, add_hook(n, amt[i][:, None] * dirs[i], mask, "directions"))
+        for i, n in enumerate(names)
+    ]
+    with model.hooks(fwd):
+        return model(toks)
 
 
 def intervene_to_class(
-    model,
-    tokens: torch.Tensor,
-    probes: StateProbe | Sequence[StateProbe],
-    variable: torch.Tensor,
-    to_class: torch.Tensor,
-    positions: torch.Tensor | int = -1,
-    margin: float = 2.0,
-    return_amounts: bool = False,
-) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """Logits with the state edited: at each probe's hook point (``probe.hook_name``), the
-    residual at ``positions`` is pushed (:func:`push_to_class`) until that probe reads
+    model, tokens, probes, variable, *, to_class, pos=-1, margin: float = 2.0
+) -> InterventionResult:
+    """The run with the state edited: at each probe's hook point (``probe.hook``), the
+    residual at ``pos`` is pushed (:func:`push_to_class`) until that probe reads
     ``to_class`` for ``variable``, ahead of every other class by ``margin``.
 
     With probes at several layers this is the layer-by-layer edit of Li et al. (2023): the
     push at a later layer is computed on the stream as the earlier edits left it. tokens
-    ``[batch, pos]``; variable, to_class long ``[batch]``; positions an int or ``[batch]``.
-    Returns ``[batch, pos, d_vocab]`` (with ``return_amounts``, also how far each hook point's
-    residual was pushed, ``[probe, batch]``). Hooks are removed in a ``finally``.
+    ``[batch, pos]``; variable, to_class long ``[batch]``; pos an int or ``[batch]``.
+    Returns an :class:`InterventionResult`: logits ``[batch, pos, d_vocab]`` and how far
+    each hook point's residual was pushed, ``[probe, batch]``. Hooks removed in a ``finally``.
     """
-    tokens = torch.as_tensor(tokens)
+    toks = as_tokens(model, tokens)
     probes = [probes] if isinstance(probes, StateProbe) else list(probes)
-    batch = tokens.shape[0]
-    pos = torch.as_tensor(positions).long()
-    pos = pos.expand(batch) if pos.dim() == 0 else pos
-    if pos.shape != (batch,):
-        raise ValueError(f"positions must be an int or [batch] = [{batch}], got {list(pos.shape)}.")
-    missing = [p for p in probes if not p.hook_name]
-    if missing:
-        raise ValueError(
-            "Every probe needs its hook_name (where its activations came from), e.g. "
-            "fit_state_probe(..., hook_name='blocks.2.hook_resid_post')."
+    if not probes or not all(isinstance(p, StateProbe) for p in probes):
+        raise TypeError(
+            "probes must be a StateProbe or a non-empty list of them (from fit_state_probe), "
+            f"got {[type(p).__name__ for p in probes] or 'an empty list'}."
         )
+    batch, n_pos = toks.shape
     rows = torch.arange(batch)
+    pos = _row_positions(pos, batch, n_pos)
+    mask = _one_hot(pos, n_pos)
+    for p in probes:
+        if not p.hook:
+            raise ValueError(
+                "Every probe in probes needs its hook (where its activations came from), e.g. "
+                "fit_state_probe(..., hook='blocks.2.hook_resid_post')."
+            )
+        check_hook(model, p.hook, "probes[...].hook")
+        _targets(p, variable, to_class, batch, "tokens")
     amounts = {}
 
     def make_hook(k: int, probe: StateProbe):
-        def hook(resid, _hook):
+        def hook(resid, hook_point):
             at = resid[rows, pos].float()
-            unit, amount = push_to_class(probe, at, variable, to_class, margin)
+            unit, amount = push_to_class(probe, at, variable, to_class, margin=margin)
             amounts[k] = amount
-            resid = resid.clone()
-            resid[rows, pos] = (at + amount[:, None] * unit).to(resid.dtype)
-            return resid
+            return add_hook(probe.hook, amount[:, None] * unit, mask)(resid, hook_point)
 
         return hook
 
-    with model.hooks([(p.hook_name, make_hook(k, p)) for k, p in enumerate(probes)]):
-        logits = model(tokens)
-    if return_amounts:
-        return logits, torch.stack([amounts[k] for k in range(len(probes))])
-    return logits
+    with model.hooks([(p.hook, make_hook(k, p)) for k, p in enumerate(probes)]):
+        logits = model(toks)
+    return InterventionResult(logits, torch.stack([amounts[k] for k in range(len(probes))]))

@@ -72,9 +72,9 @@ def test_differences_of_a_relation_are_parallel():
 def test_sentence_features_pool_real_tokens_only():
     model = minilm()
     texts = ["A dog.", "The quick brown fox jumps over the lazy dog."]
-    both = sentence_features(model, texts, [0, 6])
+    both = sentence_features(model, texts, layer=[0, 6])
     assert both.shape == (2, 2, 384)
-    alone = sentence_features(model, texts[:1], 6)  # no padding when alone
+    alone = sentence_features(model, texts[:1], layer=6)  # no padding when alone
     assert torch.allclose(both[1, 0], alone[0], atol=1e-5)
     # layer 6 mean-pooled is the sentence-transformers embedding (before normalisation)
     ids = model.tokenize(texts[:1])
@@ -82,14 +82,14 @@ def test_sentence_features_pool_real_tokens_only():
         hidden = model.hf_model(**ids).last_hidden_state
     assert torch.allclose(alone[0], hidden[0].mean(0), atol=1e-5)
     assert torch.equal(
-        word_vectors(model, ["king"], 0)[0],
+        word_vectors(model, ["king"], layer=0)[0],
         model.hf_model.embeddings.word_embeddings.weight[2332].detach(),
     )
 
 
 def test_tense_probe_generalises_to_unseen_verbs():
     texts, labels, verbs = tense_sentences(200, seed=0)
-    x = sentence_features(minilm(), texts, 2)
+    x = sentence_features(minilm(), texts, layer=2)
     held = verbs >= 12  # verbs 12..15 never seen in training
     probe = fit_probe(x[~held], labels[~held], test_frac=0.0)
     # measured: 1.0 at layers 1-3 on 400 sentences
@@ -109,9 +109,9 @@ def test_tense_sentences_are_seeded_balanced_and_grammatical():
 def test_bad_inputs():
     model = minilm()
     with pytest.raises(ValueError, match=r"layer=7; expected an int in 0\.\.6"):
-        sentence_features(model, ["a"], 7)
+        sentence_features(model, ["a"], layer=7)
     with pytest.raises(ValueError, match=r"texts must be a non-empty list of str, got str"):
-        sentence_features(model, "a dog", 1)
+        sentence_features(model, "a dog", layer=1)
     with pytest.raises(ValueError, match=r"relation 'x' needs at least two \(a, b\) word pairs"):
         analogy_scores(model, {"x": [("a", "b")]})
 
@@ -123,7 +123,7 @@ def test_model_untouched():
     hooks = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in hf.modules())
     analogy_scores(model, max_per_relation=5, layer=3)
     with pytest.raises(ValueError):
-        sentence_features(model, ["a"], 9)
+        sentence_features(model, ["a"], layer=9)
     assert hooks == sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in hf.modules())
     assert hf.training is False and all(p.requires_grad for p in hf.parameters())
     for k, v in hf.state_dict().items():

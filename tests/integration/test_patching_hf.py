@@ -74,7 +74,7 @@ def test_exact_on_hf(hf, prompts, site, direction):
     model, hf_model = hf
     clean, corrupted = prompts
     metric = logit_diff([5, 6], [7, 8])
-    got = activation_patch(model, clean, corrupted, metric, site, direction=direction, max_batch=8)
+    got = activation_patch(model, clean, corrupted, metric, site, direction=direction, batch_size=8)
     src, tgt = (clean, corrupted) if direction == "denoising" else (corrupted, clean)
     want = naive_patch(model, src, tgt, metric, site)
     torch.testing.assert_close(got.values.reshape(want.shape), want, atol=1e-5, rtol=0)
@@ -104,7 +104,7 @@ def test_hf_model_left_unmodified_when_metric_raises(hf, prompts):
         return logits[:, -1, 5]
 
     with pytest.raises(RuntimeError, match="metric failed"):
-        activation_patch(model, clean, corrupted, flaky, "pattern", max_batch=4)
+        activation_patch(model, clean, corrupted, flaky, "pattern", batch_size=4)
     assert hook_count(hf_model) == 0 and hook_count(model) == 0
     assert hf_model.config._attn_implementation == impl
     assert not hf_model.training

@@ -32,9 +32,9 @@ def number_vector(grammar):
 def test_number_vector_steers_singular_to_plural(grammar, number_vector):
     strengths = [0.0, 0.25, 0.5, 0.75, 1.0]
     res = steering_sweep(
-        grammar, noun_phrases(["a"]), number_vector, SITE, strengths, target_ids=PLURAL
+        grammar, noun_phrases(["a"]), number_vector, SITE, strengths=strengths, answer_ids=PLURAL
     )
-    p_plural = res.target_probs.sum(-1)
+    p_plural = res.values.sum(-1)
     assert p_plural[0] < 0.01 and p_plural[-1] > 0.95
     assert (p_plural.diff() >= 0).all()  # monotone in the strength
     assert (res.kl.diff() >= 0).all() and res.kl[-1] > 5
@@ -43,18 +43,19 @@ def test_number_vector_steers_singular_to_plural(grammar, number_vector):
         noun_phrases(["a"]),
         random_direction(number_vector, seed=0),
         SITE,
-        strengths,
-        target_ids=PLURAL,
+        strengths=strengths,
+        answer_ids=PLURAL,
     )
-    assert control.target_probs.sum(-1).max() < 0.05  # same norm, random direction: no plural
+    assert control.values.sum(-1).max() < 0.05  # same norm, random direction: no plural
 
 
 def test_negative_strength_steers_the_ambiguous_determiner(grammar, number_vector):
     # "the" allows both numbers; the vector's sign picks one.
     res = steering_sweep(
-        grammar, noun_phrases(["the"]), number_vector, SITE, [-1.0, 0.0, 1.0], target_ids=PLURAL
-    )
-    p = res.target_probs.sum(-1)
+        grammar, noun_phrases(["the"]), number_vector, SITE, strengths=[-1.0, 0.0, 1.0],
+        answer_ids=PLURAL,
+    )  # fmt: skip
+    p = res.values.sum(-1)
     assert p[0] < 0.05 and 0.2 < p[1] < 0.8 and p[2] > 0.95
 
 
@@ -69,7 +70,7 @@ def test_induction_ablations(induction):
     with torch.no_grad():
         base = repeated_loss(induction(toks)).mean().item()
     res = ablation_sweep(induction, toks, repeated_loss, "z", kind="zero")
-    assert base < 0.1 and res.clean_value == pytest.approx(base, abs=1e-5)
+    assert base < 0.1 and res.baseline_value == pytest.approx(base, abs=1e-5)
     # L0H2, the strongest previous-token head, is the one head the circuit cannot lose.
     assert res.values.flatten().argmax().item() == 2 and res.values[0, 2] > 3
     for kind in ("zero", "mean", "resample"):
@@ -93,12 +94,14 @@ def test_steering_on_wrapped_gpt2(gpt2, tokens):
     assert v.shape == (gpt2.cfg.d_model,)
     with torch.no_grad():
         hf_logits = hf(input_ids=tokens).logits
-    assert torch.equal(steer(gpt2, tokens, v, SITE, 0.0), gpt2(tokens))
+    assert torch.equal(steer(gpt2, tokens, v, SITE, strength=0.0), gpt2(tokens))
     assert torch.allclose(gpt2(tokens), hf_logits, atol=1e-5)
     strengths = [0.0, 1.0, 3.0]
-    res = steering_sweep(gpt2, tokens, v, "blocks.0.hook_resid_post", strengths, target_ids=[5])
+    res = steering_sweep(
+        gpt2, tokens, v, "blocks.0.hook_resid_post", strengths=strengths, answer_ids=[5]
+    )
     for i, s in enumerate(strengths):
-        p = steer(gpt2, tokens, v, "blocks.0.hook_resid_post", s)[:, -1].softmax(-1).mean(0)
+        p = steer(gpt2, tokens, v, "blocks.0.hook_resid_post", strength=s)[:, -1].softmax(-1).mean(0)
         assert torch.allclose(res.probs[i], p, atol=1e-5)
     assert res.kl[0] < 1e-6 and res.kl[2] > res.kl[1] > 0
     assert hook_count(hf) == before
@@ -114,9 +117,9 @@ def test_ablation_on_wrapped_gpt2(gpt2, tokens):
     def metric(logits):
         return logits[:, -1, 5]
 
-    res = ablation_sweep(gpt2, tokens, metric, "z", kind="mean", max_batch=4)
+    res = ablation_sweep(gpt2, tokens, metric, "z", kind="mean", batch_size=4)
     for layer in range(2):
         for h in range(4):
-            one = ablate(gpt2, tokens, f"blocks.{layer}.attn.hook_z", kind="mean", heads=h)
+            one = ablate(gpt2, tokens, f"blocks.{layer}.attn.hook_z", kind="mean", head=h)
             assert res.values[layer, h].item() == pytest.approx(metric(one).mean().item(), abs=1e-4)
     assert hook_count(gpt2.hf_model) == before

@@ -16,8 +16,8 @@ def test_every_seed_forms_the_circuit(name):
     card = model.card
     assert card["training"]["seed"] == SEEDS.index(name)
     scores = head_scores(model)
-    pl, ph, ps = best_head(scores["previous_token"])
-    il, ih, iscore = best_head(scores["induction"])
+    pl, ph, ps = best_head(scores.previous_token)
+    il, ih, iscore = best_head(scores.induction)
     assert (pl, il) == (0, 1) and ps >= 0.8 and iscore >= 0.8
     assert [il, ih] == card["metrics"]["induction_head"] and [pl, ph] == card["metrics"][
         "previous_token_head"

@@ -71,7 +71,7 @@ def test_v1_is_not_at_the_final_position(model):
     site, pos, _ = DAS_SITES["V1"]
     last = interchange_accuracy(
         model, eq.to_tokens(held.base), eq.to_tokens(held.source), held.label,
-        "blocks.2.hook_resid_mid", -1, None, eq.answer_ids(),
+        hook="blocks.2.hook_resid_mid", pos=-1, answer_ids=eq.answer_ids(),
     )  # fmt: skip
     assert 0.4 < last < 0.6
     assert (site, pos) == ("blocks.0.hook_resid_post", 2)

@@ -24,15 +24,15 @@ def test_repeated_part_accuracy(model):
 
 
 def test_layer1_has_an_induction_head(scores, model):
-    layer, head, score = best_head(scores["induction"][1:])
+    layer, head, score = best_head(scores.induction[1:])
     assert score >= 0.8
     assert [layer + 1, head] == model.card["metrics"]["induction_head"]
     assert score == pytest.approx(model.card["metrics"]["induction_score"], abs=1e-3)
-    assert scores["induction"][0].max() < 0.2  # layer 0 cannot do induction alone
+    assert scores.induction[0].max() < 0.2  # layer 0 cannot do induction alone
 
 
 def test_layer0_has_a_previous_token_head(scores, model):
-    layer, head, score = best_head(scores["previous_token"][:1])
+    layer, head, score = best_head(scores.previous_token[:1])
     assert score >= 0.8
     assert [layer, head] == model.card["metrics"]["previous_token_head"]
     assert score == pytest.approx(model.card["metrics"]["previous_token_score"], abs=1e-3)

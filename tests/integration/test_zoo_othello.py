@@ -78,10 +78,10 @@ def test_intervention_leaves_the_model_as_it_came(model):
     cases = rw.flip_cases(20, seed=3)
     probe = rw.fit_board_probe(model, rw.PROBE_EVAL["layer"], n=100, steps=20)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    args = (model, cases["tokens"], [probe], cases["square"], cases["to_class"])
-    with pytest.raises(ValueError, match="positions must be"):
-        intervene_to_class(*args, torch.tensor([1, 2]))
-    intervene_to_class(*args, cases["position"])
+    args = (model, cases["tokens"], [probe], cases["square"])
+    with pytest.raises(ValueError, match="pos must be"):
+        intervene_to_class(*args, to_class=cases["to_class"], pos=torch.tensor([1, 2]))
+    intervene_to_class(*args, to_class=cases["to_class"], pos=cases["position"])
     assert all(len(m._forward_hooks) == 0 for m in model.modules())
     assert not model.training
     for k, v in model.state_dict().items():

@@ -3,8 +3,13 @@
 import pytest
 import torch
 
-from mechscope.ablation import ablate, ablation_hooks, ablation_sweep, ablation_values
-from mechscope.patching import PatchResult
+from mechscope.ablation import (
+    AblationResult,
+    ablate,
+    ablation_hooks,
+    ablation_sweep,
+    ablation_values,
+)
 
 Z1 = "blocks.1.attn.hook_z"
 
@@ -57,7 +62,7 @@ def test_resample_from_identical_inputs_is_identity(mlp_model, toks, name):
 @pytest.mark.parametrize("site", ["z", "z_by_pos", "resid_pre", "pattern"])
 def test_resample_sweep_from_identical_inputs_is_identity(mlp_model, toks, site):
     res = ablation_sweep(mlp_model, toks, last_logit, site, kind="resample", reference=toks)
-    assert torch.allclose(res.values, torch.full_like(res.values, res.clean_value), atol=1e-5)
+    assert torch.allclose(res.values, torch.full_like(res.values, res.baseline_value), atol=1e-5)
 
 
 # ---- values match hand-written hooks ------------------------------------------------------
@@ -68,7 +73,7 @@ def test_zero_ablation_of_one_head_at_one_position(mlp_model, toks):
         z[:, 5, 1] = 0
         return z
 
-    out = ablate(mlp_model, toks, Z1, kind="zero", heads=1, positions=5)
+    out = ablate(mlp_model, toks, Z1, kind="zero", head=1, pos=5)
     assert torch.equal(out, manual(mlp_model, toks, Z1, replace))
 
 
@@ -81,9 +86,9 @@ def test_mean_ablation_uses_reference_mean_per_position(mlp_model, toks, ref):
         z[:, :, [0, 1]] = mean[None, :, [0, 1]]
         return z
 
-    out = ablate(mlp_model, toks, Z1, kind="mean", heads=[0, 1], reference=ref[:, :9])
+    out = ablate(mlp_model, toks, Z1, kind="mean", head=[0, 1], reference=ref[:, :9])
     assert torch.allclose(out, manual(mlp_model, toks, Z1, replace), atol=1e-6)
-    vals = ablation_values(mlp_model, Z1, "mean", ref)
+    vals = ablation_values(mlp_model, Z1, kind="mean", reference=ref)
     assert vals[Z1].shape == (1, 9, 2, 8) and torch.allclose(vals[Z1][0], mean)
 
 
@@ -97,7 +102,7 @@ def test_mean_ablation_defaults_to_the_batch_itself(mlp_model, toks):
         x[:, -1] = mean[-1]
         return x
 
-    out = ablate(mlp_model, toks, name, kind="mean", positions=-1)
+    out = ablate(mlp_model, toks, name, kind="mean", pos=-1)
     assert torch.allclose(out, manual(mlp_model, toks, name, replace), atol=1e-6)
 
 
@@ -129,7 +134,7 @@ def test_resample_with_larger_reference_draws_rows(mlp_model, toks, ref):
 
 
 def test_ablation_hooks_compose_with_run_with_cache(mlp_model, toks):
-    with ablation_hooks(mlp_model, [Z1, "blocks.0.attn.hook_z"], heads=[0]):
+    with ablation_hooks(mlp_model, [Z1, "blocks.0.attn.hook_z"], head=[0]):
         _, cache = mlp_model.run_with_cache(toks, names=[Z1, "blocks.0.attn.hook_z"])
     for n in (Z1, "blocks.0.attn.hook_z"):
         assert cache[n][:, :, 0].abs().max() == 0 and cache[n][:, :, 1].abs().max() > 0
@@ -145,9 +150,9 @@ def test_ablation_hooks_compose_with_run_with_cache(mlp_model, toks):
 def test_sweep_matches_single_ablations(mlp_model, toks, ref, site, kind):
     reference = ref[:4] if kind != "zero" else None
     res = ablation_sweep(
-        mlp_model, toks, last_logit, site, kind=kind, reference=reference, max_batch=8
+        mlp_model, toks, last_logit, site, kind=kind, reference=reference, batch_size=8
     )
-    assert isinstance(res, PatchResult) and res.direction == f"{kind} ablation"
+    assert isinstance(res, AblationResult) and res.kind == kind
     hook = {"z": "attn.hook_z", "z_by_pos": "attn.hook_z", "resid_pre": "hook_resid_pre"}.get(
         site, "attn.hook_pattern"
     )
@@ -155,28 +160,27 @@ def test_sweep_matches_single_ablations(mlp_model, toks, ref, site, kind):
         name = f"blocks.{layer}.{hook}"
         for h in range(2):
             if site in ("z", "pattern"):
-                logits = ablate(mlp_model, toks, name, kind=kind, heads=h, reference=reference)
+                logits = ablate(mlp_model, toks, name, kind=kind, head=h, reference=reference)
                 want = last_logit(logits).mean()
                 assert res.values[layer, h] == pytest.approx(want.item(), abs=1e-4)
         if site == "z_by_pos":
             logits = ablate(
-                mlp_model, toks, name, kind=kind, heads=1, positions=4, reference=reference
+                mlp_model, toks, name, kind=kind, head=1, pos=4, reference=reference
             )
             assert res.values[layer, 1, 4] == pytest.approx(
                 last_logit(logits).mean().item(), abs=1e-4
             )
         if site == "resid_pre":
             for p in (0, 8):
-                logits = ablate(mlp_model, toks, name, kind=kind, positions=p, reference=reference)
+                logits = ablate(mlp_model, toks, name, kind=kind, pos=p, reference=reference)
                 want = last_logit(logits).mean().item()
                 assert res.values[layer, p] == pytest.approx(want, abs=1e-4)
     with torch.no_grad():
-        assert res.clean_value == pytest.approx(last_logit(mlp_model(toks)).mean().item(), abs=1e-5)
-    assert torch.isnan(torch.tensor(res.corrupted_value))
+        assert res.baseline_value == pytest.approx(last_logit(mlp_model(toks)).mean().item(), abs=1e-5)
 
 
 def test_sweep_chunking_does_not_change_values(mlp_model, toks):
-    a = ablation_sweep(mlp_model, toks, last_logit, "z_by_pos", max_batch=4)
+    a = ablation_sweep(mlp_model, toks, last_logit, "z_by_pos", batch_size=4)
     b = ablation_sweep(mlp_model, toks, last_logit, "z_by_pos")
     assert torch.allclose(a.values, b.values, atol=1e-5)
     assert a.values.shape == (3, 2, 9) and len(a.row_labels) == 6
@@ -199,9 +203,9 @@ def test_bad_kind_and_site(mlp_model, toks):
 
 def test_heads_on_a_hook_without_heads(mlp_model, toks):
     with pytest.raises(ValueError, match="has no head axis"):
-        ablate(mlp_model, toks, "blocks.0.hook_resid_pre", heads=0)
-    with pytest.raises(IndexError, match=r"heads \[2\] out of range"):
-        ablate(mlp_model, toks, Z1, heads=2)
+        ablate(mlp_model, toks, "blocks.0.hook_resid_pre", head=0)
+    with pytest.raises(ValueError, match=r"head=2 is out of range"):
+        ablate(mlp_model, toks, Z1, head=2)
 
 
 def test_reference_of_wrong_length(mlp_model, toks, ref):
@@ -247,8 +251,28 @@ def test_model_left_as_it_came_even_on_errors(mlp_model, toks, ref):
 def test_heads_and_positions_accept_numpy_and_tensor_ints(mlp_model, toks):
     import numpy as np
 
-    want = ablate(mlp_model, toks, Z1, heads=[1], positions=[2, 3])
-    got = ablate(mlp_model, toks, Z1, heads=np.int64(1), positions=torch.tensor([2, 3]))
+    want = ablate(mlp_model, toks, Z1, head=[1], pos=[2, 3])
+    got = ablate(mlp_model, toks, Z1, head=np.int64(1), pos=torch.tensor([2, 3]))
     assert torch.equal(want, got)
     with pytest.raises(TypeError, match="non-empty list of ints"):
-        ablate(mlp_model, toks, Z1, heads=[])
+        ablate(mlp_model, toks, Z1, head=[])
+
+
+def test_bools_are_not_indices(mlp_model, toks):
+    # head=True once meant head 1, silently.
+    for kw in ({"head": True}, {"pos": False}, {"head": [0, True]}, {"pos": torch.tensor(True)}):
+        with pytest.raises(TypeError, match="is a bool"):
+            ablate(mlp_model, toks, Z1, **kw)
+
+
+def test_pos_out_of_range_names_pos(mlp_model, toks):
+    with pytest.raises(ValueError, match=r"pos=9 is out of range"):
+        ablate(mlp_model, toks, Z1, pos=9)
+
+
+def test_result_heatmap_is_labelled(mlp_model, toks):
+    res = ablation_sweep(mlp_model, toks, last_logit, "z")
+    assert res.dims == ("layer", "head") and res.row_labels == ["L0", "L1", "L2"]
+    w = res.to_widget()
+    assert w.row_labels == ["L0", "L1", "L2"] and w.col_labels == ["H0", "H1"]
+    assert res.kind == "zero" and "kind='zero'" in repr(res)

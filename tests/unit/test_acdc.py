@@ -42,6 +42,8 @@ def test_constructed_case_keeps_exactly_the_live_heads(dead_head_model):
     assert [s["head"] for s in result.history] == [(1, 0), (1, 1), (1, 2), (0, 0), (0, 1), (0, 2)]
     assert result.mask().tolist() == [[True, False, True], [False, True, False]]
     assert hook_count(model) == 0
+    widget = result.to_widget()  # each head's delta, [layer, head]
+    assert widget.n_rows == 2 and widget.n_cols == 3
 
 
 def test_tau_extremes_and_callable_metric(dead_head_model):
@@ -85,8 +87,8 @@ def test_induction_circuit_found():
     clean = repeated_random_tokens(16, 20, model.cfg.d_vocab, seed=1)
     corrupted = repeated_random_tokens(16, 20, model.cfg.d_vocab, seed=2)
     scores = mechscope.head_scores(model)
-    prev = best_head(scores["previous_token"])[:2]
-    ind = best_head(scores["induction"])[:2]
+    prev = best_head(scores.previous_token)[:2]
+    ind = best_head(scores.induction)[:2]
     result = acdc(model, clean, corrupted, tau=0.3, pos=slice(21, None))
     assert prev in result.kept and ind in result.kept
     assert len(result.kept) < model.cfg.n_layers * model.cfg.n_heads

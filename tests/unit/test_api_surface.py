@@ -3,7 +3,7 @@ imports, module sizes.
 
 Public = every function and class defined in a non-underscore module of ``mechscope`` (the
 training recipes under ``mechscope.zoo`` and the toy data generators under ``mechscope.toy``
-excepted), and the public methods of those classes. Dataclass-generated ``__init__`` s are
+excepted, and the course's exercise references, whose signatures are the student's), and the public methods of those classes. Dataclass-generated ``__init__`` s are
 skipped (their fields are the result's labels, not arguments).
 """
 
@@ -46,7 +46,7 @@ def _public_modules() -> list[str]:
         parts = info.name.split(".")
         if any(p.startswith("_") for p in parts[1:]):
             continue
-        if parts[1] in ("zoo", "toy"):
+        if parts[1] in ("zoo", "toy") or parts[1:3] == ["course", "exercises"]:
             continue
         out.append(info.name)
     return sorted(out)

@@ -72,3 +72,10 @@ def test_hook_points_that_never_fire_are_an_error(tiny, tokens):
 
 def test_to_str_tokens_accepts_one_id(tiny):
     assert tiny.to_str_tokens(torch.tensor(3)) == ["c"]
+
+
+def test_integer_cache_dtype_is_refused(tiny, tokens):
+    with pytest.raises(TypeError, match=r"dtype=torch.int64: cached activations need a floating"):
+        tiny.run_with_cache(tokens, "blocks.0.hook_resid_pre", dtype=torch.int64)
+    _, cache = tiny.run_with_cache(tokens, "blocks.0.hook_resid_pre", dtype=torch.float16)
+    assert cache["blocks.0.hook_resid_pre"].dtype == torch.float16

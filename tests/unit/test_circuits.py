@@ -47,8 +47,8 @@ def test_identity_ov_copies():
 def test_k_composition_finds_previous_token_to_induction(induction):
     m = induction
     scores = head_scores(m)
-    prev_head = int(scores["previous_token"][0].argmax())
-    ind_head = int(scores["induction"][1].argmax())
+    prev_head = int(scores.previous_token[0].argmax())
+    ind_head = int(scores.induction[1].argmax())
     k = circuits.composition_scores(m, "K", 0, 1)
     q = circuits.composition_scores(m, "Q", 0, 1)
     assert k.shape == (4, 4)
@@ -60,7 +60,7 @@ def test_k_composition_finds_previous_token_to_induction(induction):
 
 def test_induction_heads_copy(induction):
     """Induction heads' OV circuits copy the attended token (positive eigenvalues dominate)."""
-    ind = head_scores(induction)["induction"][1]
+    ind = head_scores(induction).induction[1]
     copy = circuits.copying_scores(induction, 1)
     assert copy[int(ind.argmax())] > 0.5
 
@@ -109,3 +109,13 @@ def test_head_scores_need_attention_layers():
 
     with pytest.raises(ValueError, match="no attention hook points"):
         head_scores(NoAttention())
+
+
+def test_head_scores_result(induction):
+    res = head_scores(induction, period=6, n_samples=4, seed=1)
+    n = (induction.cfg.n_layers, induction.cfg.n_heads)
+    assert res.induction.shape == res.previous_token.shape == res.duplicate_token.shape == n
+    assert res.values.shape == (3, *n) and torch.equal(res.values[1], res.induction)
+    assert (res.period, res.n_samples, res.seed) == (6, 4, 1)
+    assert torch.equal(head_scores(induction, period=6, n_samples=4, seed=1).values, res.values)
+    assert res.to_widget().n_panels == 3

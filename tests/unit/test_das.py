@@ -12,12 +12,12 @@ from mechscope.das import (
     interchange_accuracy,
     interchange_intervention,
     random_basis,
-    site_activation,
     subspace_overlap,
 )
 from mechscope.hooks import HookPoint, installed_hooks, name_hook_points
 from mechscope.models import Transformer, TransformerConfig, WordTokenizer
 from mechscope.toy import equality as eq
+from mechscope.world import activations_at
 
 SITE = "hook_hidden"
 
@@ -37,7 +37,7 @@ def pairs():
 
 
 def _iia(net, p, basis=None):
-    return interchange_accuracy(net, p.base, p.source, p.label, SITE, basis=basis)
+    return interchange_accuracy(net, p.base, p.source, p.label, hook=SITE, basis=basis)
 
 
 def test_planted_net_runs_the_causal_model(planted, pairs):
@@ -58,7 +58,7 @@ def test_planted_subspace_is_the_whole_answer(planted, pairs):
 
 def test_das_recovers_the_planted_subspace(planted, pairs):
     p, h = pairs["train"], pairs["heldout"]
-    result = das(planted, p.base, p.source, p.label, SITE, k=3, steps=400, lr=2e-2, seed=0)
+    result = das(planted, p.base, p.source, p.label, hook=SITE, k=3, steps=400, lr=2e-2, seed=0)
     assert result.basis.shape == (16, 3)
     assert torch.allclose(result.basis.T @ result.basis, torch.eye(3), atol=1e-4)
     assert subspace_overlap(result.basis, planted.basis("V1")) > 0.98
@@ -72,7 +72,7 @@ def test_das_recovers_the_planted_subspace(planted, pairs):
 
 def test_das_tells_the_two_variables_apart(planted):
     p = eq.counterfactual_pairs(2000, "V2", "train", seed=0)
-    result = das(planted, p.base, p.source, p.label, SITE, k=3, steps=400, lr=2e-2, seed=0)
+    result = das(planted, p.base, p.source, p.label, hook=SITE, k=3, steps=400, lr=2e-2, seed=0)
     assert subspace_overlap(result.basis, planted.basis("V2")) > 0.98
     assert subspace_overlap(result.basis, planted.basis("V1")) < 0.02
 
@@ -80,38 +80,38 @@ def test_das_tells_the_two_variables_apart(planted):
 def test_das_is_seeded(planted, pairs):
     p = pairs["train"]
     rng = torch.get_rng_state()
-    a = das(planted, p.base[:500], p.source[:500], p.label[:500], SITE, k=1, steps=20, seed=3)
+    a = das(planted, p.base[:500], p.source[:500], p.label[:500], hook=SITE, k=1, steps=20, seed=3)
     assert torch.equal(torch.get_rng_state(), rng)  # the user's global RNG is left alone
-    b = das(planted, p.base[:500], p.source[:500], p.label[:500], SITE, k=1, steps=20, seed=3)
+    b = das(planted, p.base[:500], p.source[:500], p.label[:500], hook=SITE, k=1, steps=20, seed=3)
     assert torch.equal(a.basis, b.basis) and a.losses == b.losses
 
 
 def test_subspace_too_large_names_the_valid_range(planted, pairs):
     p = pairs["train"]
     with pytest.raises(ValueError, match=r"k=17 .*d=16.*1 <= k <= 16"):
-        das(planted, p.base, p.source, p.label, SITE, k=17, steps=1)
+        das(planted, p.base, p.source, p.label, hook=SITE, k=17, steps=1)
     with pytest.raises(ValueError, match=r"1 <= k <= 16"):
-        das(planted, p.base, p.source, p.label, SITE, k=0, steps=1)
+        das(planted, p.base, p.source, p.label, hook=SITE, k=0, steps=1)
 
 
 def test_bad_inputs_say_what_and_how(planted, pairs):
     p = pairs["train"]
     with pytest.raises(KeyError, match="hook_hidden"):
-        das(planted, p.base, p.source, p.label, "hook_hiden", k=1)
+        das(planted, p.base, p.source, p.label, hook="hook_hiden", k=1)
     with pytest.raises(ValueError, match="same number"):
-        interchange_accuracy(planted, p.base[:5], p.source[:4], p.label[:5], SITE)
+        interchange_accuracy(planted, p.base[:5], p.source[:4], p.label[:5], hook=SITE)
     with pytest.raises(ValueError, match=r"labels must be \[n\]"):
-        interchange_accuracy(planted, p.base[:5], p.source[:5], p.label[:4], SITE)
+        interchange_accuracy(planted, p.base[:5], p.source[:5], p.label[:4], hook=SITE)
     with pytest.raises(ValueError, match=r"in \[0, 2\)"):
-        interchange_accuracy(planted, p.base[:5], p.source[:5], p.label[:5] + 2, SITE)
+        interchange_accuracy(planted, p.base[:5], p.source[:5], p.label[:5] + 2, hook=SITE)
     with pytest.raises(ValueError, match="not orthonormal"):
-        interchange_accuracy(planted, p.base, p.source, p.label, SITE, basis=torch.ones(16, 2))
+        interchange_accuracy(planted, p.base, p.source, p.label, hook=SITE, basis=torch.ones(16, 2))
     with pytest.raises(ValueError, match=r"expected \[16, k\]"):
-        interchange_accuracy(planted, p.base, p.source, p.label, SITE, basis=torch.eye(8))
+        interchange_accuracy(planted, p.base, p.source, p.label, hook=SITE, basis=torch.eye(8))
     with pytest.raises(ValueError, match="pos=None"):
-        interchange_accuracy(planted, p.base, p.source, p.label, SITE, pos=1)
+        interchange_accuracy(planted, p.base, p.source, p.label, hook=SITE, pos=1)
     with pytest.raises(TypeError, match="no hook points"):
-        das(torch.nn.Linear(4, 2), p.base, p.source, p.label, SITE, k=1)
+        das(torch.nn.Linear(4, 2), p.base, p.source, p.label, hook=SITE, k=1)
     with pytest.raises(ValueError, match="split"):
         eq.sample_inputs(3, split="test")
     with pytest.raises(ValueError, match="Unknown variables"):
@@ -152,10 +152,10 @@ def test_subspace_swap_is_the_projection_formula():
     gen = torch.Generator().manual_seed(0)
     h_base, h_src = torch.randn(5, 8, generator=gen), torch.randn(5, 8, generator=gen)
     basis = random_basis(8, 3, seed=2)
-    out = interchange_intervention(_Passthrough(), h_base, h_src, SITE, basis=basis)
+    out = interchange_intervention(_Passthrough(), h_base, h_src, hook=SITE, basis=basis)
     torch.testing.assert_close(out, h_base + (h_src - h_base) @ basis @ basis.T)
     # The whole space is the full swap; the rotated coordinates outside B keep the base's.
-    full = interchange_intervention(_Passthrough(), h_base, h_src, SITE, basis=torch.eye(8))
+    full = interchange_intervention(_Passthrough(), h_base, h_src, hook=SITE, basis=torch.eye(8))
     torch.testing.assert_close(full, h_src)
     torch.testing.assert_close(out @ basis, h_src @ basis)
     rest = torch.linalg.qr(torch.cat([basis, torch.randn(8, 5, generator=gen)], 1)).Q[:, 3:]
@@ -165,12 +165,12 @@ def test_subspace_swap_is_the_projection_formula():
 def test_full_swap_at_last_position_gives_the_source_logits(tiny, pairs):
     p = pairs["train"]
     base, source = eq.to_tokens(p.base[:8]), eq.to_tokens(p.source[:8])
-    patched = interchange_intervention(tiny, base, source, "blocks.0.hook_resid_post", pos=-1)
+    patched = interchange_intervention(tiny, base, source, hook="blocks.0.hook_resid_post", pos=-1)
     with torch.no_grad():
         want, unchanged = tiny(source)[:, -1], tiny(base)[:, :-1]
     torch.testing.assert_close(patched[:, -1], want)
     torch.testing.assert_close(patched[:, :-1], unchanged)  # earlier positions untouched
-    assert site_activation(tiny, base, "blocks.0.hook_resid_post", pos=-1).shape == (8, 16)
+    assert activations_at(tiny, base, "blocks.0.hook_resid_post", pos=-1).shape == (8, 16)
 
 
 def _state(model):
@@ -201,7 +201,7 @@ def test_das_leaves_the_model_as_it_came(tiny, pairs):
     before = _state(tiny)
     base, source = eq.to_tokens(p.base[:64]), eq.to_tokens(p.source[:64])
     result = das(
-        tiny, base, source, p.label[:64], "blocks.0.hook_resid_post", k=2, pos=-1,
+        tiny, base, source, p.label[:64], hook="blocks.0.hook_resid_post", k=2, pos=-1,
         answer_ids=eq.answer_ids(), steps=5, batch_size=16,
     )  # fmt: skip
     assert result.basis.shape == (16, 2)
@@ -217,14 +217,14 @@ def test_das_leaves_the_model_as_it_came_when_it_raises(tiny, pairs):
     bad[-1] = 7  # out of range for 2 answers: raises inside the training loop, hooks installed
     with pytest.raises(ValueError, match=r"in \[0, 2\)"):
         das(
-            tiny, base, source, bad, "blocks.0.hook_resid_post", k=2, pos=-1,
+            tiny, base, source, bad, hook="blocks.0.hook_resid_post", k=2, pos=-1,
             answer_ids=eq.answer_ids(), steps=50, batch_size=64,
         )  # fmt: skip
     _assert_same(tiny, before)
     with pytest.raises(ValueError, match="say which position"):
-        das(tiny, base, source, p.label[:64], "blocks.0.hook_resid_post", k=2)
+        das(tiny, base, source, p.label[:64], hook="blocks.0.hook_resid_post", k=2)
     with pytest.raises(ValueError, match="out of range"):
-        das(tiny, base, source, p.label[:64], "blocks.0.hook_resid_post", k=2, pos=5)
+        das(tiny, base, source, p.label[:64], hook="blocks.0.hook_resid_post", k=2, pos=5)
     _assert_same(tiny, before)
 
 
@@ -232,13 +232,13 @@ def test_several_positions_at_once(tiny, pairs):
     p = pairs["train"]
     base, source = eq.to_tokens(p.base[:8]), eq.to_tokens(p.source[:8])
     site = "blocks.0.hook_resid_post"
-    assert site_activation(tiny, base, site, pos=[2, 4]).shape == (8, 2, 16)
+    assert activations_at(tiny, base, site, pos=[2, 4]).shape == (8, 2, 16)
     # Every position swapped whole: the source's logits everywhere.
-    patched = interchange_intervention(tiny, base, source, site, pos=[0, 1, 2, 3, 4])
+    patched = interchange_intervention(tiny, base, source, hook=site, pos=[0, 1, 2, 3, 4])
     torch.testing.assert_close(patched, tiny(source).detach())
     with pytest.raises(ValueError, match="twice"):
-        interchange_intervention(tiny, base, source, site, pos=[4, -1])
-    result = das(tiny, base, source, p.label[:8], site, k=1, pos=[2, 4],
+        interchange_intervention(tiny, base, source, hook=site, pos=[4, -1])
+    result = das(tiny, base, source, p.label[:8], hook=site, k=1, pos=[2, 4],
                  answer_ids=eq.answer_ids(), steps=2)  # fmt: skip
     assert result.basis.shape == (16, 1) and result.pos == [2, 4]
 

@@ -182,8 +182,8 @@ def test_to_str_tokens_accepts_one_id(gpt2):
 
 def test_head_scores_work_on_wrapped_models(gpt2):
     """Head detectors need only hook points, so they run on HF models too."""
-    scores = mechscope.head_scores(gpt2, period=4, batch=4)
+    scores = mechscope.head_scores(gpt2, period=4, n_samples=4)
     n_layers, n_heads = gpt2.cfg.n_layers, gpt2.cfg.n_heads
-    for table in scores.values():
+    for table in scores.values:
         assert table.shape == (n_layers, n_heads)
         assert ((table >= 0) & (table <= 1)).all()

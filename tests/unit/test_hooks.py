@@ -70,7 +70,7 @@ def test_typo_after_valid_name_installs_nothing(tiny):
 
 
 def test_hook_returning_wrong_shape_is_an_error(tiny, tokens):
-    with pytest.raises(ValueError, match=r"returned \(2,\), expected a tensor of shape"):
+    with pytest.raises(ValueError, match=r"returned shape \(2,\), dtype torch.float32; expected"):
         tiny.run_with_hooks(tokens, [("blocks.0.hook_resid_pre", lambda x, h: torch.zeros(2))])
     assert _hook_counts(tiny) == 0
 
@@ -81,3 +81,29 @@ def test_resolve_names_forms():
     assert resolve_names("a.y", valid) == ["a.y"]
     assert resolve_names(lambda n: n.endswith("x"), valid) == ["a.x", "b.x"]
     assert resolve_names(["b.x", "a.x", "b.x"], valid) == ["b.x", "a.x"]
+
+
+def test_resolve_names_refuses_a_filter_that_matches_nothing():
+    valid = ["a.x", "a.y"]
+    with pytest.raises(ValueError, match=r"names=\[\] matches no hook point.*a\.x, a\.y"):
+        resolve_names([], valid)
+    with pytest.raises(ValueError, match="fwd_hooks=.*matches no hook point"):
+        resolve_names(lambda n: n.startswith("z"), valid, what="fwd_hooks")
+    with pytest.raises(KeyError, match="names: Unknown hook point 'a.z'.*a.x"):
+        resolve_names(["a.x", "a.z"], valid)
+
+
+def test_hook_returning_another_dtype_names_the_hook(tiny, tokens):
+    with pytest.raises(ValueError, match=r"'blocks.1.hook_mlp_out' returned .*float64.*float32"):
+        tiny.run_with_hooks(tokens, [("blocks.1.hook_mlp_out", lambda x, h: x.double())])
+    assert _hook_counts(tiny) == 0
+
+
+def test_model_lock_is_per_model_and_shared_by_wrappers(tiny, mlp_model):
+    from mechscope.hooks import model_lock
+
+    assert model_lock(tiny) is model_lock(tiny)
+    assert model_lock(tiny) is not model_lock(mlp_model)
+    holder = torch.nn.Module()
+    holder.hf_model = tiny
+    assert model_lock(holder) is model_lock(tiny)

@@ -111,7 +111,7 @@ def test_logit_lens_on_wrapped_hf_gpt2_matches_hf_logits():
     assert torch.allclose(res.logits[-1], ref, atol=1e-4)
     assert hf_tiny.hook_count(hf) == before
     # the widget decodes ids with the HF tokenizer
-    w = res.to_widget(batch=1, k=3)
+    w = res.to_widget(batch_index=1, k=3)
     assert w.tokens == model.to_str_tokens(toks[1])
     top_id = int(res.logits[-1, 1, 0].argmax())
     assert w.top_k_at(2, 0)[0][0] == model.to_str_tokens(torch.tensor([top_id]))[0]
@@ -210,7 +210,7 @@ def test_model_untouched_by_training_and_lensing(grammar_data):
 
 def test_model_untouched_when_a_call_raises(tiny):
     before = snapshot(tiny)
-    with pytest.raises(ValueError, match=r"Token ids must be in \[0, 11\)"):
+    with pytest.raises(ValueError, match=r"vocabulary \[0, 11\)"):
         logit_lens(tiny, torch.tensor([[0, 99]]))
     with pytest.raises(ValueError):
         train_tuned_lens(tiny, torch.tensor([[0, 99]]), steps=2)

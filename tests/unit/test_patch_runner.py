@@ -14,6 +14,7 @@ from mechscope._patch_runner import (
 )
 from mechscope.metrics import logit_diff
 from mechscope.patching import activation_patch
+from mechscope.protocols import PrefixReuse
 
 
 def _cost(groups, n_pos, batch):
@@ -125,9 +126,32 @@ def test_forward_from_with_past_equals_full_forward(mlp_model):
                 (cache[f"blocks.{la}.attn.hook_k"][:, :4], cache[f"blocks.{la}.attn.hook_v"][:, :4])
                 for la in range(1, mlp_model.cfg.n_layers)
             ],
-            positions=[0, 4],
+            pos=[0, 4],
         )
         torch.testing.assert_close(kept, full[:, [4, 8]], atol=1e-5, rtol=0)
+
+
+def test_prefix_reuse_capability_equals_full_forward(mlp_model):
+    # Transformer's PrefixReuse: prefix_state + forward_suffix reproduce the full run from
+    # any block and position, copies entering at several blocks share one pass.
+    assert isinstance(mlp_model, PrefixReuse)
+    tokens = torch.randint(
+        1, mlp_model.cfg.d_vocab, (2, 9), generator=torch.Generator().manual_seed(5)
+    )
+    with torch.no_grad():
+        full = mlp_model(tokens)
+        logits, resid, kv, cache = mlp_model.prefix_state(tokens, ["blocks.1.hook_mlp_out"])
+        assert torch.equal(logits, full) and list(cache) == ["blocks.1.hook_mlp_out"]
+        for layer in range(mlp_model.cfg.n_layers):
+            for start in (0, 1, 5, 8):
+                entries = [(layer, resid[layer][:, start:].repeat(3, 1, 1))]
+                out = mlp_model.forward_suffix(entries, start, tokens, kv)
+                torch.testing.assert_close(out, full[:, start:].repeat(3, 1, 1), atol=1e-5, rtol=0)
+        entries = [(0, resid[0][:, 4:]), (2, resid[2][:, 4:].repeat(2, 1, 1))]
+        out = mlp_model.forward_suffix(entries, 4, tokens, kv, pos=[4, 8], trim_last_mlp=True)
+        torch.testing.assert_close(out, full[:, [4, 8]].repeat(3, 1, 1), atol=1e-5, rtol=0)
+    last = mlp_model.blocks[-1].mlp
+    assert not last._forward_pre_hooks and not last._forward_hooks
 
 
 def test_identical_prompts_need_no_patched_run(mlp_model):

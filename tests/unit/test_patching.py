@@ -80,7 +80,7 @@ def test_exact_on_mlp_transformer(mlp_model, mlp_prompts, site, direction):
     clean, corrupted = mlp_prompts
     metric = logit_diff([3, 4], [5, 6])
     got = activation_patch(
-        mlp_model, clean, corrupted, metric, site, direction=direction, max_batch=6
+        mlp_model, clean, corrupted, metric, site, direction=direction, batch_size=6
     )
     want = naive_patch(mlp_model, clean, corrupted, metric, site, direction)
     assert got.values.shape == want.shape
@@ -123,7 +123,7 @@ def test_induction_denoising_finds_the_induction_path(induction):
 def test_chunking_does_not_change_results(mlp_model, mlp_prompts):
     clean, corrupted = mlp_prompts
     metric = logit_diff(3, 5)
-    a = activation_patch(mlp_model, clean, corrupted, metric, "z_by_pos", max_batch=2)
+    a = activation_patch(mlp_model, clean, corrupted, metric, "z_by_pos", batch_size=2)
     b = activation_patch(mlp_model, clean, corrupted, metric, "z_by_pos", memory_mb=1000)
     c = activation_patch(mlp_model, clean, corrupted, metric, "z_by_pos", memory_mb=1e-3)
     torch.testing.assert_close(a.values, b.values, atol=1e-5, rtol=0)
@@ -140,13 +140,13 @@ def test_result_labels_and_heatmap(mlp_model, mlp_prompts):
     assert res.col_labels[1] == f"1: {res.str_tokens[1]}"
     assert res.direction == "denoising"
     assert "resid_pre" in repr(res)
-    w = res.to_heatmap()
+    w = res.to_widget()
     assert (w.n_rows, w.n_cols) == (3, 8)
     byp = activation_patch(mlp_model, clean, corrupted, logit_diff(3, 5), "z_by_pos")
     assert byp.dims == ("layer", "head", "pos") and byp.values.shape == (3, 2, 8)
     assert byp.grid().shape == (6, 8) and byp.row_labels[:3] == ["L0H0", "L0H1", "L1H0"]
     torch.testing.assert_close(byp.grid()[3], byp.values[1, 1])
-    assert byp.to_heatmap().n_rows == 6
+    assert byp.to_widget().n_rows == 6
     heads = activation_patch(mlp_model, clean, corrupted, logit_diff(3, 5), "pattern")
     assert heads.col_labels == ["H0", "H1"]
 
@@ -233,7 +233,7 @@ def test_model_left_unmodified_when_metric_raises(mlp_model, mlp_prompts, site):
         return logits[:, -1, 3]
 
     with pytest.raises(RuntimeError, match="metric failed"):
-        activation_patch(mlp_model, clean, corrupted, flaky, site, max_batch=4)
+        activation_patch(mlp_model, clean, corrupted, flaky, site, batch_size=4)
     assert hook_count(mlp_model) == hooks_before == 0
     assert not mlp_model.training
     for k, v in mlp_model.state_dict().items():

@@ -77,7 +77,9 @@ def test_sweep_equals_naive_reference(mlp_model, which, direction):
     receivers = RECEIVER_SETS[which]
     metric = logit_diff([3, 4], [5, 6])
     arg = [n if h is None else (n, h) for n, h in receivers]
-    got = path_patch_all(mlp_model, CLEAN, CORRUPTED, metric, arg, direction=direction, max_batch=6)
+    got = path_patch_all(
+        mlp_model, CLEAN, CORRUPTED, metric, hooks=arg, direction=direction, batch_size=6
+    )
     order = mlp_model.hook_names()
     want = torch.full((3, 2), got.clean_value if direction == "noising" else got.corrupted_value)
     for layer in range(3):
@@ -91,7 +93,9 @@ def test_sweep_equals_naive_reference(mlp_model, which, direction):
     assert got.values.std() > 1e-3  # the paths do something
     assert got.dims == ("layer", "head") and got.row_labels == ["L0", "L1", "L2"]
     assert got.col_labels == ["H0", "H1"] and got.site.startswith("path z -> ")
-    one = path_patch(mlp_model, CLEAN, CORRUPTED, metric, (0, 1), arg, direction=direction)
+    one = path_patch(
+        mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 1), hooks=arg, direction=direction
+    )
     assert one == pytest.approx(float(want[0, 1]), abs=1e-5)
     assert hook_count(mlp_model) == 0
 
@@ -100,15 +104,17 @@ def test_next_residual_receiver_equals_activation_patching(mlp_model):
     # Receiver = the whole residual stream entering layer 1: every path from a layer-0
     # sender goes through it, so path patching equals activation patching of its z.
     metric = logit_diff([3, 4], [5, 6])
-    got = path_patch_all(mlp_model, CLEAN, CORRUPTED, metric, ["blocks.1.hook_resid_pre"])
+    got = path_patch_all(
+        mlp_model, CLEAN, CORRUPTED, metric, hooks=["blocks.1.hook_resid_pre"], direction="noising"
+    )
     exact = activation_patch(mlp_model, CLEAN, CORRUPTED, metric, "z", direction="noising")
     torch.testing.assert_close(got.values[0], exact.values[0], atol=1e-5, rtol=0)
 
 
 def test_previous_token_head_composes_with_induction_keys(induction):
     scores = head_scores(induction)
-    prev = int(scores["previous_token"][0].argmax())
-    ind = int(scores["induction"][1].argmax())
+    prev = int(scores.previous_token[0].argmax())
+    ind = int(scores.induction[1].argmax())
     gen = torch.Generator().manual_seed(0)
     batch, period = 8, 10
     seq = torch.randint(1, induction.cfg.d_vocab, (batch, period), generator=gen)
@@ -122,13 +128,19 @@ def test_previous_token_head_composes_with_induction_keys(induction):
         metric = normalized(base, base(induction(clean)), base(induction(corrupted)))
 
     def effect(hook):  # noising: 1 = clean behaviour kept, 0 = corrupted behaviour
-        return 1 - path_patch(induction, clean, corrupted, metric, (0, prev), [(hook, ind)])
+        return 1 - path_patch(
+            induction, clean, corrupted, metric, sender=(0, prev), hooks=[(hook, ind)],
+            direction="noising",
+        )
 
     # Measured: keys 0.62 (K-composition), queries 0.00, values -0.01.
     assert effect("blocks.1.attn.hook_k") > 0.4
     assert abs(effect("blocks.1.attn.hook_q")) < 0.05
     assert abs(effect("blocks.1.attn.hook_v")) < 0.05
-    sweep = path_patch_all(induction, clean, corrupted, metric, [("blocks.1.attn.hook_k", ind)])
+    sweep = path_patch_all(
+        induction, clean, corrupted, metric, hooks=[("blocks.1.attn.hook_k", ind)],
+        direction="noising",
+    )
     drop = sweep.clean_value - sweep.values
     assert int(drop.flatten().argmax()) == prev  # the previous-token head carries the most
     torch.testing.assert_close(sweep.values[1], torch.full((4,), sweep.clean_value))
@@ -137,20 +149,29 @@ def test_previous_token_head_composes_with_induction_keys(induction):
 def test_bad_receivers_and_senders(mlp_model):
     metric = logit_diff(3, 5)
     with pytest.raises(ValueError, match="come before the sender"):
-        path_patch(mlp_model, CLEAN, CORRUPTED, metric, (1, 0), ["blocks.1.attn.hook_k"])
+        path_patch(mlp_model, CLEAN, CORRUPTED, metric, sender=(1, 0), hooks=["blocks.1.attn.hook_k"])
     with pytest.raises(ValueError, match="no head"):
-        path_patch(mlp_model, CLEAN, CORRUPTED, metric, (0, 0), [("blocks.1.hook_resid_pre", 0)])
+        path_patch(
+            mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 0), hooks=[("blocks.1.hook_resid_pre", 0)]
+        )
     with pytest.raises(KeyError, match="blocks.1.attn.hook_k"):
-        path_patch(mlp_model, CLEAN, CORRUPTED, metric, (0, 0), ["blocks.1.attn.hook_kk"])
+        path_patch(mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 0), hooks=["blocks.1.attn.hook_kk"])
     with pytest.raises(ValueError, match="out of range"):
-        path_patch(mlp_model, CLEAN, CORRUPTED, metric, (0, 2), ["ln_final.hook_normalized"])
+        path_patch(
+            mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 2), hooks=["ln_final.hook_normalized"]
+        )
     with pytest.raises(ValueError, match="out of range"):
-        path_patch(mlp_model, CLEAN, CORRUPTED, metric, (0, 0), [("blocks.1.attn.hook_k", 5)])
+        path_patch(
+            mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 0), hooks=[("blocks.1.attn.hook_k", 5)]
+        )
     with pytest.raises(ValueError, match="same shape"):
-        path_patch(mlp_model, CLEAN, CORRUPTED[:, :5], metric, (0, 0), ["ln_final.hook_normalized"])
+        path_patch(
+            mlp_model, CLEAN, CORRUPTED[:, :5], metric, sender=(0, 0),
+            hooks=["ln_final.hook_normalized"],
+        )
     with pytest.raises(ValueError, match="direction"):
         path_patch_all(
-            mlp_model, CLEAN, CORRUPTED, metric, ["ln_final.hook_normalized"], direction="x"
+            mlp_model, CLEAN, CORRUPTED, metric, hooks=["ln_final.hook_normalized"], direction="x"
         )
     assert hook_count(mlp_model) == 0
 
@@ -166,7 +187,7 @@ def test_model_left_unmodified_when_metric_raises(mlp_model):
         return logits[:, -1, 3]
 
     with pytest.raises(RuntimeError, match="metric failed"):
-        path_patch_all(mlp_model, CLEAN, CORRUPTED, flaky, ["ln_final.hook_normalized"])
+        path_patch_all(mlp_model, CLEAN, CORRUPTED, flaky, hooks=["ln_final.hook_normalized"])
     assert hook_count(mlp_model) == 0 and not mlp_model.training
     for k, v in mlp_model.state_dict().items():
         assert torch.equal(v, before[k]), k

@@ -278,3 +278,13 @@ def test_training_matches_the_reference_loop(
         assert sum(lo <= n <= hi for n in n_dead) >= 5, n_dead  # the regime is exercised
     for name in ("W_dec", "W_enc", "b_enc", "b_dec"):
         assert torch.allclose(getattr(fast, name), getattr(ref, name), atol=1e-5), name
+
+
+def test_float64_activations_are_cast_to_the_sae_dtype():
+    sae = SAE(SAEConfig(d_in=8, d_sae=16, seed=3))
+    x = torch.randn(5, 8, generator=torch.Generator().manual_seed(0))
+    f32 = sae.encode(x)
+    f64 = sae.encode(x.double())  # cast, not a dtype error from the matmul
+    assert f64.dtype == torch.float32 and torch.equal(f32, f64)
+    assert torch.equal(sae.decode(f32.double()), sae.decode(f32))
+    assert evaluate(sae, x.double()) == evaluate(sae, x)

@@ -13,11 +13,11 @@ from mechscope.scrubbing import (
     Hypothesis,
     ScrubResult,
     _Scrubber,
-    _validate,
     induction_target,
     position,
     scrub,
     token,
+    validate,
 )
 
 Z = "blocks.{}.attn.hook_z".format
@@ -259,7 +259,7 @@ def test_other_bad_hypotheses():
         scrub(model, Hypothesis({}), tokens, torch.ones(24, 10, dtype=torch.bool))
     with pytest.raises(ValueError, match="selects no position"):
         scrub(model, Hypothesis({}), tokens, torch.zeros_like(mask))
-    with pytest.raises(TypeError, match="needs a mechscope Transformer"):
+    with pytest.raises(TypeError, match="ReadableBlocks capability.*lacks W_E"):
         scrub(torch.nn.Linear(2, 2), Hypothesis({}), tokens, mask)
     with pytest.raises(TypeError, match="must be a Hypothesis"):
         scrub(model, {"logits": Claim()}, tokens, mask)
@@ -294,7 +294,7 @@ def test_model_left_exactly_as_it_came_also_when_a_call_raises():
 
 def test_validate_returns_internal_graph():
     model = big_model(attn_only=False)
-    claims = _validate(model, Hypothesis.full(model))
+    claims = validate(model, Hypothesis.full(model))
     # An MLP reads the heads of its own layer too; a key only earlier layers.
     assert set(claims[("mlp", 1)][1]) == {
         ("embed",), ("z", 0, 0), ("z", 0, 1), ("mlp", 0), ("z", 1, 0), ("z", 1, 1)

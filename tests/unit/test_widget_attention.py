@@ -193,7 +193,7 @@ def test_from_cache_dict_of_tensors():
     assert (w.n_layers, w.n_heads, w.n_tokens) == (3, 2, 6)
     assert np.array_equal(w.pattern(), a.numpy())
 
-    sub = AttentionPatterns.from_cache(cache, toks(6), layers=[2, 0], batch_index=1, title="t")
+    sub = AttentionPatterns.from_cache(cache, toks(6), layer=[2, 0], batch_index=1, title="t")
     assert sub.layer_labels == ["L2", "L0"]
     assert np.allclose(sub.pattern()[0], a[2].numpy(), atol=1e-6)
     assert sub.title == "t"
@@ -211,7 +211,7 @@ def test_from_cache_errors():
         AttentionPatterns.from_cache({"blocks.0.hook_resid_pre": torch.zeros(1, 3, 4)}, toks(3))
     cache = {"blocks.0.attn.hook_pattern": causal_pattern(1, 2, 3)}
     with pytest.raises(ValueError, match=r"layer\(s\) \[4\].*layers \[0\]"):
-        AttentionPatterns.from_cache(cache, toks(3), layers=[4])
+        AttentionPatterns.from_cache(cache, toks(3), layer=[4])
     with pytest.raises(ValueError, match=r"batch_index=3 but .* batch size 1"):
         AttentionPatterns.from_cache(cache, toks(3), batch_index=3)
     with pytest.raises(ValueError, match=r"3 key positions but 2 tokens"):

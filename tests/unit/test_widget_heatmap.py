@@ -193,8 +193,8 @@ def test_from_head_scores_labels_and_sequential_map():
     assert w.center is None and w.title == "induction"
     assert (w.vmin, w.vmax) == (0.0, 1.0)  # scores are in [0, 1]: a fixed scale
     assert Heatmap.from_head_scores(scores, col_labels=list("abcd")).col_labels == list("abcd")
-    with pytest.raises(ValueError, match=r"scores has shape \(2, 4, 1\).*expected \[layer, head\]"):
-        Heatmap.from_head_scores(torch.rand(2, 4, 1))
+    with pytest.raises(ValueError, match=r"scores has shape \(2, 4, 1, 1\).*expected \[layer, head\]"):
+        Heatmap.from_head_scores(torch.rand(2, 4, 1, 1))
 
 
 # ---- link_heads --------------------------------------------------------------------------------
@@ -267,3 +267,40 @@ def test_fixed_limits_for_sequential_scores():
         Heatmap(np.array([[0.1, 0.3]]), vmin=0.0)
     with pytest.raises(ValueError, match="vmin must be below vmax"):
         Heatmap(np.array([[0.1, 0.3]]), center=None, vmin=1.0, vmax=0.5)
+
+
+def test_values_beyond_float32_are_refused_and_nan_still_marked():
+    # 1e300 would silently become Inf in the float32 payload: an error naming values instead
+    with pytest.raises(ValueError, match=r"values holds finite values up to 1e\+300"):
+        Heatmap([[1e300, 1.0]])
+    # a float64 tensor within range is sent exactly as float32; NaN stays a marked cell
+    w = Heatmap(torch.tensor([[1e30, float("nan")]], dtype=torch.float64))
+    back = w.values_array()
+    assert back[0, 0, 0] == np.float32(1e30) and np.isnan(back[0, 0, 1])
+
+
+def test_float16_encoding_never_turns_finite_values_into_inf():
+    arr = np.array([1e5, -2.0], np.float32)
+    with pytest.raises(ValueError, match=r"dtype='float16' cannot hold.*1e\+05"):
+        _buffers.encode(arr, "float16")
+    with pytest.raises(ValueError, match=r"dtype='float16'"):
+        _buffers.resolve_signed_dtype("float16", arr)
+    # "auto" falls back to float32 for a big payload that float16 cannot hold
+    big = np.full(2**21, 1e5, np.float32)
+    assert _buffers.resolve_signed_dtype("auto", big) == "float32"
+    assert _buffers.resolve_signed_dtype("auto", big / 1e5) == "float16"
+    ok = _buffers.encode(np.array([65504.0, np.nan], np.float32), "float16")
+    assert np.isnan(_buffers.decode(ok, "float16", (2,))[1])
+
+
+def test_head_scores_result_to_widget_one_panel_per_score():
+    from mechscope.heads import HeadScoresResult
+
+    t = torch.tensor([[0.1, 0.9], [0.3, 0.2]])
+    res = HeadScoresResult(t, t * 0.5, t * 0.25, period=4, n_samples=2, seed=0)
+    assert res.values.shape == (3, 2, 2) and torch.equal(res.values[1], t * 0.5)
+    w = res.to_widget(title="scores")
+    assert (w.n_panels, w.n_rows, w.n_cols) == (3, 2, 2)
+    assert w.panel_titles == ["previous_token", "induction", "duplicate_token"]
+    assert np.allclose(w.values_array()[1], (t * 0.5).numpy())
+    assert (w.vmin, w.vmax) == (0.0, 1.0) and w.title == "scores"

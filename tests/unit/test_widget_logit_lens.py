@@ -105,8 +105,8 @@ def test_bad_inputs_say_what_and_how_to_fix():
         LogitLens(probs, top, ["x", 5, "z"])
     with pytest.raises(ValueError, match=r"row_labels has 1 names for 2 layers"):
         LogitLens(probs, top, ["x", "y", "z"], row_labels=["a"])
-    with pytest.raises(ValueError, match=r"batch=4 is out of range for 1 prompt"):
-        LogitLens.from_result(logit_lens(mechscope.load("grammar-2l"), "a key"), batch=4)
+    with pytest.raises(ValueError, match=r"batch_index=4 is out of range for 1 prompt"):
+        LogitLens.from_result(logit_lens(mechscope.load("grammar-2l"), "a key"), batch_index=4)
 
 
 def test_bundle_is_built_and_offline():

@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from mechscope.world import (
+    InterventionResult,
     StateProbe,
     activations_at,
     fit_state_probe,
@@ -25,7 +26,7 @@ def _planted(n=3000, d=12, v=4, c=3, seed=0):
 def test_fit_state_probe_recovers_planted_labels():
     acts, labels, _ = _planted(n=2500)
     probe = fit_state_probe(
-        acts[:1500], labels[:1500], 3, steps=100, hook_name="x", classes=("a", "b", "c")
+        acts[:1500], labels[:1500], 3, steps=100, hook="x", classes=("a", "b", "c")
     )
     assert probe.weight.shape == (4, 3, 12) and probe.bias.shape == (4, 3)
     acc = probe.accuracy(acts[1500:], labels[1500:])
@@ -97,13 +98,13 @@ def test_direction_is_unit_and_raises_its_class():
 def test_activations_at_masks_positions(tiny, tokens):
     mask = torch.zeros_like(tokens, dtype=torch.bool)
     mask[0, 2] = mask[1, 5] = True
-    acts = activations_at(tiny, tokens, "blocks.1.hook_resid_post", mask)
+    acts = activations_at(tiny, tokens, "blocks.1.hook_resid_post", mask=mask)
     _, cache = tiny.run_with_cache(tokens)
     full = cache["blocks.1.hook_resid_post"]
     assert torch.equal(acts, torch.stack([full[0, 2], full[1, 5]]))
     assert activations_at(tiny, tokens, "blocks.0.hook_resid_post").shape == (18, 16)
     with pytest.raises(ValueError, match="one bool per"):
-        activations_at(tiny, tokens, "blocks.0.hook_resid_post", mask[:, :3])
+        activations_at(tiny, tokens, "blocks.0.hook_resid_post", mask=mask[:, :3])
 
 
 def test_intervene_along_equals_editing_the_stream_by_hand(tiny, tokens):
@@ -111,7 +112,10 @@ def test_intervene_along_equals_editing_the_stream_by_hand(tiny, tokens):
     direction = torch.randn(2, 16, generator=g)
     amounts = torch.tensor([2.0, -1.5])
     positions = torch.tensor([3, 6])
-    out = intervene_along(tiny, tokens, "blocks.0.hook_resid_post", direction, amounts, positions)
+    out = intervene_along(
+        tiny, tokens, hooks="blocks.0.hook_resid_post", directions=direction, amounts=amounts,
+        pos=positions,
+    )  # fmt: skip
     _, cache = tiny.run_with_cache(tokens)
     resid = cache["blocks.0.hook_resid_post"].clone()
     resid[torch.arange(2), positions] += amounts[:, None] * direction
@@ -123,11 +127,15 @@ def test_intervene_along_equals_editing_the_stream_by_hand(tiny, tokens):
     assert not torch.allclose(out[0, 3], plain[0, 3])
     # Zero amount = the plain forward pass; two hooks = two edits.
     assert torch.allclose(
-        intervene_along(tiny, tokens, "blocks.1.hook_resid_pre", direction, 0.0), plain
+        intervene_along(
+            tiny, tokens, hooks="blocks.1.hook_resid_pre", directions=direction, amounts=0.0
+        ),
+        plain,
     )
     two = intervene_along(
-        tiny, tokens, ["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"], direction[0], 1.0
-    )
+        tiny, tokens, hooks=["blocks.0.hook_resid_post", "blocks.1.hook_resid_post"],
+        directions=direction[0], amounts=1.0,
+    )  # fmt: skip
     assert not torch.allclose(two[:, -1], plain[:, -1])
 
 
@@ -136,15 +144,18 @@ def test_intervene_along_leaves_the_model_as_it_came(tiny, tokens):
     tiny.W_E.requires_grad_(False)
     before = {k: v.clone() for k, v in tiny.state_dict().items()}
     hooks_before = [len(m._forward_hooks) for m in tiny.modules()]
-    with pytest.raises(ValueError, match="d_model=5 but blocks.0.hook_resid_post has 16"):
-        intervene_along(tiny, tokens, "blocks.0.hook_resid_post", torch.ones(5), 1.0)
+    h = "blocks.0.hook_resid_post"
+    with pytest.raises(ValueError, match="directions has 5 entries but hook 'blocks.0.hook_resid_post' has width 16"):
+        intervene_along(tiny, tokens, hooks=h, directions=torch.ones(5), amounts=1.0)
     with pytest.raises(KeyError, match="Unknown hook point"):
-        intervene_along(tiny, tokens, "blocks.0.hook_resid_psot", torch.ones(16), 1.0)
-    with pytest.raises(ValueError, match=r"positions must be an int or \[batch\] = \[2\]"):
-        intervene_along(tiny, tokens, "blocks.0.hook_resid_post", torch.ones(16), 1.0, [1, 2, 3])
+        intervene_along(tiny, tokens, hooks=h + "x", directions=torch.ones(16), amounts=1.0)
+    with pytest.raises(ValueError, match=r"pos must be an int or \[batch\] = \[2\]"):
+        intervene_along(
+            tiny, tokens, hooks=h, directions=torch.ones(16), amounts=1.0, pos=[1, 2, 3]
+        )
     with pytest.raises(ValueError, match="directions must be"):
-        intervene_along(tiny, tokens, "blocks.0.hook_resid_post", torch.ones(3, 16), 1.0)
-    intervene_along(tiny, tokens, "blocks.0.hook_resid_post", torch.ones(16), 1.0)
+        intervene_along(tiny, tokens, hooks=h, directions=torch.ones(3, 16), amounts=1.0)
+    intervene_along(tiny, tokens, hooks=h, directions=torch.ones(16), amounts=1.0)
     assert [len(m._forward_hooks) for m in tiny.modules()] == hooks_before
     assert tiny.training and not tiny.W_E.requires_grad and tiny.W_U.requires_grad
     for k, v in tiny.state_dict().items():
@@ -156,24 +167,29 @@ def test_intervene_along_leaves_the_model_as_it_came(tiny, tokens):
 def test_intervene_to_class_is_the_push_computed_on_the_stream(tiny, tokens):
     g = torch.Generator().manual_seed(1)
     hook = "blocks.0.hook_resid_post"
-    probe = StateProbe(torch.randn(3, 3, 16, generator=g), torch.zeros(3, 3), hook_name=hook)
+    probe = StateProbe(torch.randn(3, 3, 16, generator=g), torch.zeros(3, 3), hook=hook)
     variable, target, positions = torch.tensor([0, 2]), torch.tensor([1, 2]), torch.tensor([4, 7])
-    out, amounts = intervene_to_class(
-        tiny, tokens, probe, variable, target, positions, margin=2.5, return_amounts=True
+    res = intervene_to_class(
+        tiny, tokens, probe, variable, to_class=target, pos=positions, margin=2.5
     )
+    out, amounts = res.logits, res.amounts
+    assert isinstance(res, InterventionResult) and res.values is res.logits
     acts = activations_at(tiny, tokens, hook)[torch.arange(2) * 9 + positions]
     unit, amount = push_to_class(probe, acts, variable, target, margin=2.5)
     assert amounts.shape == (1, 2) and torch.allclose(amounts[0], amount)
-    expected = intervene_along(tiny, tokens, hook, unit, amount, positions)
+    expected = intervene_along(
+        tiny, tokens, hooks=hook, directions=unit, amounts=amount, pos=positions
+    )
     assert torch.allclose(out, expected, atol=1e-5)
     # With a second probe one layer up, that layer is pushed on the already-edited stream.
-    up = StateProbe(probe.weight, probe.bias, hook_name="blocks.1.hook_resid_post")
-    _, both = intervene_to_class(
-        tiny, tokens, [probe, up], variable, target, positions, 2.5, return_amounts=True
-    )
+    up = StateProbe(probe.weight, probe.bias, hook="blocks.1.hook_resid_post")
+    both = intervene_to_class(
+        tiny, tokens, [probe, up], variable, to_class=target, pos=positions, margin=2.5
+    ).amounts
     assert both.shape == (2, 2) and torch.allclose(both[0], amount)
-    with pytest.raises(ValueError, match="needs its hook_name"):
-        intervene_to_class(tiny, tokens, StateProbe(probe.weight, probe.bias), variable, target)
+    with pytest.raises(ValueError, match="needs its hook"):
+        no_hook = StateProbe(probe.weight, probe.bias)
+        intervene_to_class(tiny, tokens, no_hook, variable, to_class=target)
     assert all(len(m._forward_hooks) == 0 for m in tiny.modules())
 
 
@@ -181,10 +197,10 @@ def test_intervene_to_class_cleans_up_when_the_hook_raises(tiny, tokens):
     tiny.train()
     before = {k: v.clone() for k, v in tiny.state_dict().items()}
     wrong = StateProbe(
-        torch.zeros(2, 3, 7), torch.zeros(2, 3), hook_name="blocks.0.hook_resid_post"
+        torch.zeros(2, 3, 7), torch.zeros(2, 3), hook="blocks.0.hook_resid_post"
     )
     with pytest.raises(ValueError, match=r"d_model=7\], got \[2, 16\]"):
-        intervene_to_class(tiny, tokens, wrong, torch.tensor([0, 1]), torch.tensor([1, 1]))
+        intervene_to_class(tiny, tokens, wrong, torch.tensor([0, 1]), to_class=torch.tensor([1, 1]))
     assert all(len(m._forward_hooks) == 0 for m in tiny.modules())
     assert tiny.training and all(p.requires_grad for p in tiny.parameters())
     for k, v in tiny.state_dict().items():

@@ -76,4 +76,4 @@ def test_repeated_random_tokens_layout():
 def test_random_init_scores_low():
     cfg = mechscope.TransformerConfig(**zoo.card("induction-2l")["config"])
     scores = head_scores(mechscope.Transformer(cfg))
-    assert scores["induction"].max() < 0.2 and scores["previous_token"].max() < 0.2
+    assert scores.induction.max() < 0.2 and scores.previous_token.max() < 0.2

@@ -3,7 +3,7 @@
 For each hook point that has a hook, the matching HF module gets a forward (pre-)hook
 that passes the activation through the point and hands back whatever the point's
 hooks return. Per-head q/k/v/scores/pattern need the attention internals, so for
-those the hooked eager attention of :mod:`.hf_attention` is swapped in. All of it is
+those the hooked eager attention of :mod:`._hf_attention` is swapped in. All of it is
 undone in a ``finally`` (an ``ExitStack``), also when a hook raises.
 """
 
@@ -14,9 +14,9 @@ from collections.abc import Iterator
 
 import torch
 
-from ..hooks import HookPoint
-from . import hf_families
-from .hf_attention import mechscope_attention
+from ..hooks import HookPoint, model_lock
+from . import _hf_families
+from ._hf_attention import mechscope_attention
 
 _ATTN_INTERNAL = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern")
 
@@ -25,7 +25,7 @@ def _first_arg(args, kwargs, key="hidden_states"):
     return args[0] if args else kwargs[key]
 
 
-def _with_first_arg(args, kwargs, value, key="hidden_states"):
+def with_first_arg(args, kwargs, value, key="hidden_states"):
     if args:
         return (value, *args[1:]), kwargs
     return args, {**kwargs, key: value}
@@ -35,17 +35,36 @@ def _fired(point: HookPoint, x: torch.Tensor) -> torch.Tensor:
     return point(x) if point._forward_hooks else x
 
 
+@contextlib.contextmanager
+def _eval_mode(model) -> Iterator[None]:
+    """Set ``training = False`` on every module of ``model`` for the block, then give each its
+    own flag back (not ``.train()``, which would overwrite the submodules' flags)."""
+    mods = list(model.modules())
+    saved = [m.training for m in mods]
+    try:
+        for m in mods:
+            m.training = False
+        yield
+    finally:
+        for m, flag in zip(mods, saved, strict=True):
+            m.training = flag
+
+
 class RoutingMixin:
     # ---- routing: torch hooks on HF modules, only during a call -------------
 
     @contextlib.contextmanager
     def _routing(self, batch: int) -> Iterator[None]:
-        active = {n for n, p in self._hook_points.items() if p._forward_hooks}
-        if not active:
-            yield
-            return
-        handles: list = []
+        """Every run of the HF model goes through here: hold the model's lock, run in eval
+        mode (restoring each module's flag after), and route the active hook points."""
         with contextlib.ExitStack() as stack:
+            stack.enter_context(model_lock(self))
+            stack.enter_context(_eval_mode(self))
+            active = {n for n, p in self._hook_points.items() if p._forward_hooks}
+            if not active:
+                yield
+                return
+            handles: list = []
             stack.callback(lambda: [h.remove() for h in handles])
             self._install(active, batch, handles)
             if any(n.rsplit(".", 1)[-1] in _ATTN_INTERNAL for n in active):
@@ -114,10 +133,16 @@ class RoutingMixin:
     def _out_hook(point: HookPoint, expand_batch: int | None = None):
         def hook(module, args, output):
             first = output[0] if isinstance(output, tuple) else output
-            x = first.expand(expand_batch, *first.shape[1:]) if expand_batch else first
-            new = point(x)
-            if new is x:
-                return None
+            if expand_batch:
+                # One row of positions per prompt; repeated, not expanded, so an in-place edit
+                # in a hook is an ordinary write (and the edit is handed back below).
+                x = first.expand(expand_batch, *first.shape[1:]).clone()
+                new = point(x)
+            else:
+                x = first
+                new = point(x)
+                if new is x:
+                    return None
             return (new, *output[1:]) if isinstance(output, tuple) else new
 
         return hook
@@ -136,7 +161,7 @@ class RoutingMixin:
             x = _first_arg(args, kwargs)
             new = _fired(point, x)
             record["x"] = new
-            return None if new is x else _with_first_arg(args, kwargs, new)
+            return None if new is x else with_first_arg(args, kwargs, new)
 
         return hook
 
@@ -172,7 +197,7 @@ class RoutingMixin:
 
         def hook(module, args, output):
             x = args[0]
-            eps = hf_families.norm_eps(module)
+            eps = _hf_families.norm_eps(module)
             xf = x.float()
             centred = xf - xf.mean(-1, keepdim=True) if kind == "ln" else xf
             scale = (centred.pow(2).mean(-1, keepdim=True) + eps).sqrt()

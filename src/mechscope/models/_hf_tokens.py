@@ -13,6 +13,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
+from .._core import as_tokens
+
 
 class TokenMixin:
     tokenizer = None
@@ -83,14 +85,14 @@ class TokenMixin:
         tok = self._need_tokenizer()
         if isinstance(tokens, str):
             tokens = self.to_tokens(tokens, prepend_bos=prepend_bos)
-        t = torch.as_tensor(tokens)
-        if t.dim() == 0:  # one id, e.g. logits[0, -1].argmax()
-            t = t[None]
-        if t.dim() == 2:
-            if t.shape[0] != 1:
-                raise ValueError(f"to_str_tokens takes one sequence, got a batch of {t.shape[0]}.")
-            t = t[0]
-        return [tok.decode([i]) for i in t.tolist()]
+        t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)
+        ids = as_tokens(self, t.reshape(1) if t.dim() == 0 else t, check_ctx=False)  # 0-d: one id, e.g. argmax
+        if ids.shape[0] != 1:
+            raise ValueError(
+                f"to_str_tokens takes one sequence (tokens [pos] or [1, pos]), got a batch of "
+                f"{ids.shape[0]}; call it once per row, e.g. model.to_str_tokens(tokens[0])."
+            )
+        return [tok.decode([i]) for i in ids[0].tolist()]
 
     def _prepare(self, tokens, attention_mask=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate ``tokens`` (text, ids, or a tokenizer's output dict) -> ``(ids, mask or None)``,
@@ -104,30 +106,7 @@ class TokenMixin:
             if attention_mask is None:
                 attention_mask = tokens.get("attention_mask")
             tokens = tokens["input_ids"]
-        if isinstance(tokens, str) or (
-            isinstance(tokens, (list, tuple)) and tokens and isinstance(tokens[0], str)
-        ):
-            tokens = self.to_tokens(tokens)
-        ids = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)
-        if ids.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(
-                f"tokens must be integer ids, got dtype {ids.dtype}. Use model.to_tokens(text)."
-            )
-        if ids.dim() == 1:
-            ids = ids[None]
-        if ids.dim() != 2:
-            raise ValueError(f"tokens must be [batch, pos] or [pos], got shape {list(ids.shape)}.")
-        n_ctx, d_vocab = self.cfg.n_ctx, self.cfg.d_vocab
-        if n_ctx and ids.shape[1] > n_ctx:
-            raise ValueError(
-                f"Sequence of {ids.shape[1]} tokens is longer than this model's context of "
-                f"{n_ctx} tokens (cfg.n_ctx). Truncate, e.g. tokens[:, :{n_ctx}]."
-            )
-        if ids.numel() and (int(ids.min()) < 0 or int(ids.max()) >= d_vocab):
-            raise ValueError(
-                f"Token ids must be in [0, {d_vocab}) (cfg.d_vocab), got range "
-                f"[{int(ids.min())}, {int(ids.max())}]."
-            )
+        ids = as_tokens(self, tokens)
         ids = ids.long().to(self.device)
         mask = None
         if attention_mask is not None:

@@ -4,7 +4,7 @@ The user's model runs as Hugging Face runs it; nothing is converted or re-implem
 The :class:`HookPoint` modules live on the wrapper (``model.blocks[0].attn.hook_pattern``),
 and only while a call runs with hooks on some of them does the wrapper attach torch
 hooks to the matching HF modules (and, for per-head q/k/v/scores/pattern, swap in the
-hooked eager attention of :mod:`.hf_attention`). Everything is removed in a ``finally``:
+hooked eager attention of :mod:`._hf_attention`). Everything is removed in a ``finally``:
 the HF model leaves every call with exactly the hooks, weights and attention
 implementation it entered with, also when a hook raises.
 
@@ -33,8 +33,9 @@ ln_final.hook_scale          ``[batch, pos, 1]``: the final norm's divisor sqrt(
 ln_final.hook_normalized     the final norm's output before its weight and bias
 ==========================  =====================================================
 
-Dropout is applied as the HF model's own mode says; interpretability runs expect
-``model.eval()`` (what ``from_pretrained`` and :func:`mechscope.load` give).
+Every call through the wrapper runs the HF model in eval mode (no dropout, so two identical
+runs give identical numbers) and then gives each of its modules back the mode it had: a
+freshly built HF model is in train mode, and stays so.
 """
 
 from __future__ import annotations
@@ -46,8 +47,8 @@ import torch
 from torch import nn
 
 from ..cache import ActivationCache, cached_run
-from ..hooks import HookFn, HookPoint, NameFilter, installed_hooks, name_hook_points
-from . import hf_families
+from ..hooks import HookFn, HookPoint, NameFilter, locked_hooks, name_hook_points
+from . import _hf_families
 from ._hf_prefix import PrefixMixin
 from ._hf_routing import RoutingMixin
 from ._hf_tokens import TokenMixin
@@ -67,7 +68,7 @@ class HFConfig:
     n_ctx: int  # longest sequence the model's positions cover
     family: str
     normalization: str  # "ln" or "rms"
-    residual: str  # "pre", "parallel" or "post" (see hf_families.Family)
+    residual: str  # "pre", "parallel" or "post" (see _hf_families.Family)
     positional: str  # "learned" or "rotary"
     is_causal: bool  # decoders; False for BERT-family encoders
     output: str  # what forward returns: "logits" (an LM head) or "hidden" (last hidden state)
@@ -123,7 +124,7 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
 
     def __init__(self, hf_model: nn.Module, tokenizer=None):
         super().__init__()
-        self.family = hf_families.detect(hf_model)
+        self.family = _hf_families.detect(hf_model)
         self.hf_model = hf_model
         self.tokenizer = tokenizer
         fam, config = self.family, hf_model.config
@@ -230,8 +231,11 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
         return list(self._hook_points)
 
     def hooks(self, fwd_hooks: Iterable[tuple[str | Callable[[str], bool], HookFn]]):
-        """Context manager: ``with model.hooks([(name, fn), ...]): model(tokens)``."""
-        return installed_hooks(self._hook_points, fwd_hooks)
+        """Context manager: ``with model.hooks([(name, fn), ...]): model(tokens)``.
+
+        Holds the model's lock (:func:`mechscope.hooks.model_lock`) until it exits.
+        """
+        return locked_hooks(self, self._hook_points, fwd_hooks)
 
     def run_with_hooks(self, tokens, fwd_hooks, attention_mask=None) -> torch.Tensor:
         """One forward pass with ``fwd_hooks`` installed; returns the output."""
@@ -247,6 +251,7 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
         device: str | torch.device | None = None,
         dtype: torch.dtype | None = None,
         remove_batch_dim: bool = False,
+        grad: bool = False,
     ) -> tuple[torch.Tensor, ActivationCache]:
         """Forward pass that records activations; see ``Transformer.run_with_cache``."""
         return cached_run(
@@ -256,6 +261,7 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
             device=device,
             dtype=dtype,
             remove_batch_dim=remove_batch_dim,
+            grad=grad,
             attention_mask=attention_mask,
         )
 
@@ -263,12 +269,12 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
 
     def head_output_weights(self, layer: int) -> torch.Tensor:
         """Per-head output matrices ``W_O``: ``[head, d_head, d_model]`` (a view of the HF weight)."""
-        w, _ = hf_families.as_in_out(self._sites[layer]["out_proj"])  # [head*d_head, d_model]
+        w, _ = _hf_families.as_in_out(self._sites[layer]["out_proj"])  # [head*d_head, d_model]
         return w.reshape(self.cfg.n_heads, self.cfg.d_head, self.cfg.d_model)
 
     def attn_output_bias(self, layer: int) -> torch.Tensor:
         """Bias of the attention output projection ``[d_model]`` (zeros if it has none)."""
-        w, b = hf_families.as_in_out(self._sites[layer]["out_proj"])
+        w, b = _hf_families.as_in_out(self._sites[layer]["out_proj"])
         return b if b is not None else w.new_zeros(self.cfg.d_model)
 
     def _linear_head(self) -> nn.Module:
@@ -298,7 +304,7 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
             return None
         return {
             "kind": self.family.norm,
-            "eps": hf_families.norm_eps(ln),
+            "eps": _hf_families.norm_eps(ln),
             "weight": getattr(ln, "weight", None),
             "bias": getattr(ln, "bias", None),
         }
@@ -319,6 +325,12 @@ def wrap(hf_model: nn.Module, tokenizer=None) -> HFModel:
 
     Supported: GPT-2, GPT-NeoX (Pythia), Llama, Mistral, Qwen2, BERT. The HF model is
     not changed; see :mod:`mechscope.models.hf` for where each hook reads.
+
+    Modes: every call through the wrapper (forward, ``run_with_cache``, ``run_with_hooks``,
+    patching sweeps) runs the HF model in eval mode, so dropout never makes two identical runs
+    differ, and afterwards restores each module's own ``training`` flag: a model built in train
+    mode is still in train mode after every call, also when a hook raises. Runs of one model
+    from several threads are serialised (:func:`mechscope.hooks.model_lock`).
     """
     if isinstance(hf_model, HFModel):
         return hf_model

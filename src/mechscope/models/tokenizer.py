@@ -63,7 +63,15 @@ class WordTokenizer:
             if t.shape[0] != 1:
                 raise ValueError(f"to_str_tokens takes one sequence, got a batch of {t.shape[0]}.")
             t = t[0]
-        return [self.words[i] for i in t.tolist()]
+        ids = t.tolist()
+        bad = [i for i in ids if isinstance(i, bool) or not isinstance(i, int)]
+        bad += [i for i in ids if isinstance(i, int) and not 0 <= i < len(self.words)]
+        if bad:
+            raise ValueError(
+                f"tokens hold ids {bad[:5]} outside this tokenizer's [0, {len(self.words)}) "
+                f"(or not ints); decode integer ids from model.to_tokens(...)."
+            )
+        return [self.words[i] for i in ids]
 
     def to_dict(self) -> dict:
         return {"kind": "word", "bos": self.bos, "vocab": self.words[1:]}

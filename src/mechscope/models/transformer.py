@@ -19,8 +19,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._core import as_tokens
 from ..cache import ActivationCache, cached_run
-from ..hooks import HookFn, HookPoint, NameFilter, installed_hooks, name_hook_points
+from ..hooks import HookFn, HookPoint, NameFilter, locked_hooks, model_lock, name_hook_points
+from ._transformer_prefix import PrefixMixin
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,7 @@ class Block(nn.Module):
         return self.hook_resid_post(resid)
 
 
-class Transformer(nn.Module):
+class Transformer(PrefixMixin, nn.Module):
     """Decoder-only transformer with hook points at TransformerLens-style paths.
 
     ``forward(tokens)`` takes ``[batch, pos]`` (or ``[pos]``) integer tokens and
@@ -204,31 +206,7 @@ class Transformer(nn.Module):
     # ---- tokens -------------------------------------------------------------
 
     def _check_tokens(self, tokens) -> torch.Tensor:
-        if isinstance(tokens, str):
-            tokens = self.to_tokens(tokens)
-        if not isinstance(tokens, torch.Tensor):
-            tokens = torch.as_tensor(tokens)
-        if tokens.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
-            raise TypeError(
-                f"tokens must be integer ids, got dtype {tokens.dtype}. Use model.to_tokens(text)."
-            )
-        if tokens.dim() == 1:
-            tokens = tokens[None]
-        if tokens.dim() != 2:
-            raise ValueError(
-                f"tokens must be [batch, pos] or [pos], got shape {list(tokens.shape)}."
-            )
-        if tokens.shape[1] > self.cfg.n_ctx:
-            raise ValueError(
-                f"Sequence of {tokens.shape[1]} tokens is longer than this model's context of "
-                f"{self.cfg.n_ctx} tokens (cfg.n_ctx). Truncate, e.g. tokens[:, :{self.cfg.n_ctx}]."
-            )
-        if tokens.numel() and (tokens.min() < 0 or tokens.max() >= self.cfg.d_vocab):
-            raise ValueError(
-                f"Token ids must be in [0, {self.cfg.d_vocab}) (cfg.d_vocab), got range "
-                f"[{int(tokens.min())}, {int(tokens.max())}]."
-            )
-        return tokens.long().to(self.W_E.device)
+        return as_tokens(self, tokens).to(self.W_E.device)
 
     def _need_tokenizer(self):
         if self.tokenizer is None:
@@ -244,7 +222,14 @@ class Transformer(nn.Module):
         tok = self._need_tokenizer()
         if isinstance(tokens, str):
             tokens = tok.encode(tokens, prepend_bos=prepend_bos)
-        return tok.decode_list(tokens)
+        t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)
+        ids = as_tokens(self, t.reshape(1) if t.dim() == 0 else t, check_ctx=False)
+        if ids.shape[0] != 1:
+            raise ValueError(
+                f"to_str_tokens takes one sequence (tokens [pos] or [1, pos]), got a batch of "
+                f"{ids.shape[0]}; call it once per row, e.g. model.to_str_tokens(tokens[0])."
+            )
+        return tok.decode_list(ids)
 
     # ---- weights, for the cache's analysis (same accessors as HFModel) -------
 
@@ -275,14 +260,17 @@ class Transformer(nn.Module):
 
     def forward(self, tokens) -> torch.Tensor:
         tokens = self._check_tokens(tokens)
-        T = tokens.shape[1]
-        resid = self.hook_embed(self.W_E[tokens]) + self.hook_pos_embed(
-            self.W_pos[:T][None].expand(tokens.shape[0], -1, -1)
-        )
-        return self.forward_from(0, resid)
+        B, T = tokens.shape
+        # Both embeddings are fresh tensors (indexing copies; the position rows are repeated, not
+        # expanded), so a hook or a cache edit in place can never write into W_E or W_pos.
+        embed = self.W_E[tokens]  # [batch, pos, d_model]
+        pos_embed = self.W_pos[:T].repeat(B, 1, 1)  # [batch, pos, d_model]
+        with model_lock(self):
+            resid = self.hook_embed(embed) + self.hook_pos_embed(pos_embed)
+            return self.forward_from(0, resid)
 
     def forward_from(
-        self, layer: int, resid: torch.Tensor, past=None, positions=None, enter=None
+        self, layer: int, resid: torch.Tensor, past=None, *, pos=None, enter=None
     ) -> torch.Tensor:
         """Logits from ``resid`` = ``blocks.{layer}.hook_resid_pre`` ``[batch, pos, d_model]``.
 
@@ -292,21 +280,22 @@ class Transformer(nn.Module):
         run's ``attn.hook_k`` / ``hook_v``); ``resid`` then holds positions ``S..`` only and
         so do the logits. Causal attention makes this equal to the same positions of a full
         run, which lets a patch at position ``p`` recompute positions ``p..`` only.
-        positions: optionally, unembed only these positions of ``resid`` (a list or 1-D
+        pos: optionally, unembed only these positions of ``resid`` (a list or 1-D
         tensor of indices): logits ``[batch, len(positions), d_vocab]``.
         enter: optionally ``{block: resid}``: more sequences that join the batch (after the
         rows already there) at the input of a later block; ``past`` entries must then match
         the batch each block sees. One pass serves patches at many layers.
         """
-        for i, block in enumerate(self.blocks[layer:], start=layer):
-            if enter and i in enter and i != layer:
-                resid = torch.cat([resid, enter[i]])
-            resid = block(resid) if past is None else block(resid, past[i - layer])
-        if positions is not None:
-            resid = resid[:, positions]
-        if self.cfg.normalization == "ln":
-            resid = self.ln_final(resid)
-        return resid @ self.W_U + self.b_U
+        with model_lock(self):
+            for i, block in enumerate(self.blocks[layer:], start=layer):
+                if enter and i in enter and i != layer:
+                    resid = torch.cat([resid, enter[i]])
+                resid = block(resid) if past is None else block(resid, past[i - layer])
+            if pos is not None:
+                resid = resid[:, pos]
+            if self.cfg.normalization == "ln":
+                resid = self.ln_final(resid)
+            return resid @ self.W_U + self.b_U
 
     def hook_names(self) -> list[str]:
         """All hook point names, in forward order."""
@@ -316,9 +305,10 @@ class Transformer(nn.Module):
         """Context manager: ``with model.hooks([(name, fn), ...]): model(tokens)``.
 
         ``name`` may be a hook name or a predicate on names. Hooks are removed on
-        exit, also when the forward pass raises.
+        exit, also when the forward pass raises. The block holds the model's lock
+        (:func:`mechscope.hooks.model_lock`): other threads' runs wait until it exits.
         """
-        return installed_hooks(self._hook_points, fwd_hooks)
+        return locked_hooks(self, self._hook_points, fwd_hooks)
 
     def run_with_hooks(self, tokens, fwd_hooks) -> torch.Tensor:
         """One forward pass with ``fwd_hooks`` installed; returns logits."""
@@ -345,6 +335,8 @@ class Transformer(nn.Module):
             activations are always detached).
         """
         tokens = self._check_tokens(tokens)
+        if not isinstance(remove_batch_dim, bool):
+            raise TypeError(f"remove_batch_dim must be True or False, got {remove_batch_dim!r}.")
         if remove_batch_dim and tokens.shape[0] != 1:
             raise ValueError(f"remove_batch_dim=True needs batch size 1, got {tokens.shape[0]}.")
         return cached_run(

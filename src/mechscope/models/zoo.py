@@ -9,6 +9,7 @@ downloaded; weights load with safetensors (never unpickled).
 from __future__ import annotations
 
 import json
+import numbers
 from importlib import resources
 from pathlib import Path
 
@@ -47,13 +48,18 @@ def _unknown(name: str) -> ValueError:
 def build(c: dict) -> Transformer:
     """An untrained model with the architecture and tokenizer of card ``c``."""
     tok = c.get("tokenizer")
-    tokenizer = WordTokenizer.from_dict(tok) if tok else None
+    if tok and tok.get("kind") == "bpe":  # real text (stdlib-lm): a byte-level BPE
+        from .bpe_tokenizer import BPETokenizer
+
+        tokenizer = BPETokenizer.from_dict(tok)
+    else:
+        tokenizer = WordTokenizer.from_dict(tok) if tok else None
     return Transformer(TransformerConfig.from_dict(c["config"]), tokenizer=tokenizer)
 
 
 def load_zoo(name: str, device: str = "cpu") -> Transformer:
     """Load zoo model ``name`` from the package (offline), in eval mode."""
-    if name not in available():
+    if not isinstance(name, str) or name not in available():
         raise _unknown(name)
     model = build(card(name))
     state = load_file(str(zoo_dir() / f"{name}.safetensors"), device=str(device))
@@ -73,7 +79,10 @@ def load_checkpoint(name: str, step: int, device: str = "cpu") -> Transformer:
     Checkpoints ship in float16 (``NAME.checkpoints.safetensors``, keys ``step{N}/{param}``);
     the card's checkpoint metrics were measured from exactly these weights.
     """
+    if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+        raise TypeError(f"step must be an int training step, got {step!r}.")
     steps = checkpoint_steps(name)
+    step = int(step)
     if step not in steps:
         raise ValueError(
             f"{name!r} has no checkpoint at step {step}. "

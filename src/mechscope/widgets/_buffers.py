@@ -30,6 +30,7 @@ _NUMPY_DTYPE = {"float32": "<f4", "float16": "<f2", "uint8": "u1", "int32": "<i4
 SIGNED_DTYPES = ("float32", "float16")
 # Largest finite float16; bigger values would overflow to Inf and be drawn as "marked".
 _FLOAT16_MAX = 65504.0
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 # dtype="auto" keeps the widget payload small enough to save in a notebook and to send
 # over the Jupyter websocket quickly: the widest encoding whose payload fits this budget.
@@ -43,16 +44,32 @@ def to_numpy(x: Any, *, name: str = "array") -> np.ndarray:
     """A float32 numpy copy of a torch Tensor, numpy array or nested sequence."""
     if hasattr(x, "detach") and hasattr(x, "cpu"):  # torch.Tensor, without importing torch
         x = x.detach().cpu()
-        if getattr(x, "is_floating_point", lambda: True)():
+        if str(getattr(x, "dtype", "")) == "torch.bfloat16":
             x = x.float()  # bfloat16 has no numpy dtype
         x = x.numpy()
     try:
-        arr = np.asarray(x, dtype=np.float32)
+        wide = np.asarray(x)
+        if wide.dtype.kind not in "fiub":  # strings, objects: let numpy try (and fail)
+            wide = np.asarray(x, dtype=np.float64)
     except (TypeError, ValueError) as err:
         raise TypeError(
             f"{name} must be a torch.Tensor or numpy array of numbers, got {type(x).__name__}"
         ) from err
-    return arr
+    if wide.dtype.itemsize > 4 or wide.dtype.kind in "iu":
+        _check_float32_range(wide, name)
+    return np.asarray(wide, dtype=np.float32)
+
+
+def _check_float32_range(arr: np.ndarray, name: str) -> None:
+    """A ValueError naming ``name`` if a finite value would become Inf in float32 (the
+    widgets send float32 at most; an Inf would be drawn as a marked, "broken" cell)."""
+    finite = arr[np.isfinite(arr)] if arr.dtype.kind == "f" else arr
+    if finite.size and float(np.abs(finite).max()) > _FLOAT32_MAX:
+        raise ValueError(
+            f"{name} holds finite values up to {float(np.abs(finite).max()):.3g}, beyond the "
+            f"float32 range (+-{_FLOAT32_MAX:.3g}) that widgets send; they would show as Inf. "
+            f"Fix: rescale {name} (e.g. divide by its max) or show log values."
+        )
 
 
 def choose_dtype(n_values: int, budget_bytes: int = AUTO_BUDGET_BYTES) -> str:
@@ -94,7 +111,23 @@ def resolve_signed_dtype(dtype: str, arr: np.ndarray) -> str:
             f"dtype={dtype!r} is not supported for activations; expected 'auto' or one of "
             f"{list(SIGNED_DTYPES)} (uint8 only holds values in [0, 1])."
         )
+    if dtype == "float16":
+        check_float16(arr)
     return dtype
+
+
+def check_float16(arr: np.ndarray) -> None:
+    """A ValueError naming ``dtype`` if a finite value of ``arr`` overflows float16 (it would be
+    sent as Inf and drawn as a marked cell): an explicit ``dtype="float16"`` is an error
+    there, ``dtype="auto"`` picks float32 instead."""
+    a = np.asarray(arr)
+    finite = a[np.isfinite(a)]
+    if finite.size and float(np.abs(finite).max()) > _FLOAT16_MAX:
+        raise ValueError(
+            f"dtype='float16' cannot hold these values: the largest |value| is "
+            f"{float(np.abs(finite).max()):.4g}, beyond float16's {_FLOAT16_MAX:g} (it would be "
+            f"sent as Inf). Fix: dtype='float32' or dtype='auto' (which picks float32 here)."
+        )
 
 
 def payload_nbytes(n_values: int, dtype: str) -> int:
@@ -114,6 +147,8 @@ def encode(arr: np.ndarray, dtype: str) -> bytes:
         raise ValueError(f"dtype={dtype!r} is not supported; expected one of {list(DTYPES)}")
     if dtype == "int32":
         return np.ascontiguousarray(arr).astype("<i4", casting="same_kind").tobytes(order="C")
+    if dtype == "float16":
+        check_float16(arr)
     return np.ascontiguousarray(arr, dtype=_NUMPY_DTYPE[dtype]).tobytes(order="C")
 
 

@@ -10,7 +10,7 @@ The widget shows
 
 Clicking a thumbnail focuses that head and sets ``selected = [layer, head]``, which Python
 can observe; setting ``selected`` from Python refocuses the view. ``layer`` indexes the
-widget's own layers (``from_cache(..., layers=[3, 5])`` has layers 0 and 1, labelled L3, L5).
+widget's own layers (``from_cache(..., layer=[3, 5])`` has layers 0 and 1, labelled L3, L5).
 
 The pattern travels as one binary buffer (see ``_buffers``), never as JSON floats.
 TypeScript side: ``widgets/attention/index.ts``.
@@ -95,7 +95,7 @@ class AttentionPatterns(anywidget.AnyWidget):
                 f"AttentionPatterns payload is {len(payload) / 2**20:.0f} MiB "
                 f"({n_layers} layers x {n_heads} heads x {n_k}^2 positions as {encoding}); "
                 "the notebook will be large and slow. Pass fewer layers "
-                "(from_cache(..., layers=[...])) or a shorter prompt, or dtype='uint8'.",
+                "(from_cache(..., layer=[...])) or a shorter prompt, or dtype='uint8'.",
                 stacklevel=2,
             )
         super().__init__(
@@ -116,7 +116,7 @@ class AttentionPatterns(anywidget.AnyWidget):
         cache: Mapping[str, Any],
         tokens: Sequence[str],
         *,
-        layers: Sequence[int] | None = None,
+        layer: int | Sequence[int] | None = None,
         batch_index: int = 0,
         **kwargs: Any,
     ) -> AttentionPatterns:
@@ -126,7 +126,8 @@ class AttentionPatterns(anywidget.AnyWidget):
             cache: mapping from hook name to tensor; patterns are ``[batch, head, query_pos,
                 key_pos]`` (or ``[head, query_pos, key_pos]`` when the batch dim was dropped).
             tokens: one string per position.
-            layers: which layers to show (default: every layer with a pattern in the cache).
+            layer: which layer (int) or layers (list) to show (default: every layer with a
+                pattern in the cache).
             batch_index: which prompt of the batch to show.
             **kwargs: passed on to the constructor (dtype, selected, title, layer_labels).
         """
@@ -142,14 +143,21 @@ class AttentionPatterns(anywidget.AnyWidget):
                 f"entries; it has {_preview(shown)}). Fix: cache them with "
                 "model.run_with_cache(tokens, names=lambda n: n.endswith('hook_pattern'))."
             )
-        if layers is None:
+        if layer is None:
             layers = sorted(found)
         else:
-            layers = [int(layer) for layer in layers]
-            missing = [layer for layer in layers if layer not in found]
+            many = isinstance(layer, Sequence) and not isinstance(layer, str)
+            given = list(layer) if many else [layer]
+            bad = [x for x in given if isinstance(x, bool) or not isinstance(x, (int, np.integer))]
+            if bad or not given:
+                raise ValueError(
+                    f"layer={layer!r}; expected an int, a list of ints or None (every layer)."
+                )
+            layers = [int(x) for x in given]
+            missing = [x for x in layers if x not in found]
             if missing:
                 raise ValueError(
-                    f"layers={layers} asks for layer(s) {missing} but the cache only has "
+                    f"layer={layer} asks for layer(s) {missing} but the cache only has "
                     f"patterns for layers {sorted(found)}. Fix: pick from those, or re-run "
                     "run_with_cache with those layers' hook_pattern names included."
                 )
@@ -175,7 +183,7 @@ class AttentionPatterns(anywidget.AnyWidget):
             raise ValueError(
                 f"the cached patterns differ in shape across layers {layers}: "
                 f"{[tuple(p.shape) for p in per_layer]}; expected one [head, query_pos, "
-                "key_pos] shape for all. Fix: pass layers= with layers of one model and run."
+                "key_pos] shape for all. Fix: pass layer= with layers of one model and run."
             )
         kwargs.setdefault("layer_labels", [f"L{layer}" for layer in layers])
         return cls(np.stack(per_layer), tokens, **kwargs)

@@ -149,20 +149,20 @@ class FeatureDashboard(anywidget.AnyWidget):
         sae: Any,
         model: Any,
         tokens: Any,
-        site: str,
+        hook: str,
         *,
         features: Sequence[int] | None = None,
         **kwargs: Any,
     ) -> FeatureDashboard:
-        """Dashboard of an SAE's features on ``tokens`` (``[batch, pos]`` token ids).
+        """Dashboard of an SAE's features on ``tokens`` (text, list of texts or ``[batch, pos]`` token ids).
 
         Uses only this interface, so any SAE and model that have it work:
-        ``model.run_with_cache(tokens, names=[site]) -> (logits, cache)`` with
-        ``cache[site]`` of shape ``[batch, pos, d_in]``; ``model.to_str_tokens(ids)``;
+        ``model.run_with_cache(tokens, names=[hook]) -> (logits, cache)`` with
+        ``cache[hook]`` of shape ``[batch, pos, d_in]``; ``model.to_str_tokens(ids)``;
         ``model.W_U`` (or ``model.unembed_weights()``), ``[d_model, d_vocab]``;
         ``sae.encode(acts) -> [batch, pos, n_features]``; ``sae.W_dec``, ``[n_features, d_in]``.
         The logit lists are ``W_dec @ W_U`` when ``d_in == d_model`` (a residual-stream or
-        ``hook_*_out`` site); at other sites (e.g. ``mlp.hook_post``) they are left out.
+        ``hook_*_out`` hook); at other hooks (e.g. ``mlp.hook_post``) they are left out.
 
         Args:
             features: which SAE features to include (default: all); names default to
@@ -171,16 +171,20 @@ class FeatureDashboard(anywidget.AnyWidget):
         """
         import torch
 
-        _, cache = model.run_with_cache(tokens, names=[site])
-        if site not in cache:
+        if hasattr(model, "to_tokens"):
+            from mechscope._core import as_tokens
+
+            tokens = as_tokens(model, tokens)
+        _, cache = model.run_with_cache(tokens, names=[hook])
+        if hook not in cache:
             names = [str(n) for n in cache.keys()]
-            close = difflib.get_close_matches(site, names, n=3)
+            close = difflib.get_close_matches(hook, names, n=3)
             raise KeyError(
-                f"site {site!r} is not in the model's cache"
+                f"hook={hook!r} is not in the model's cache"
                 + (f"; did you mean {', '.join(map(repr, close))}?" if close else ".")
             )
         with torch.no_grad():
-            acts = torch.as_tensor(sae.encode(cache[site]))
+            acts = torch.as_tensor(sae.encode(cache[hook]))
             w_dec = torch.as_tensor(sae.W_dec).detach()
             n_sae = acts.shape[-1]
             if features is None:
@@ -195,9 +199,9 @@ class FeatureDashboard(anywidget.AnyWidget):
                 vocab = list(model.to_str_tokens(torch.arange(w_u.shape[1])))
             else:
                 warnings.warn(
-                    f"the SAE reads {site} (d_in={w_dec.shape[-1]}) but W_U expects "
+                    f"the SAE reads {hook} (d_in={w_dec.shape[-1]}) but W_U expects "
                     f"d_model={w_u.shape[0]}; the logit lists are left out. Pass an SAE on "
-                    "the residual stream or an *_out site to get them.",
+                    "the residual stream or an *_out hook to get them.",
                     stacklevel=2,
                 )
         contexts = [list(model.to_str_tokens(row)) for row in torch.as_tensor(tokens)]

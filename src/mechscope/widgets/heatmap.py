@@ -131,22 +131,28 @@ class Heatmap(anywidget.AnyWidget):
     def from_head_scores(cls, scores: Any, **kwargs: Any) -> Heatmap:
         """A ``[layer, head]`` heatmap of per-head scores (e.g. ``mechscope.head_scores``).
 
+        ``scores``: a :class:`~mechscope.heads.HeadScoresResult` (one panel per score, titled
+        by its labels), one ``[layer, head]`` table, or ``[panel, layer, head]`` tables.
         Rows are labelled ``L0``.., columns ``H0``.., axes ``layer`` / ``head``, and the map
         is sequential (``center=None``): scores lie in [0, 1], there is no meaningful zero to
         diverge from. Any keyword argument of the constructor overrides these defaults.
 
         Example::
 
-            hm = Heatmap.from_head_scores(mechscope.head_scores(model)["induction"],
+            hm = Heatmap.from_head_scores(mechscope.head_scores(model).induction,
                                           title="induction score")
         """
+        if hasattr(scores, "labels") and hasattr(scores, "values"):  # a HeadScoresResult
+            kwargs.setdefault("panel_titles", list(scores.labels))
+            scores = scores.values
         arr = _buffers.to_numpy(scores, name="scores")
-        if arr.ndim != 2:
+        if arr.ndim not in (2, 3):
             raise ValueError(
-                f"scores has shape {tuple(arr.shape)} ({arr.ndim} dims); expected [layer, head]. "
-                "Fix: pass one score table, e.g. mechscope.head_scores(model)['induction']."
+                f"scores has shape {tuple(arr.shape)} ({arr.ndim} dims); expected [layer, head] "
+                "(or [panel, layer, head]). Fix: pass mechscope.head_scores(model) or one table "
+                "of it, e.g. mechscope.head_scores(model).induction."
             )
-        n_layers, n_heads = arr.shape
+        n_layers, n_heads = arr.shape[-2:]
         kwargs.setdefault("row_labels", [f"L{layer}" for layer in range(n_layers)])
         kwargs.setdefault("col_labels", [f"H{head}" for head in range(n_heads)])
         kwargs.setdefault("row_title", "layer")
@@ -223,7 +229,7 @@ def link_heads(heatmap: Heatmap, attention: AttentionPatterns) -> Callable[[], N
     selects its cell in ``heatmap`` (in the panel selected last, else panel 0). On linking,
     a selection already made in the heatmap is shown in ``attention``; otherwise the head
     ``attention`` focuses is selected in the heatmap. Rows and columns index the attention
-    widget's own layers and heads (``from_cache(..., layers=[...])`` renumbers them).
+    widget's own layers and heads (``from_cache(..., layer=[...])`` renumbers them).
 
     The link lives in the kernel (traitlets observers), so it works in any frontend.
 
@@ -232,7 +238,7 @@ def link_heads(heatmap: Heatmap, attention: AttentionPatterns) -> Callable[[], N
 
     Example::
 
-        hm = Heatmap.from_head_scores(scores["induction"])
+        hm = Heatmap.from_head_scores(scores.induction)
         attn = AttentionPatterns.from_cache(cache, str_tokens)
         unlink = link_heads(hm, attn)
     """
@@ -255,7 +261,7 @@ def link_heads(heatmap: Heatmap, attention: AttentionPatterns) -> Callable[[], N
             f"the heatmap is {grid[0]} rows x {grid[1]} cols but the attention widget has "
             f"{heads[0]} layers x {heads[1]} heads; expected one row per layer and one column "
             "per head. Fix: build the heatmap from the same model's [layer, head] scores, and "
-            "show the same layers in both (AttentionPatterns.from_cache(..., layers=...))."
+            "show the same layers in both (AttentionPatterns.from_cache(..., layer=...))."
         )
 
     def heatmap_changed(change: dict[str, Any]) -> None:

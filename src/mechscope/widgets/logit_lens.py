@@ -86,6 +86,7 @@ class LogitLens(anywidget.AnyWidget):
                 f"empty axis. Fix: probs, ids = result.top_k(k); pass probs[:, batch]."
             )
         n_layers, n_pos, k = probs.shape
+        _check_probs(probs)
         tokens = _check_strs(tokens, "tokens")
         if len(tokens) != n_pos:
             raise ValueError(
@@ -120,11 +121,21 @@ class LogitLens(anywidget.AnyWidget):
         )
 
     @classmethod
-    def from_result(cls, result, *, batch: int = 0, k: int = 5, **kwargs: Any) -> LogitLens:
-        """From a :class:`mechscope.lens.LensResult`: prompt ``batch``, top ``k`` per cell."""
+    def from_result(
+        cls, result, *, batch_index: int = 0, k: int = 5, **kwargs: Any
+    ) -> LogitLens:
+        """From a :class:`mechscope.lens.LensResult`: prompt ``batch_index``, top ``k`` per cell."""
         n_batch = result.logits.shape[1]
-        if not -n_batch <= batch < n_batch:
-            raise ValueError(f"batch={batch} is out of range for {n_batch} prompt(s).")
+        if (
+            isinstance(batch_index, bool)
+            or not isinstance(batch_index, int)
+            or not -n_batch <= batch_index < n_batch
+        ):
+            raise ValueError(
+                f"batch_index={batch_index!r} is out of range for {n_batch} prompt(s); "
+                f"expected an int in 0..{n_batch - 1}."
+            )
+        batch = batch_index
         probs, ids = result.top_k(k)
         probs, ids = probs[:, batch], ids[:, batch]  # [layer, pos, k]
         uniq = sorted(set(ids.flatten().tolist()) | set(result.tokens[batch].tolist()))
@@ -166,6 +177,26 @@ class LogitLens(anywidget.AnyWidget):
         return (
             f"LogitLens(n_layers={self.n_layers}, n_pos={self.n_pos}, k={self.k}, "
             f"dtype={self.dtype!r}, selected={self.selected})"
+        )
+
+
+def _check_probs(probs: np.ndarray) -> None:
+    """Probabilities: finite values in [0, 1] (NaN allowed: drawn as marked cells), each
+    cell's top-k summing to at most 1. Logits passed by mistake fail here."""
+    finite = probs[np.isfinite(probs)]
+    if np.isinf(probs).any() or (finite.size and (finite.min() < 0 or finite.max() > 1)):
+        lo, hi = float(np.nanmin(probs)), float(np.nanmax(probs))
+        raise ValueError(
+            f"top_probs holds values in [{lo:.4g}, {hi:.4g}]; expected probabilities in [0, 1] "
+            f"(these look like logits). Fix: probs, ids = logits.softmax(-1).topk(k), or "
+            f"build it from a lens: LogitLens.from_result(result)."
+        )
+    sums = np.nansum(probs, axis=-1)
+    if (sums > 1 + 1e-3).any():
+        raise ValueError(
+            f"top_probs rows sum to up to {float(sums.max()):.4g}; the top-k probabilities of "
+            f"one cell must sum to at most 1. Fix: take the top-k of one softmax per cell, "
+            f"e.g. logits.softmax(-1).topk(k, dim=-1)."
         )
 
 

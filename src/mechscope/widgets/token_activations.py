@@ -104,8 +104,8 @@ class TokenActivations(anywidget.AnyWidget):
     def from_cache(
         cls,
         cache: Mapping[str, Any],
-        hook_name: str,
-        str_tokens_list: Sequence[Sequence[str]],
+        hook: str,
+        str_tokens: Sequence[Sequence[str]],
         *,
         features: Sequence[int] | None = None,
         **kwargs: Any,
@@ -114,37 +114,37 @@ class TokenActivations(anywidget.AnyWidget):
 
         Args:
             cache: mapping from hook name to tensor (an ``ActivationCache`` or a dict).
-            hook_name: the activation to show, e.g. ``"blocks.0.mlp.hook_post"``.
-            str_tokens_list: the token strings of each prompt of the batch.
+            hook: the activation to show, e.g. ``"blocks.0.mlp.hook_post"``.
+            str_tokens: the token strings of each prompt of the batch.
             features: which of the ``d`` units to offer (default: all of them); the names
-                default to ``"{hook_name}[{unit}]"``.
+                default to ``"{hook}[{unit}]"``.
             **kwargs: passed on to the constructor (feature, title, dtype, feature_names).
         """
-        if hook_name not in cache:
+        if hook not in cache:
             names = [str(n) for n in cache.keys()]
-            close = difflib.get_close_matches(hook_name, names, n=3)
+            close = difflib.get_close_matches(hook, names, n=3)
             hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
             raise KeyError(
-                f"{hook_name!r} is not in the cache (it has {len(names)} entries).{hint} Fix: "
-                f"run model.run_with_cache(tokens, names=[{hook_name!r}]) first."
+                f"hook={hook!r} is not in the cache (it has {len(names)} entries).{hint} Fix: "
+                f"run model.run_with_cache(tokens, names=[{hook!r}]) first."
             )
-        acts = _buffers.to_numpy(cache[hook_name], name=hook_name)
+        acts = _buffers.to_numpy(cache[hook], name=hook)
         if acts.ndim == 2:  # batch dim removed: one prompt
             acts = acts[None]
         if acts.ndim != 3:
             raise ValueError(
-                f"{hook_name} has shape {tuple(acts.shape)}; expected [batch, pos, d]. Fix: "
+                f"{hook} has shape {tuple(acts.shape)}; expected [batch, pos, d]. Fix: "
                 "for per-head activations ([batch, pos, head, d_head]) pick one head, e.g. "
                 "cache[name][:, :, head], and pass it to TokenActivations(texts, values)."
             )
         if features is None:
             features = range(acts.shape[-1])
         units = [
-            check_feature(f, acts.shape[-1], what=f"features entry of {hook_name}")
+            check_feature(f, acts.shape[-1], what=f"features entry of {hook}")
             for f in features
         ]
-        kwargs.setdefault("feature_names", [f"{hook_name}[{u}]" for u in units])
-        return cls(str_tokens_list, acts[..., units], **kwargs)
+        kwargs.setdefault("feature_names", [f"{hook}[{u}]" for u in units])
+        return cls(str_tokens, acts[..., units], **kwargs)
 
     @traitlets.validate("feature")
     def _validate_feature(self, proposal: Any) -> int:

@@ -55,8 +55,8 @@ def das_for(model: Transformer, variable: str, **overrides):
     train = eq.counterfactual_pairs(cfg["n_train"], variable, "train", seed=cfg["train_seed"])
     held = eq.counterfactual_pairs(cfg["n_heldout"], variable, "heldout", cfg["heldout_seed"])
     result = das(
-        model, eq.to_tokens(train.base), eq.to_tokens(train.source), train.label, site, k,
-        pos=pos, answer_ids=eq.answer_ids(), steps=cfg["steps"], lr=cfg["lr"],
+        model, eq.to_tokens(train.base), eq.to_tokens(train.source), train.label, hook=site,
+        k=k, pos=pos, answer_ids=eq.answer_ids(), steps=cfg["steps"], lr=cfg["lr"],
         batch_size=cfg["batch_size"], seed=cfg["seed"],
     )  # fmt: skip
     return result, held
@@ -65,8 +65,8 @@ def das_for(model: Transformer, variable: str, **overrides):
 def _iia(model, held, variable, basis):
     site, pos, _ = DAS_SITES[variable]
     return interchange_accuracy(
-        model, eq.to_tokens(held.base), eq.to_tokens(held.source), held.label, site, pos,
-        basis, eq.answer_ids(),
+        model, eq.to_tokens(held.base), eq.to_tokens(held.source), held.label, hook=site,
+        pos=pos, basis=basis, answer_ids=eq.answer_ids(),
     )  # fmt: skip
 
 

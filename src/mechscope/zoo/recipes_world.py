@@ -190,7 +190,7 @@ def board_dataset(model: Transformer, hook_name: str, n: int, seed: int, labels:
         raise ValueError(f"labels={labels!r}; expected 'relative' (mine/theirs) or 'colour'.")
     games, tokens, legal = games_and_targets(n, seed, _size(model))
     mask = legal.any(-1)
-    acts = activations_at(model, tokens, hook_name, mask)
+    acts = activations_at(model, tokens, hook_name, mask=mask)
     boards = games.boards[:, :-1]
     lab = othello.board_labels(boards) if labels == "relative" else othello.colour_labels(boards)
     return acts, lab[mask]
@@ -206,7 +206,7 @@ def fit_board_probe(
     hook = f"blocks.{layer}.hook_resid_post"
     acts, labels = board_dataset(model, hook, n, seed)
     return fit_state_probe(
-        acts, labels, 3, steps=steps, hook_name=hook, classes=othello.CLASS_NAMES
+        acts, labels, 3, steps=steps, hook=hook, classes=othello.CLASS_NAMES
     )
 
 
@@ -215,7 +215,7 @@ def probe_scores(model: Transformer, probe, n: int = 300, seed: int = 12345) -> 
     """A probe's held-out accuracy: over all squares, over occupied squares only (mine vs
     theirs, the part a bag of moves cannot give), and of always guessing each square's
     most common class (fitted on the same held-out set, so an upper bound for that baseline)."""
-    acts, labels = board_dataset(model, probe.hook_name, n, seed)
+    acts, labels = board_dataset(model, probe.hook, n, seed)
     pred = probe.predict(acts)
     occupied = labels != othello.EMPTY
     majority = torch.stack([torch.bincount(col, minlength=3).max() for col in labels.T])
@@ -285,15 +285,19 @@ def intervention_scores(model: Transformer, probes, cases: dict, margin: float =
         return round(float(topk_errors(logits[rows, pos], legal).mean()), 4)
 
     clean = model(cases["tokens"])
-    edited, moved = intervene_to_class(
-        model, cases["tokens"], probes, cases["square"], cases["to_class"], pos, margin, True
-    )
+    edit = intervene_to_class(
+        model, cases["tokens"], probes, cases["square"], to_class=cases["to_class"], pos=pos,
+        margin=margin,
+    )  # fmt: skip
+    edited, moved = edit.logits, edit.amounts
     # Control: random unit directions, pushed as far as the probe edit moved each position.
-    names = [p.hook_name for p in probes]
+    names = [p.hook for p in probes]
     gen = torch.Generator().manual_seed(0)
     rand = torch.randn(len(names), len(rows), model.cfg.d_model, generator=gen)
     rand = rand / rand.norm(dim=-1, keepdim=True)
-    control = intervene_along(model, cases["tokens"], names, rand, moved, pos)
+    control = intervene_along(
+        model, cases["tokens"], hooks=names, directions=rand, amounts=moved, pos=pos
+    )
     return {
         "n_cases": len(rows),
         "edited_error_before": errors(clean, cases["legal_edited"]),
@@ -329,11 +333,11 @@ def world_metrics(model: Transformer) -> dict:
         ("probe_control", control, control_probe),
     ):
         scores = probe_scores(m, probe, pe["n_test"], pe["test_seed"])
-        out[name] = {"hook": probe.hook_name, **scores}
+        out[name] = {"hook": probe.hook, **scores}
     probes = [probes[layer] for layer in ie["layers"]]
     cases = flip_cases(ie["n"], ie["seed"])
     out["intervention"] = {
-        "hooks": [p.hook_name for p in probes],
+        "hooks": [p.hook for p in probes],
         **intervention_scores(model, probes, cases, ie["margin"]),
     }
     return out

@@ -68,8 +68,8 @@ def checkpoint_metrics(model: Transformer, data: dict) -> dict:
     scores = head_scores(model)
     return {
         "repeated_loss": round(repeated_loss(model, data), 4),
-        "induction_score": round(float(scores["induction"][1:].max()), 4),
-        "previous_token_score": round(float(scores["previous_token"][:1].max()), 4),
+        "induction_score": round(float(scores.induction[1:].max()), 4),
+        "previous_token_score": round(float(scores.previous_token[:1].max()), 4),
     }
 
 
@@ -132,8 +132,8 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
         ckpt_metrics[str(step)] = checkpoint_metrics(probe, data)
     model.eval()
     scores = head_scores(model)
-    il, ih, iscore = best_head(scores["induction"][1:])  # induction heads need a layer before them
-    pl, ph, pscore = best_head(scores["previous_token"][:1])
+    il, ih, iscore = best_head(scores.induction[1:])  # induction heads need a layer before them
+    pl, ph, pscore = best_head(scores.previous_token[:1])
     card = {
         # Other seeds ship under their own names, for the universality comparison.
         "name": "induction-2l" if seed == 0 else f"induction-2l-seed{seed}",
@@ -162,7 +162,7 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
             "induction_score": round(iscore, 4),
             "previous_token_head": [pl, ph],
             "previous_token_score": round(pscore, 4),
-            "scores_definition": "mechscope.heads.head_scores(model), period 20, batch 32, seed 0",
+            "scores_definition": "mechscope.heads.head_scores(model), period 20, n_samples 32, seed 0",
         },
         "references": [
             "Elhage et al. 2021, A Mathematical Framework for Transformer Circuits",
@@ -192,6 +192,8 @@ RECIPES = {
     # issue 7 (causal abstraction / DAS) and issue 8 (world model):
     "equality-das": _lazy("recipes_abstraction", "train_equality_das"),
     "othello-mini": _lazy("recipes_world", "train_othello_mini"),
+    # issue 18: a real language model on the Python standard library's source
+    "stdlib-lm": _lazy("recipes_stdlib", "train_stdlib_lm"),
 }
 # SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
 SAE_RECIPES = {"grammar-2l-mlp0": train_grammar_2l_sae_mlp0}
@@ -205,7 +207,8 @@ def save(model: Transformer, card: dict, out: Path, checkpoints: dict | None = N
     """
     out.mkdir(parents=True, exist_ok=True)
     weights = out / f"{card['name']}.safetensors"
-    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    dtype = torch.float16 if card.get("dtype") == "float16" else None  # as the card says
+    state = {k: v.detach().to(dtype or v.dtype).contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(weights), metadata={"name": card["name"]})
     card["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
     if checkpoints:

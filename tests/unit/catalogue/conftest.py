@@ -99,3 +99,9 @@ def hf_gpt2():
 
     hf = hf_tiny.build_hf("gpt2").train()
     return mechscope.wrap(hf, hf_tiny.make_tokenizer())
+
+
+@pytest.fixture
+def bad():
+    """``bad(model, fn, ExcType, [names...], *args, **kwargs)``: see :func:`expect_error`."""
+    return expect_error
