@@ -12,8 +12,33 @@ from ._patch_runner import entries_for, fill, group_by_start, read_positions, st
 from ._patching_sites import SITES, hook_name, patch_grid, patch_hook, patches_that_change
 
 
+class SiteGrid:
+    """What results over a site's ``[layer, pos]`` / ``[layer, head]`` / ``[layer, head, pos]``
+    grid share (activation patching, ablation sweeps): the 2-D view and its heatmap."""
+
+    def grid(self) -> torch.Tensor:
+        """``values`` as a 2-D ``[rows, cols]`` grid; ``[layer, head, pos]`` -> ``[layer*head, pos]``."""
+        v = self.values
+        return v.reshape(-1, v.shape[-1]) if v.dim() == 3 else v
+
+    def heatmap(self, title: str, kwargs: dict):
+        """A labelled :class:`mechscope.widgets.Heatmap` of :meth:`grid`; ``kwargs`` override."""
+        from .widgets.heatmap import Heatmap  # lazy: anywidget only when a widget is wanted
+
+        opts = dict(
+            row_labels=self.row_labels,
+            col_labels=self.col_labels,
+            row_title="layer, head" if len(self.dims) == 3 else "layer",
+            col_title=self.dims[-1],
+            title=title,
+            value_label="metric",
+        )
+        opts.update(kwargs)
+        return Heatmap(self.grid(), **opts)
+
+
 @dataclass(frozen=True)
-class PatchResult:
+class PatchResult(SiteGrid):
     """Activation-patching values with their labels.
 
     values: ``[layer, pos]``, ``[layer, head]`` or ``[layer, head, pos]`` (``dims`` says
@@ -40,26 +65,9 @@ class PatchResult:
             f"clean_value={self.clean_value:.4g}, corrupted_value={self.corrupted_value:.4g})"
         )
 
-    def grid(self) -> torch.Tensor:
-        """``values`` as a 2-D ``[rows, cols]`` grid; ``[layer, head, pos]`` -> ``[layer*head, pos]``."""
-        v = self.values
-        return v.reshape(-1, v.shape[-1]) if v.dim() == 3 else v
-
     def to_widget(self, **kwargs):
         """A :class:`mechscope.widgets.Heatmap` of :meth:`grid`, labelled; kwargs go to it."""
-        from .widgets.heatmap import Heatmap  # lazy: anywidget only when a widget is wanted
-
-        row_title = "layer, head" if len(self.dims) == 3 else "layer"
-        opts = dict(
-            row_labels=self.row_labels,
-            col_labels=self.col_labels,
-            row_title=row_title,
-            col_title=self.dims[-1],
-            title=f"{self.direction}: {self.site}",
-            value_label="metric",
-        )
-        opts.update(kwargs)
-        return Heatmap(self.grid(), **opts)
+        return self.heatmap(f"{self.direction}: {self.site}", kwargs)
 
 
 def sweep(model, site, target, sources, metric, first, target_v, batch_size, memory_mb):

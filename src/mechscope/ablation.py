@@ -42,7 +42,7 @@ from ._core import as_tokens, check_site, metric_values
 from ._intervene import check_range, index_list, resolve_hooks
 from ._patch_runner import TargetRun
 from ._patching_sites import SITES, hook_name
-from ._sweep import labelled, sweep
+from ._sweep import SiteGrid, labelled, sweep
 from .hooks import unknown_name_error
 from .metrics import Metric
 
@@ -52,7 +52,7 @@ __all__ = ["KINDS", "AblationResult", "ablate", "ablation_hooks", "ablation_swee
 
 
 @dataclass(frozen=True)
-class AblationResult:
+class AblationResult(SiteGrid):
     """An ablation sweep's values with their labels.
 
     values: ``[layer, pos]``, ``[layer, head]`` or ``[layer, head, pos]`` (``dims`` says
@@ -77,25 +77,9 @@ class AblationResult:
             f"baseline_value={self.baseline_value:.4g})"
         )
 
-    def grid(self) -> torch.Tensor:
-        """``values`` as a 2-D grid; ``[layer, head, pos]`` -> ``[layer*head, pos]``."""
-        v = self.values
-        return v.reshape(-1, v.shape[-1]) if v.dim() == 3 else v
-
     def to_widget(self, **kwargs):
         """A :class:`mechscope.widgets.Heatmap` of :meth:`grid`, labelled; kwargs go to it."""
-        from .widgets.heatmap import Heatmap  # lazy: anywidget only when a widget is wanted
-
-        opts = dict(
-            row_labels=self.row_labels,
-            col_labels=self.col_labels,
-            row_title="layer, head" if len(self.dims) == 3 else "layer",
-            col_title=self.dims[-1],
-            title=f"{self.kind} ablation: {self.site}",
-            value_label="metric",
-        )
-        opts.update(kwargs)
-        return Heatmap(self.grid(), **opts)
+        return self.heatmap(f"{self.kind} ablation: {self.site}", kwargs)
 
 
 # ---- checks -------------------------------------------------------------------------------

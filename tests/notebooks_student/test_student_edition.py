@@ -111,10 +111,12 @@ def _execute(src: Path, workdir: Path) -> Run:
 @pytest.fixture(scope="module")
 def runs(request, tmp_path_factory):
     """{notebook stem: Future[Run]}: the selected student editions, WORKERS at a time."""
-    selected = {
-        item.callspec.params["stem"] for item in request.session.items
-        if item.module is request.module and "stem" in getattr(item, "callspec", {}).params
-    } if hasattr(request.session, "items") else {p.stem for p in SOURCES}
+    selected = {  # only the notebooks whose tests were selected (-k, node ids)
+        item.callspec.params["stem"]
+        for item in getattr(request.session, "items", [])
+        if item.module is request.module
+        and "stem" in getattr(getattr(item, "callspec", None), "params", {})
+    } or {p.stem for p in SOURCES}
     workdir = tmp_path_factory.mktemp("student_edition")
     pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="student-nb")
     started = time.perf_counter()

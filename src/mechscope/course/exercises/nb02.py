@@ -1,0 +1,184 @@
+"""Exercises of notebook 02 (superposition): the toy model's forward pass, its
+importance-weighted loss, interference (overlap with the other features) and feature
+dimensionality.
+
+Elhage et al. (2022), "Toy Models of Superposition".
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from . import exercise
+
+NB = "02_superposition"
+
+
+def _weights(seed: int, shape=(3, 2, 5)) -> torch.Tensor:
+    return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
+
+
+def _pentagon() -> torch.Tensor:
+    """``[2, 2, 5]``: instance 0 a regular pentagon of unit vectors, instance 1 an antipodal
+    pair plus one feature with a dimension to itself and two dropped features."""
+    angles = torch.arange(5) * 2 * math.pi / 5
+    pentagon = torch.stack([angles.cos(), angles.sin()])
+    pair = torch.tensor([[1.0, -1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0, 0.0]])
+    return torch.stack([pentagon, pair])
+
+
+# ---- 02.toy_forward -----------------------------------------------------------------
+
+
+def _forward_cases():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.rand(8, 3, 5, generator=gen) * (torch.rand(8, 3, 5, generator=gen) < 0.3)
+    return {
+        "W [3, 2, 5], b [3, 5], x [8, 3, 5]": (
+            _weights(0), torch.randn(3, 5, generator=gen) * 0.3, x,
+        ),
+        "W [2, 4, 10], b [2, 10], x [16, 2, 10]": (
+            _weights(1, (2, 4, 10)), torch.randn(2, 10, generator=gen) * 0.3,
+            torch.rand(16, 2, 10, generator=gen),
+        ),
+    }
+
+
+@exercise(
+    "02.toy_forward",
+    notebook=NB,
+    title="The toy model's forward pass",
+    difficulty=2,
+    minutes=10,
+    cases=_forward_cases,
+    mistakes=[
+        ("forgot the ReLU on the output",
+         lambda W, b, x: torch.einsum("bim,imf->bif", torch.einsum("bif,imf->bim", x, W), W)
+         + b),
+        ("added the bias after the ReLU, not before",
+         lambda W, b, x: torch.relu(
+             torch.einsum("bim,imf->bif", torch.einsum("bif,imf->bim", x, W), W)) + b),
+        ("mixed the instances: one W for every instance (W[0])",
+         lambda W, b, x: torch.relu(x @ W[0].T @ W[0] + b)),
+    ],
+)
+def toy_forward(W: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``x' = ReLU(W^T W x + b)`` for every instance: ``W [instance, d_hidden, feature]``,
+    ``b [instance, feature]``, ``x [batch, instance, feature]`` -> ``[batch, instance,
+    feature]``."""
+    h = torch.einsum("bif,imf->bim", x, W)  # [batch, instance, d_hidden]
+    return torch.relu(torch.einsum("bim,imf->bif", h, W) + b)
+
+
+# ---- 02.importance_weighted_loss ----------------------------------------------------
+
+
+def _loss_cases():
+    gen = torch.Generator().manual_seed(4)
+    x = torch.rand(32, 3, 5, generator=gen) * (torch.rand(32, 3, 5, generator=gen) < 0.5)
+    return {
+        "x, x_hat [32, 3, 5], importance 0.9^i": (
+            x, torch.rand(32, 3, 5, generator=gen), 0.9 ** torch.arange(5.0),
+        ),
+        "x, x_hat [16, 2, 20], importance 0.7^i": (
+            torch.rand(16, 2, 20, generator=gen), torch.rand(16, 2, 20, generator=gen),
+            0.7 ** torch.arange(20.0),
+        ),
+    }
+
+
+@exercise(
+    "02.importance_weighted_loss",
+    notebook=NB,
+    title="The importance-weighted loss",
+    difficulty=1,
+    minutes=5,
+    cases=_loss_cases,
+    mistakes=[
+        ("forgot the importance weights", lambda x, xh, imp: ((x - xh) ** 2).mean((0, 2))),
+        ("summed over features instead of averaging",
+         lambda x, xh, imp: (imp * (x - xh) ** 2).sum(-1).mean(0)),
+        ("weighted the error before squaring it (importance^2 in effect)",
+         lambda x, xh, imp: ((imp * (x - xh)) ** 2).mean((0, 2))),
+    ],
+)
+def importance_weighted_loss(
+    x: torch.Tensor, x_hat: torch.Tensor, importance: torch.Tensor
+) -> torch.Tensor:
+    """``x``, ``x_hat [batch, instance, feature]``, ``importance [feature]`` -> ``[instance]``:
+    ``mean over batch and features of importance_i * (x_i - x_hat_i)^2``."""
+    return (importance * (x - x_hat) ** 2).mean(dim=(0, 2))
+
+
+# ---- 02.overlap_with_others and 02.dimensionality --------------------------------------
+
+
+def _geometry_cases():
+    return {
+        "random W [3, 2, 5]": (_weights(5),),
+        "a pentagon and an antipodal pair, W [2, 2, 5]": (_pentagon(),),
+        "random W [2, 5, 20]": (_weights(6, (2, 5, 20)),),
+    }
+
+
+def _unit(W: torch.Tensor) -> torch.Tensor:
+    return W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+def _overlaps(W: torch.Tensor) -> torch.Tensor:
+    """``[instance, i, j]`` = ``(Ŵ_i · W_j)^2``."""
+    return torch.einsum("imf,img->ifg", _unit(W), W) ** 2
+
+
+@exercise(
+    "02.overlap_with_others",
+    notebook=NB,
+    title="How much a feature overlaps with the others",
+    difficulty=2,
+    minutes=10,
+    cases=_geometry_cases,
+    mistakes=[
+        ("included j = i (that adds the feature's own norm^2)",
+         lambda W: _overlaps(W).sum(-1)),
+        ("did not normalise W_i (used (W_i · W_j)^2, not (Ŵ_i · W_j)^2)",
+         lambda W: (torch.einsum("imf,img->ifg", W, W) ** 2).sum(-1)
+         - W.norm(dim=1) ** 4),
+        ("forgot to square the dot products",
+         lambda W: torch.einsum("imf,img->ifg", _unit(W), W).sum(-1) - W.norm(dim=1)),
+    ],
+)
+def overlap_with_others(W: torch.Tensor) -> torch.Tensor:
+    """``W [instance, d_hidden, feature]`` -> ``[instance, feature]``:
+    ``sum_{j != i} (Ŵ_i · W_j)^2`` with ``Ŵ_i = W_i / ||W_i||`` (0 for a zero column)."""
+    unit = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    sq = torch.einsum("imf,img->ifg", unit, W) ** 2  # [instance, i, j]
+    return sq.sum(-1) - sq.diagonal(dim1=1, dim2=2)
+
+
+@exercise(
+    "02.dimensionality",
+    notebook=NB,
+    title="Feature dimensionality",
+    difficulty=2,
+    minutes=10,
+    cases=_geometry_cases,
+    mistakes=[
+        ("did not normalise W_i in the denominator (used (W_i · W_j)^2)",
+         lambda W: W.norm(dim=1) ** 2
+         / (torch.einsum("imf,img->ifg", W, W) ** 2).sum(-1).clamp_min(1e-8)),
+        ("left out j = i from the denominator",
+         lambda W: W.norm(dim=1) ** 2 / (_overlaps(W).sum(-1)
+                                         - _overlaps(W).diagonal(dim1=1, dim2=2))
+         .clamp_min(1e-8)),
+        ("normalised over the wrong index: (Ŵ_j · W_i)^2, summed over j",
+         lambda W: W.norm(dim=1) ** 2 / _overlaps(W).sum(-2).clamp_min(1e-8)),
+    ],
+)
+def dimensionality(W: torch.Tensor) -> torch.Tensor:
+    """``W [instance, d_hidden, feature]`` -> ``D [instance, feature]``,
+    ``D_i = ||W_i||^2 / sum_j (Ŵ_i · W_j)^2`` (Elhage et al. 2022); 0 for a zero column."""
+    unit = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
+    denom = (torch.einsum("imf,img->ifg", unit, W) ** 2).sum(-1)  # [instance, feature]
+    return W.norm(dim=1) ** 2 / denom.clamp_min(1e-8)
