@@ -53,8 +53,8 @@ def test_learned_real_code(lm):
     # Far better than the seeded init, and copying works: repeated identifiers are predicted
     # much better than first occurrences (induction on real identifiers).
     assert m["heldout_loss"] < ck["0"]["heldout_loss"] - 3
-    assert m["repeated_identifier_accuracy"] > m["first_identifier_accuracy"] + 0.2
-    assert m["closing_bracket_accuracy"] > 0.5
+    assert m["repeated_identifier_accuracy"] > m["first_identifier_accuracy"] + 0.15
+    assert m["closing_bracket_accuracy"] > 0.4
 
 
 def test_checkpoints_load_and_improve(lm):
