@@ -313,10 +313,37 @@ def train_tuned_lens(
     return lens.eval().requires_grad_(False)
 
 
-def compare_lenses(model, tokens, lens: TunedLens) -> dict[str, list[float]]:
+@dataclass(frozen=True)
+class LensComparisonResult:
+    """Mean ``KL(final || lens)`` per layer (nats) of the logit lens and a tuned lens.
+
+    labels: one per layer (``"0_pre"`` ... ``"final_post"``); logit, tuned: the two lenses' KL.
+    values: ``[lens, layer]`` with lens 0 = logit lens, 1 = tuned lens.
+    """
+
+    labels: list[str]
+    logit: list[float]
+    tuned: list[float]
+
+    @property
+    def values(self) -> torch.Tensor:
+        return torch.tensor([self.logit, self.tuned])
+
+    def plot(self, title: str = "KL to the final distribution (nats)"):
+        """Both lenses' KL by layer, as a plotly figure."""
+        import plotly.graph_objects as go  # lazy: plotly only when a plot is wanted
+
+        fig = go.Figure()
+        for name, ys in (("logit lens", self.logit), ("tuned lens", self.tuned)):
+            fig.add_trace(go.Scatter(x=self.labels, y=ys, mode="lines+markers", name=name))
+        fig.update_layout(title=title, xaxis_title="layer", yaxis_title="KL (nats)")
+        return fig
+
+
+def compare_lenses(model, tokens, lens: TunedLens) -> LensComparisonResult:
     """Mean ``KL(final || lens)`` per layer (nats) of the logit lens and the tuned lens on
-    ``tokens``: ``{"labels": [...], "logit": [...], "tuned": [...]}``. Use held-out tokens."""
+    ``tokens`` (a :class:`LensComparisonResult`). Use held-out tokens."""
     logit = logit_lens(model, tokens).mean_kl()
     tuned = tuned_lens(model, tokens, lens).mean_kl()
     labels = [f"{i}_pre" for i in range(model.cfg.n_layers)] + ["final_post"]
-    return {"labels": labels, "logit": logit.tolist(), "tuned": tuned.tolist()}
+    return LensComparisonResult(labels, logit.tolist(), tuned.tolist())

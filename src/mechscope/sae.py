@@ -34,6 +34,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from ._core import as_tokens
+from ._sae_results import CELossResult, SAEEvalResult
 from ._safetensors import check_safetensors, load_safetensors
 
 MAX_D_SAE = 2**24  # a sanity bound: 16M features is beyond any CPU, and catches unit mistakes
@@ -229,8 +230,9 @@ def load_zoo_sae(name: str, device: str = "cpu") -> SAE:
 
 
 @torch.no_grad()
-def evaluate(sae: SAE, acts: torch.Tensor, *, batch_size: int = 8192) -> dict[str, float]:
-    """Reconstruction and sparsity of ``sae`` on ``acts`` ``[..., d_in]``.
+def evaluate(sae: SAE, acts: torch.Tensor, *, batch_size: int = 8192) -> SAEEvalResult:
+    """Reconstruction and sparsity of ``sae`` on ``acts`` ``[..., d_in]``: a
+    :class:`SAEEvalResult` with
 
     - ``mse``: mean over inputs of ``||x - x̂||^2`` (summed over d_in, as SAELens reports it);
     - ``explained_variance``: ``1 - sum ||x - x̂||^2 / sum ||x - mean(x)||^2``;
@@ -254,12 +256,12 @@ def evaluate(sae: SAE, acts: torch.Tensor, *, batch_size: int = 8192) -> dict[st
         l0 += float(active.sum())
         fired |= active.any(0).cpu()
     n = len(x_all)
-    return {
-        "mse": sq_err / n,
-        "explained_variance": 1 - sq_err / max(total_var, 1e-12),
-        "l0": l0 / n,
-        "dead_fraction": float((~fired).float().mean()),
-    }
+    return SAEEvalResult(
+        mse=sq_err / n,
+        explained_variance=1 - sq_err / max(total_var, 1e-12),
+        l0=l0 / n,
+        dead_fraction=float((~fired).float().mean()),
+    )
 
 
 def max_cosine_similarity(learned: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
@@ -305,7 +307,7 @@ def ce_loss_recovered(
     *,
     loss_mask: torch.Tensor | None = None,
     batch_size: int = 128,
-) -> dict[str, float]:
+) -> CELossResult:
     """How much of the model's loss survives replacing ``hook`` by the SAE's reconstruction.
 
     Runs the model three ways over ``tokens`` ``[batch, pos]``: clean, with ``hook``
@@ -354,4 +356,4 @@ def ce_loss_recovered(
     out["ce_loss_score"] = (
         (out["ce_zero_ablated"] - out["ce_spliced"]) / gap if gap > 0 else float("nan")
     )
-    return out
+    return CELossResult(**out)

@@ -77,5 +77,5 @@ def test_sae_features_are_more_monosemantic_than_neurons(model, sae):
 
     with torch.no_grad():
         feats = sae.encode(acts)
-    assert evaluate(sae, acts)["explained_variance"] > 0.9
+    assert evaluate(sae, acts).explained_variance > 0.9
     assert purity(feats) > purity(acts) + 0.1

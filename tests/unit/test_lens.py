@@ -118,7 +118,7 @@ def test_logit_lens_on_wrapped_hf_gpt2_matches_hf_logits():
     # and a tuned lens trains on it (two translators, KL drops on the training tokens)
     lens = train_tuned_lens(model, toks, steps=40, lr=3e-2)
     kl = compare_lenses(model, toks, lens)
-    assert all(t < lo for t, lo in zip(kl["tuned"][:2], kl["logit"][:2], strict=True))
+    assert all(t < lo for t, lo in zip(kl.tuned[:2], kl.logit[:2], strict=True))
 
 
 def test_encoder_without_unembedding_is_refused_with_a_fix():
@@ -146,8 +146,8 @@ def test_untrained_tuned_lens_is_the_logit_lens(grammar, grammar_data):
 
 def test_tuned_lens_beats_logit_lens_on_held_out_data(grammar, grammar_data, trained):
     kl = compare_lenses(grammar, grammar_data[1], trained)
-    logit, tuned = kl["logit"], kl["tuned"]
-    assert kl["labels"] == ["0_pre", "1_pre", "final_post"]
+    logit, tuned = kl.logit, kl.tuned
+    assert kl.labels == ["0_pre", "1_pre", "final_post"]
     # measured (60 steps, seeds 0-2): logit [0.807, 0.030, 0], tuned [0.073, 0.0005, 0] (nats)
     assert logit[0] > 0.5 and tuned[0] < 0.2 * logit[0]
     assert tuned[1] < 0.1 * logit[1]

@@ -31,8 +31,8 @@ def test_topk_sae_recovers_known_features(synthetic, topk_sae):
     mmcs = max_cosine_similarity(topk_sae.W_dec, true)
     assert mmcs.mean() >= 0.95
     m = evaluate(topk_sae, acts)
-    assert m["l0"] == pytest.approx(4, abs=0.2)  # TopK: at most k, ~k on this data
-    assert m["explained_variance"] > 0.85
+    assert m.l0 == pytest.approx(4, abs=0.2)  # TopK: at most k, ~k on this data
+    assert m.explained_variance > 0.85
 
 
 def test_relu_l1_sae_recovers_known_features(synthetic):
@@ -41,7 +41,7 @@ def test_relu_l1_sae_recovers_known_features(synthetic):
     sae = train_sae(acts, cfg, steps=1000, lr=3e-3, l1_coefficient=0.3, progress=False)
     assert max_cosine_similarity(sae.W_dec, true).mean() >= 0.95
     m = evaluate(sae, acts)
-    assert 3 < m["l0"] < 10 and m["explained_variance"] > 0.8
+    assert 3 < m.l0 < 10 and m.explained_variance > 0.8
 
 
 def test_random_dictionary_does_not_recover_them(synthetic):
@@ -71,14 +71,14 @@ def test_metrics_of_a_perfect_and_a_useless_reconstruction():
         sae.b_dec.zero_()
     x = torch.rand(100, 4)
     m = evaluate(sae, x)
-    assert m["mse"] == pytest.approx(0, abs=1e-10) and m["explained_variance"] == pytest.approx(1)
-    assert m["dead_fraction"] == 0 and m["l0"] == pytest.approx(4)
+    assert m.mse == pytest.approx(0, abs=1e-10) and m.explained_variance == pytest.approx(1)
+    assert m.dead_fraction == 0 and m.l0 == pytest.approx(4)
     with torch.no_grad():
         sae.b_enc.fill_(-10)  # nothing fires: every feature dead
         sae.b_dec.copy_(x.mean(0))  # reconstruction = the mean
     m = evaluate(sae, x)
-    assert m["dead_fraction"] == 1 and m["l0"] == 0
-    assert m["explained_variance"] == pytest.approx(0, abs=1e-6)
+    assert m.dead_fraction == 1 and m.l0 == 0
+    assert m.explained_variance == pytest.approx(0, abs=1e-6)
 
 
 def test_save_load_roundtrip(tmp_path, topk_sae):
@@ -135,16 +135,16 @@ def test_ce_loss_score_brackets(trained_tiny, tokens):
         perfect.b_enc.zero_()
         perfect.b_dec.zero_()
     out = ce_loss_recovered(tiny, perfect, tokens)
-    assert out["ce_zero_ablated"] > out["ce_clean"] + 1e-3  # the site matters
-    assert out["ce_spliced"] == pytest.approx(out["ce_clean"], abs=1e-5)
-    assert out["ce_loss_score"] == pytest.approx(1.0, abs=1e-3)
+    assert out.ce_zero_ablated > out.ce_clean + 1e-3  # the site matters
+    assert out.ce_spliced == pytest.approx(out.ce_clean, abs=1e-5)
+    assert out.ce_loss_score == pytest.approx(1.0, abs=1e-3)
     # One that outputs zeros is exactly zero-ablation: score 0.
     dead = SAE(SAEConfig(d_in=32, d_sae=8, activation="relu", site=site))
     with torch.no_grad():
         dead.b_enc.fill_(-1e3)
         dead.b_dec.zero_()
     out = ce_loss_recovered(tiny, dead, tokens)
-    assert out["ce_loss_score"] == pytest.approx(0.0, abs=1e-4)
+    assert out.ce_loss_score == pytest.approx(0.0, abs=1e-4)
     assert [len(p._forward_hooks) for p in tiny.modules()] == hooks_before  # hooks removed
 
 

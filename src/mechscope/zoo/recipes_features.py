@@ -131,7 +131,7 @@ def sae_metrics(model: Transformer, sae, site: str, n: int = 512, seed: int = 12
     from ..sae import ce_loss_recovered, evaluate
 
     tokens, acts = sae_eval_data(model, site, n, seed)
-    out = evaluate(sae, acts) | ce_loss_recovered(model, sae, tokens, site)
+    out = evaluate(sae, acts).as_dict() | ce_loss_recovered(model, sae, tokens, site).as_dict()
     return {k: round(v, 4) for k, v in out.items()}
 
 
