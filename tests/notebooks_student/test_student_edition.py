@@ -114,7 +114,7 @@ def runs(request, tmp_path_factory):
     selected = {  # only the notebooks whose tests were selected (-k, node ids)
         item.callspec.params["stem"]
         for item in getattr(request.session, "items", [])
-        if item.module is request.module
+        if getattr(item, "module", None) is request.module  # nbval cells have no module
         and "stem" in getattr(getattr(item, "callspec", None), "params", {})
     } or {p.stem for p in SOURCES}
     workdir = tmp_path_factory.mktemp("student_edition")

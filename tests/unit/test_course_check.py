@@ -256,3 +256,14 @@ def test_a_hooked_model_case_and_a_leaked_hook_is_removed(capsys):
                    mistakes=[("ablated head 1 instead of head 0", wrong_head)])
     assert "This looks like: ablated head 1 instead of head 0." in result.message
     assert torch.equal(model(tokens), clean)
+
+
+def test_bool_outputs_are_compared_not_crashed():
+    def ref(x):
+        return x > 0
+
+    def wrong(x):
+        return x >= 0
+
+    result = check(wrong, ref, {"zeros and signs": (torch.tensor([-1.0, 0.0, 2.0]),)}, name="positive")
+    assert not result.passed and "index (1,)" in result.message and "expected False, got True" in result.message

@@ -86,7 +86,8 @@ def _tensor_difference(
     first = int(bad.flatten().nonzero()[0])
     index = tuple(int(i) for i in torch.unravel_index(torch.tensor(first), exp.shape))
     e, a = exp.flatten()[first].item(), act.flatten()[first].item()
-    diff = (exp - act).abs()[bad]
+    # bools cannot be subtracted: compare them as 0/1
+    diff = (exp.long() - act.long() if exp.dtype == torch.bool else exp - act).abs()[bad]
     finite = diff[torch.isfinite(diff)] if diff.is_floating_point() else diff
     err = float(finite.max()) if finite.numel() else math.inf
     n_bad, n = int(bad.sum()), exp.numel()
