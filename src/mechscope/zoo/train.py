@@ -196,7 +196,10 @@ RECIPES = {
     "stdlib-lm": _lazy("recipes_stdlib", "train_stdlib_lm"),
 }
 # SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
-SAE_RECIPES = {"grammar-2l-mlp0": train_grammar_2l_sae_mlp0}
+SAE_RECIPES = {
+    "grammar-2l-mlp0": train_grammar_2l_sae_mlp0,
+    "stdlib-lm-mlp1": _lazy("recipes_stdlib_sae", "train_stdlib_lm_sae"),  # issue 21
+}
 
 
 def save(model: Transformer, card: dict, out: Path, checkpoints: dict | None = None) -> None:
