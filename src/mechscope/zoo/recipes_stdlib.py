@@ -98,8 +98,16 @@ def _half_rounded(state: dict) -> dict:
     return {k: v.detach().to(torch.float16).float() for k, v in state.items()}
 
 
-def train_stdlib_lm(steps: int = 2000, seed: int = 0, corpus: StdlibCorpus | None = None):
-    """Train ``stdlib-lm``; returns ``(model, card, checkpoints)`` (weights rounded to float16)."""
+def train_stdlib_lm(
+    steps: int = 2000, seed: int = 0, corpus: StdlibCorpus | None = None, until: int | None = None
+):
+    """Train ``stdlib-lm``; returns ``(model, card, checkpoints)`` (weights rounded to float16).
+
+    until: stop after this many steps of the ``steps``-step schedule and return ``(model, None,
+    checkpoints)`` with the weights that step ``until`` would start from, rounded to float16
+    like a shipped checkpoint (``tools/check_stdlib_retrain.py`` re-checks checkpoint 150
+    this way without the full run).
+    """
     corpus = corpus if corpus is not None else load_corpus()
     tok = train_bpe((text for _, text in corpus.train), vocab_size=4096)
     train, heldout = token_stream(tok, corpus.train), token_stream(tok, corpus.heldout)
@@ -121,9 +129,11 @@ def train_stdlib_lm(steps: int = 2000, seed: int = 0, corpus: StdlibCorpus | Non
     # Linear warmup, then cosine decay to a tenth of the peak.
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt,
-        lambda s: (s + 1) / warmup
-        if s < warmup
-        else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup))),
+        lambda s: (
+            (s + 1) / warmup
+            if s < warmup
+            else 0.1 + 0.45 * (1 + math.cos(math.pi * (s - warmup) / max(1, steps - warmup)))
+        ),
     )
     gen = torch.Generator().manual_seed(seed + 1)
     save_at = {s for s in CHECKPOINT_STEPS if s < steps}
@@ -140,8 +150,11 @@ def train_stdlib_lm(steps: int = 2000, seed: int = 0, corpus: StdlibCorpus | Non
         return F.cross_entropy(logits[:, :-1].reshape(-1, cfg.d_vocab), tokens[:, 1:].reshape(-1))
 
     losses, wall = train_steps(
-        model, opt, steps, loss_at, "stdlib-lm", sched=sched, before_step=save_checkpoint
+        model, opt, until or steps, loss_at, "stdlib-lm", sched=sched, before_step=save_checkpoint
     )
+    if until is not None:
+        model.load_state_dict(_half_rounded(model.state_dict()))
+        return model, None, checkpoints
     model.load_state_dict(_half_rounded(model.state_dict()))  # measure what ships
     model.eval()
     eval_tokens = heldout_windows(heldout, cfg.n_ctx, data["heldout_windows"])

@@ -141,3 +141,45 @@ def top_heads(scores: torch.Tensor, k: int) -> list[tuple[int, int]]:
     largest first."""
     flat = scores.flatten().topk(k).indices
     return [(int(i) // scores.shape[1], int(i) % scores.shape[1]) for i in flat]
+
+
+def _pr_cases():
+    gen = torch.Generator().manual_seed(5)
+    fired = torch.rand(40, 6, generator=gen) < 0.3
+    fired[:, 5] = False  # a feature that never fires: its precision is 0, not NaN
+    mask = torch.rand(40, generator=gen) < 0.4
+    return {
+        "random firing [40, 6] (one feature never fires), random rule [40]": (fired, mask),
+        "a perfect detector, its complement and a constant": (
+            torch.stack([mask, ~mask, torch.ones(40, dtype=torch.bool)], 1), mask),
+    }
+
+
+def _pr(fired, mask):
+    f, y = fired.float(), mask.float()
+    tp = y @ f
+    return tp / f.sum(0).clamp(min=1), tp / y.sum().clamp(min=1)
+
+
+@exercise(
+    "14.precision_recall",
+    notebook=NB,
+    title="Precision and recall of every feature for a rule",
+    difficulty=1,
+    minutes=8,
+    cases=_pr_cases,
+    mistakes=[
+        ("precision and recall swapped (precision divides by how often the FEATURE fires)",
+         lambda fired, mask: _pr(fired, mask)[::-1]),
+        ("a feature that never fires gives NaN (0/0): clamp the denominator to at least 1",
+         lambda fired, mask: ((mask.float() @ fired.float()) / fired.float().sum(0),
+                              _pr(fired, mask)[1])),
+        ("every position counted as the feature firing (use the fired table, not all ones)",
+         lambda fired, mask: _pr(torch.ones_like(fired), mask)),
+    ],
+)
+def precision_recall(fired: torch.Tensor, mask: torch.Tensor) -> tuple:
+    """``fired [pos, feature]`` bool (feature active) and ``mask [pos]`` bool (the rule holds)
+    -> ``(precision [feature], recall [feature])`` floats: precision = P(rule | feature
+    fires), 0 for a feature that never fires; recall = P(feature fires | rule)."""
+    return _pr(fired, mask)
