@@ -63,6 +63,7 @@ from .path_patching import path_patch, path_patch_all
 from .probes import Probe, control_task, fit_probe, selectivity, sparse_probe
 from .protocols import HookedModel
 from .scrubbing import Claim, Hypothesis, ScrubResult, scrub
+from .splice import SplicedModel, splice
 from .steering import SteeringSweepResult, steer, steering_sweep, steering_vector
 from .world import InterventionResult
 
@@ -112,6 +113,8 @@ __all__ = [
     "path_patch_all",
     "saliency",
     "scrub",
+    "splice",
+    "SplicedModel",
     "selectivity",
     "sparse_probe",
     "steer",
