@@ -6,7 +6,7 @@ PY     := $(VENV)/bin/python
 TORCH  ?= torch==2.13.0
 CHROMIUM ?= /usr/bin/chromium
 
-.PHONY: lab test test-fast widgets widgets-check clean-venv course
+.PHONY: lab test test-fast widgets widgets-check clean-venv course site
 
 $(PY):
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 10), "mechscope needs Python >= 3.10, this is " + sys.version.split()[0]'
@@ -50,6 +50,10 @@ test-fast: $(VENV)/.dev
 # The student and instructor editions of notebooks/ (course/student, course/instructor).
 course: $(VENV)/.lab
 	$(PY) -m mechscope.course build
+
+# The course site (tutorials executed, widgets live, teaching guide), offline, into site/.
+site: $(VENV)/.dev
+	$(PY) -m mechscope.publish.site -o site
 
 widgets:
 	cd widgets && npm ci --no-audit --no-fund && npm run build

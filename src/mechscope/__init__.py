@@ -37,8 +37,11 @@ Tools
     zoo               the shipped models' weights, cards and training recipes
     widgets           anywidget views: attention, heatmap, logit lens, features, tokens
     plots             plotly figures for toy models and SAEs
+    utils, compat     TransformerLens 3 idioms: ``utils.get_act_name``, ``compat.HookedTransformer``
+                      (docs/from_transformerlens.md)
 """
 
+from . import compat, utils
 from ._load import load, zoo_models
 from .ablation import AblationResult, ablate, ablation_hooks, ablation_sweep
 from .acdc import ACDCResult, acdc
@@ -98,6 +101,7 @@ __all__ = [
     "activation_patch",
     "attribution_patch",
     "compare_to_exact",
+    "compat",
     "control_task",
     "das",
     "direct_logit_attribution",
@@ -122,6 +126,7 @@ __all__ = [
     "steering_vector",
     "train_tuned_lens",
     "tuned_lens",
+    "utils",
     "wrap",
     "zoo_models",
     "__version__",

@@ -11,7 +11,8 @@ norm is linear once its scale is fixed, so with the scale of the real final resi
 that is direct logit attribution. ``accumulated_resid`` with ``apply_ln`` is the logit
 lens (nostalgebraist 2020): each partial sum normalised as if it were the last.
 
-Shapes: a *stack* is ``[component, batch, pos, d_model]`` (``[component, pos, d_model]``
+TransformerLens' ``return_labels=True`` is accepted and changes nothing: the labels always
+come back. Shapes: a *stack* is ``[component, batch, pos, d_model]`` (``[component, pos, d_model]``
 for caches made with ``remove_batch_dim``); ``pos_slice`` (an int, a slice or a list of
 positions) indexes the ``pos`` axis, an int drops it. Every method returns
 ``(stack, labels)`` except ``apply_ln_to_stack`` and ``logit_attrs``.
@@ -99,6 +100,7 @@ class CacheAnalysis:
         incl_mid: bool = False,
         apply_ln: bool = False,
         pos_slice: PosSlice = None,
+        return_labels: bool = True,
     ) -> tuple[torch.Tensor, list[str]]:
         """The residual stream before each layer up to ``layer`` (None: all, plus the final).
 
@@ -107,6 +109,7 @@ class CacheAnalysis:
         goes through the final norm as if it were the final residual (its own scale): the
         logit lens. Needs ``blocks.{i}.hook_resid_pre`` (and ``_mid``, the last ``_post``).
         """
+        _labels_always(return_labels, "accumulated_resid")
         model = self._additive("accumulated_resid")
         top = self._n_layers(layer)
         n = model.cfg.n_layers
@@ -137,6 +140,7 @@ class CacheAnalysis:
         apply_ln: bool = False,
         pos_slice: PosSlice = None,
         incl_embeds: bool = True,
+        return_labels: bool = True,
     ) -> tuple[torch.Tensor, list[str]]:
         """The residual stream entering ``layer`` (None: the final one), split into the
         outputs that add up to it: ``embed``, ``pos_embed`` (learned positions only),
@@ -147,6 +151,7 @@ class CacheAnalysis:
         its normalised value, using the real residual's scale). Returns
         ``([component, batch, pos, d_model], labels)``.
         """
+        _labels_always(return_labels, "decompose_resid")
         if mode not in ("all", "attn", "mlp"):
             raise ValueError(f"mode={mode!r}; expected 'all', 'attn' or 'mlp'.")
         self._additive("decompose_resid")
@@ -173,13 +178,18 @@ class CacheAnalysis:
         return stack, labels
 
     def stack_head_results(
-        self, layer: int | None = None, pos_slice: PosSlice = None, apply_ln: bool = False
+        self,
+        layer: int | None = None,
+        pos_slice: PosSlice = None,
+        apply_ln: bool = False,
+        return_labels: bool = True,
     ) -> tuple[torch.Tensor, list[str]]:
         """Each head's write to the residual stream, ``z[l, h] @ W_O[l, h]``, for layers
         below ``layer`` (None: all). Returns ``([layer * head, batch, pos, d_model],
         ["L0H0", "L0H1", ...])``. Per layer, the heads plus ``model.attn_output_bias(l)``
         sum to ``hook_attn_out``. Needs ``blocks.{i}.attn.hook_z``.
         """
+        _labels_always(return_labels, "stack_head_results")
         model = self._model("stack_head_results")
         top = self._n_layers(layer)
         parts, labels = [], []
@@ -284,6 +294,15 @@ class CacheAnalysis:
         if norm is not None and norm["bias"] is not None:
             out = out + norm["bias"].detach() @ w_u
         return out
+
+
+def _labels_always(return_labels, what: str) -> None:
+    """TransformerLens' ``return_labels=True`` is accepted; the labels always come back."""
+    if return_labels is not True:
+        raise ValueError(
+            f"{what}(return_labels={return_labels!r}): mechscope always returns (stack, labels) "
+            f"(one return type per function); write `stack, _ = cache.{what}(...)`."
+        )
 
 
 def _norm_scale(x: torch.Tensor, kind: str, eps: float) -> torch.Tensor:

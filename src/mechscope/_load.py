@@ -68,7 +68,14 @@ def _hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def load(name: str, device: str = "cpu", **hf_kwargs):
+def load(
+    name: str,
+    device: str = "cpu",
+    *,
+    backend: str = "torch",
+    remote: bool | str = False,
+    **hf_kwargs,
+):
     """Load a model by name, offline where possible.
 
     >>> model = mechscope.load("induction-2l")  # zoo: shipped with the package
@@ -78,7 +85,21 @@ def load(name: str, device: str = "cpu", **hf_kwargs):
 
     ``hf_kwargs`` go to ``from_pretrained`` (e.g. ``dtype=torch.float16``, ``revision=``).
     Hugging Face models come back wrapped (:func:`mechscope.wrap`) and in eval mode.
+
+    backend: ``"torch"`` (run in this process by torch hooks) or ``"nnsight"`` (every run is
+    an nnsight trace; ``name`` may also be an ``nnsight.LanguageModel``); remote: with
+    ``"nnsight"``, run on NDIF (True) or nnsight's local dry run of that path (``"local"``);
+    see :mod:`mechscope.models.nnsight`.
     """
+    if backend == "nnsight":
+        from .models.nnsight import load_nnsight
+
+        return load_nnsight(name, device, remote=remote, **hf_kwargs)
+    if backend != "torch" or remote:
+        raise ValueError(
+            f"load(backend={backend!r}, remote={remote!r}): backend is 'torch' (the default) "
+            f"or 'nnsight', and remote=True needs backend='nnsight'."
+        )
     if not isinstance(name, (str, os.PathLike)):
         raise TypeError(f"load() takes a model name (str), got {type(name).__name__}.")
     name = os.fspath(name)

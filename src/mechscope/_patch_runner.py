@@ -174,11 +174,19 @@ def group_by_start(
 CPU_ROWS_PER_PASS = int(os.environ.get("MECHSCOPE_CPU_ROWS_PER_PASS", 512))
 
 
+def pass_device(model, device):
+    """Where ``model``'s forward passes compute: ``device`` (where its logits land), or None
+    when they run on another machine. A model says so with a truthy ``request_memory_mb``
+    attribute (the activation memory of one pass there, in MB; a remote nnsight model sets
+    it): its logits land on this CPU, but the CPU's rows-per-pass cap does not apply."""
+    return None if getattr(model, "request_memory_mb", None) else device
+
+
 def fill(items: list[tuple[int, list[int]]], per_chunk: int, rows_per_copy: int, device):
     """Consecutive ``(layer, patch indices)`` items, packed into passes of <= per_chunk copies
-    (on a CPU also about CPU_ROWS_PER_PASS rows)."""
+    (on a CPU also about CPU_ROWS_PER_PASS rows; device None: passes run elsewhere)."""
     cap = per_chunk
-    if torch.device(device).type == "cpu":
+    if device is not None and torch.device(device).type == "cpu":
         cap = min(per_chunk, max(1, CPU_ROWS_PER_PASS // max(1, rows_per_copy)))
     part, size = [], 0
     for layer, idx in items:

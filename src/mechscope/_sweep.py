@@ -8,7 +8,14 @@ from dataclasses import dataclass
 import torch
 
 from ._core import copies_per_chunk, metric_values, str_tokens_of
-from ._patch_runner import entries_for, fill, group_by_start, read_positions, start_position
+from ._patch_runner import (
+    entries_for,
+    fill,
+    group_by_start,
+    pass_device,
+    read_positions,
+    start_position,
+)
 from ._patching_sites import SITES, hook_name, patch_grid, patch_hook, patches_that_change
 
 
@@ -85,7 +92,10 @@ def sweep(model, site, target, sources, metric, first, target_v, batch_size, mem
 
     patches = patch_grid(site, n_pos, n_heads)
     starts = [start_position(site, p, first, n_pos, target.causal) for p in patches]
+    if memory_mb is None:  # a model whose passes run elsewhere gives its own budget
+        memory_mb = getattr(model, "request_memory_mb", None)
     per_chunk = copies_per_chunk(model, batch, n_pos, batch_size, memory_mb)
+    device = pass_device(model, target.logits.device)
     values = torch.full((n_layers, len(patches)), target_v)
     by_start: dict[int, list[tuple[int, list[int]]]] = {}
     for layer in range(n_layers):
@@ -110,16 +120,20 @@ def sweep(model, site, target, sources, metric, first, target_v, batch_size, mem
                 c += 1
 
     for start, items in sorted(by_start.items()):
-        if not target.causal:  # full forward passes, one layer's copies at a time
-            for layer, idx in items:
-                chunk = [patches[i] for i in idx]
-                src = source_cache[site_names[layer]]
-                with model.hooks([(site_names[layer], patch_hook(site, chunk, src))]):
-                    record(target.run_full(len(idx), keep), [(layer, idx)])
+        if not target.causal:  # full forward passes; copies of several layers share one
+            for part in fill(items, per_chunk, batch * n_pos, device):
+                hooks, n = [], 0
+                for layer, idx in part:  # each hook writes its own rows (copies n..)
+                    src = source_cache[site_names[layer]]
+                    chunk = [patches[i] for i in idx]
+                    hooks.append((site_names[layer], patch_hook(site, chunk, src, offset=n)))
+                    n += len(idx)
+                with model.hooks(hooks):
+                    record(target.run_full(n, keep), part)
             continue
         # Causal: the copies of every layer share one pass, each entering at its block.
         rows = batch * (n_pos - start)
-        for part in fill(items, per_chunk, rows, target.logits.device):
+        for part in fill(items, per_chunk, rows, device):
             entries, hooks, order = entries_for(
                 site, part, patches, start, source_cache, target, site_names
             )

@@ -3,7 +3,9 @@
 ``logits, cache = model.run_with_cache(tokens, names=...)`` keeps only the
 activations that were asked for. Index by full hook name
 (``cache["blocks.1.attn.hook_pattern"]``) or by the TransformerLens-style
-shorthand ``cache["pattern", 1]`` (= ``blocks.1.attn.hook_pattern``).
+shorthand ``cache["pattern", 1]`` (= ``blocks.1.attn.hook_pattern``; every key
+TransformerLens' cache takes: ``cache["q", 0, "attn"]``, ``cache["embed"]``,
+``cache["resid_post", -1]``; see :func:`mechscope.utils.get_act_name`).
 
 The analysis methods (:mod:`mechscope._cache_analysis`) work for every model kind:
 ``accumulated_resid`` (logit lens), ``decompose_resid``, ``stack_head_results``,
@@ -13,42 +15,46 @@ The analysis methods (:mod:`mechscope._cache_analysis`) work for every model kin
 from __future__ import annotations
 
 import numbers
+import re
 from collections.abc import Iterator, Mapping
 
 import torch
 
 from ._cache_analysis import CacheAnalysis
 from .hooks import NameFilter, model_lock, resolve_names, unknown_name_error
+from .utils import ACT_NAMES, get_act_name
 
-# Short names for ``cache[short, layer]``: the module path under ``blocks.{layer}``.
-_SHORT = {
-    "resid_pre": "hook_resid_pre",
-    "resid_mid": "hook_resid_mid",
-    "resid_post": "hook_resid_post",
-    "attn_out": "hook_attn_out",
-    "mlp_out": "hook_mlp_out",
-    "q": "attn.hook_q",
-    "k": "attn.hook_k",
-    "v": "attn.hook_v",
-    "z": "attn.hook_z",
-    "attn_scores": "attn.hook_attn_scores",
-    "scores": "attn.hook_attn_scores",
-    "pattern": "attn.hook_pattern",
-    "pre": "mlp.hook_pre",
-    "post": "mlp.hook_post",
-}
+# mechscope's own spelling, kept beside TransformerLens' ("attn_scores").
+_EXTRA = {"scores": "attn_scores"}
 
 
-def full_name(key: str | tuple[str, int]) -> str:
-    """``("pattern", 1)`` -> ``"blocks.1.attn.hook_pattern"``; a full name passes through."""
-    if isinstance(key, tuple):
-        short, layer = key
+def full_name(key: str | tuple, n_layers: int | None = None) -> str:
+    """A cache key -> the full hook name, as TransformerLens' ``ActivationCache`` reads it.
+
+    ``("pattern", 1)`` -> ``"blocks.1.attn.hook_pattern"``; ``("q", 0, "attn")``,
+    ``("normalized", 0, "ln1")``; ``"embed"`` -> ``"hook_embed"``; ``"k6"``; a negative layer
+    counts from the end (needs ``n_layers``). A full name passes through unchanged.
+    """
+    if isinstance(key, str):
+        if "." in key or key.startswith("hook_"):
+            return key
+        key = (key,)
+    if not isinstance(key, tuple) or not 1 <= len(key) <= 3 or not isinstance(key[0], str):
+        raise TypeError(
+            f"cache[{key!r}]: index with a hook name, or (short name, layer[, layer type]) "
+            f"like cache['pattern', 0]."
+        )
+    short, layer, layer_type = (*key, None, None)[:3]
+    if layer is not None:
         if isinstance(layer, bool) or not isinstance(layer, (numbers.Integral, torch.Tensor)):
             raise TypeError(f"cache[{short!r}, layer]: layer must be an int, got {layer!r}.")
-        if short not in _SHORT:
-            raise unknown_name_error(short, _SHORT, what="cache shorthand")
-        return f"blocks.{int(layer)}.{_SHORT[short]}"
-    return key
+        layer = int(layer)
+        if layer < 0 and n_layers is not None:
+            layer += n_layers
+    base = re.sub(r"\d.*$", "", short)
+    if _EXTRA.get(base, base) not in ACT_NAMES:
+        raise unknown_name_error(short, sorted({*ACT_NAMES, *_EXTRA}), what="cache shorthand")
+    return get_act_name(_EXTRA.get(short, short), layer, layer_type)
 
 
 class ActivationCache(CacheAnalysis, Mapping):
@@ -65,8 +71,9 @@ class ActivationCache(CacheAnalysis, Mapping):
         self.model = model
         self.has_batch_dim = has_batch_dim
 
-    def __getitem__(self, key: str | tuple[str, int]) -> torch.Tensor:
-        name = full_name(key)
+    def __getitem__(self, key: str | tuple) -> torch.Tensor:
+        n_layers = getattr(getattr(self.model, "cfg", None), "n_layers", None)
+        name = full_name(key, n_layers)
         if name not in self._store:
             if self.model is not None and name in set(self.model.hook_names()):
                 raise KeyError(
@@ -147,6 +154,8 @@ def cached_run(
                 raise ValueError(f"remove_batch_dim=True needs batch size 1, got {act.shape[0]}.")
             act = act[0]
         store[hook.name] = act.to(device=device or act.device, dtype=dtype or act.dtype)
+
+    save.mechscope_read_only = True  # a remote model calls it here, on values brought back
 
     wanted = resolve_names(names, model.hook_names(), what="names")
     with (

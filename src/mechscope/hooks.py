@@ -10,6 +10,12 @@ A hook function has the signature ``fn(activation, hook) -> Tensor | None``.
 ``hook`` is the :class:`HookPoint` (``hook.name`` is its name). Returning a tensor
 replaces the activation (it must keep the shape and dtype); returning ``None`` leaves it.
 
+A hook that only reads (stores the activation somewhere, always returns ``None``) may say so
+with the attribute ``fn.mechscope_read_only = True`` (``run_with_cache``'s hooks do). A
+backend whose forward pass runs elsewhere (a remote nnsight model: NDIF's server) then brings
+the activation back and calls ``fn`` here after the pass, in forward order, so what it stores
+lands on this machine; every hook without the mark runs where the model runs.
+
 One model, one run at a time: :func:`model_lock` gives each model a re-entrant lock that
 its ``hooks(...)`` contexts and forward passes hold, so two threads sharing a model never
 see each other's hooks (one thread's cache never holds the other's activations).
@@ -42,6 +48,44 @@ class HookPoint(nn.Module):
 
     def extra_repr(self) -> str:
         return repr(self.name)
+
+    # ---- TransformerLens' HookPoint methods (hooks that stay until removed) ----------
+
+    def layer(self) -> int:
+        """The block index in the name: ``blocks.3.attn.hook_z`` -> 3 (TransformerLens')."""
+        parts = self.name.split(".")
+        if len(parts) < 2 or parts[0] != "blocks" or not parts[1].isdigit():
+            raise ValueError(f"Hook point {self.name!r} is not inside a block; it has no layer.")
+        return int(parts[1])
+
+    def add_hook(self, hook: HookFn, dir: str = "fwd", is_permanent: bool = False):
+        """Install ``hook(activation_or_grad, hook_point)`` until :meth:`remove_hooks`.
+
+        dir: ``"fwd"`` (the activation; a returned tensor replaces it) or ``"bwd"`` (the
+        gradient of the loss with respect to the activation, during ``backward()``; a
+        returned tensor replaces it). Prefer ``model.hooks([...])``, which removes its
+        hooks by itself; this is TransformerLens' ``add_hook`` for course code that calls it.
+        """
+        if dir not in ("fwd", "bwd"):
+            raise ValueError(f"dir={dir!r}; expected 'fwd' or 'bwd'.")
+        if not callable(hook):
+            raise TypeError(f"add_hook: hook is {type(hook).__name__}, expected fn(act, hook).")
+        fn = _wrap(hook, self) if dir == "fwd" else _grad_hook(hook, self)
+        handle = self.register_forward_hook(fn)
+        self.__dict__.setdefault("_kept", []).append((handle, dir, is_permanent))
+        return handle
+
+    def remove_hooks(self, dir: str = "both", including_permanent: bool = False) -> None:
+        """Remove the hooks :meth:`add_hook` installed (``dir``: "fwd", "bwd" or "both")."""
+        if dir not in ("fwd", "bwd", "both"):
+            raise ValueError(f"dir={dir!r}; expected 'fwd', 'bwd' or 'both'.")
+        keep = []
+        for handle, d, permanent in self.__dict__.get("_kept", []):
+            if dir in (d, "both") and (including_permanent or not permanent):
+                handle.remove()
+            else:
+                keep.append((handle, d, permanent))
+        self.__dict__["_kept"] = keep
 
 
 def name_hook_points(model: nn.Module) -> dict[str, HookPoint]:
@@ -142,7 +186,32 @@ def _wrap(fn: HookFn, point: HookPoint):
             )
         return result
 
+    forward_hook.mechscope_read_only = getattr(fn, "mechscope_read_only", False) is True
     return forward_hook
+
+
+def _grad_hook(fn: HookFn, point: HookPoint):
+    """A forward hook that asks autograd to call ``fn(grad, point)`` on this activation's
+    gradient (a returned tensor replaces the gradient). It lives on the run's own tensors,
+    so it fires in a backward pass through that run only, and never in a later run."""
+
+    def forward_hook(module, inputs, output):
+        if isinstance(output, torch.Tensor) and output.requires_grad:
+            output.register_hook(lambda grad: fn(grad, point))
+
+    return forward_hook
+
+
+def backward_as_forward(bwd_hooks) -> list:
+    """``[(name or predicate, fn(grad, hook))]`` -> forward hooks for :func:`installed_hooks`
+    that register ``fn`` on the gradient of each activation (see :func:`_grad_hook`)."""
+    out = []
+    for entry in bwd_hooks:
+        if not (isinstance(entry, (tuple, list)) and len(entry) == 2 and callable(entry[1])):
+            raise TypeError(f"bwd_hooks entries are (name or predicate, fn) pairs, got {entry!r}.")
+        name, fn = entry
+        out.append((name, lambda act, hook, fn=fn: _grad_hook(fn, hook)(None, None, act)))
+    return out
 
 
 @contextlib.contextmanager

@@ -92,8 +92,10 @@ class ReadableBlocks(Protocol):
     ln_final (with ``w``, ``b``, ``eps``; absent without final LayerNorm); ``blocks[l]`` with
     ``attn.W_Q / W_K / W_V`` ``[head, d_model, d_head]``, ``attn.W_O`` ``[head, d_head,
     d_model]``, biases ``b_Q / b_K / b_V / b_O``, ``attn.scale``, ``ln1`` / ``ln2`` and
-    ``mlp`` (``W_in``, ``b_in``, ``act``, ``W_out``, ``b_out``). Causal scrubbing
-    (``mechscope.scrubbing.scrub``) needs it.
+    ``mlp`` (``W_in``, ``b_in``, ``act``, ``W_out``, ``b_out``); forward_from(layer, resid)
+    -> logits, the rest of the forward pass from block ``layer``'s input. Causal scrubbing
+    (``mechscope.scrubbing.scrub``) needs it. (A wrapped HF model has TransformerLens'
+    ``W_E`` etc. as copies, but not these blocks: it lacks ``forward_from``.)
     """
 
     W_E: Any
@@ -101,6 +103,8 @@ class ReadableBlocks(Protocol):
     W_U: Any
     b_U: Any
     blocks: Any
+
+    def forward_from(self, layer: int, resid: torch.Tensor, past=None): ...
 
 
 @runtime_checkable

@@ -35,8 +35,11 @@ from torch import nn
 from mechscope.cache import cached_run
 from mechscope.hooks import HookPoint, installed_hooks, model_lock, resolve_names
 from mechscope.sae import SAE
+from mechscope.transcoder import Transcoder
 
 __all__ = ["SPLICE_POINTS", "SplicedModel", "splice"]
+
+_KINDS = (SAE, Transcoder)
 
 # The hook points a spliced SAE adds after its hook, in forward order.
 SPLICE_POINTS = (
@@ -49,30 +52,36 @@ SPLICE_POINTS = (
 
 
 class _Splice(nn.Module):
-    """One SAE at one hook, with its five hook points (see the module docstring)."""
+    """One SAE or transcoder at one hook, with its five hook points (see the module docstring).
 
-    def __init__(self, sae: SAE):
+    ``forward(x_in, y)``: ``x_in`` is what it reads, ``y`` the activation it replaces (the
+    same tensor for an SAE; the MLP's input and output for a transcoder).
+    """
+
+    def __init__(self, sae):
         super().__init__()
         self.sae = sae
         for name in SPLICE_POINTS:
             setattr(self, name, HookPoint())
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.hook_sae_input(x)
-        acts0 = self.sae.encode(x)
+    def forward(self, x_in: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        same = x_in is y
+        x_in = self.hook_sae_input(x_in)
+        if same:
+            y = x_in
+        acts0 = self.sae.encode(x_in)
         recons0 = self.sae.decode(acts0)
-        # The error is its own node, a function of x only: with autograd on it gets its own
-        # encode / decode, so the gradient reaching the features is only the decoder's.
-        needs_own = torch.is_grad_enabled()
-        error0 = x - (self.sae.decode(self.sae.encode(x)) if needs_own else recons0)
+        # The error is its own node, a function of the activations only: with autograd on it
+        # gets its own encode / decode, so the gradient reaching the features is only the
+        # decoder's, and d output / d input is the original model's.
+        own = torch.is_grad_enabled()
+        error0 = y - (self.sae.decode(self.sae.encode(x_in)) if own else recons0).to(y.dtype)
         error = self.hook_sae_error(error0)
         acts = self.hook_sae_acts(acts0)
         recons = self.hook_sae_recons(recons0 if acts is acts0 else self.sae.decode(acts))
-        # Exactly x when nothing was changed (both differences are exact zeros), and the
-        # gradient of recons + error: d/dx = J + (1 - J) through recons and error, d/dacts
-        # through the decoder only.
+        # Exactly y when nothing was changed: both differences are then exact zeros.
         return self.hook_sae_output(
-            x.detach() + (recons - recons0.detach()) + (error - error0.detach())
+            y.detach() + (recons - recons0.detach()).to(y.dtype) + (error - error0.detach())
         )
 
 
@@ -122,10 +131,25 @@ class SplicedModel(nn.Module):
         return list(self._names)
 
     def forward(self, tokens, **kwargs) -> torch.Tensor:
-        def rewrite(act, hook):
-            return self._hooks_at[hook.name](act)
+        inputs: dict[str, torch.Tensor] = {}  # a transcoder's input, read earlier in the pass
 
-        with self.base.hooks([(h, rewrite) for h in self._hooks_at]):
+        def rewrite(act, hook):
+            splice_ = self._hooks_at[hook.name]
+            read = getattr(splice_.sae.cfg, "input_site", None)
+            return splice_(act if read is None else inputs.pop(hook.name), act)
+
+        def keep_input(out_hook):
+            def keep(act, hook):
+                inputs[out_hook] = act
+
+            return keep
+
+        reads = [
+            (m.sae.cfg.input_site, keep_input(h))
+            for h, m in self._hooks_at.items()
+            if getattr(m.sae.cfg, "input_site", None) is not None
+        ]
+        with self.base.hooks(reads + [(h, rewrite) for h in self._hooks_at]):
             return self.base(tokens, **kwargs)
 
     @contextlib.contextmanager
@@ -164,42 +188,53 @@ def _key(hook: str) -> str:
 
 
 def splice(model, sae) -> SplicedModel:
-    """Splice SAEs into ``model`` so their features and error terms are hook points.
+    """Splice SAEs or transcoders into ``model`` so their features and errors are hook points.
 
     Args:
         model: any HookedModel (mechscope's ``Transformer``, ``mechscope.wrap(...)``, ...).
-        sae: an :class:`~mechscope.sae.SAE` whose ``cfg.site`` names the hook it reads, or a
-            mapping ``{hook: SAE}`` (several SAEs at once).
+        sae: an :class:`~mechscope.sae.SAE` whose ``cfg.site`` names the hook it reads, a
+            :class:`~mechscope.transcoder.Transcoder` (reads ``cfg.input_site``, replaces
+            ``cfg.site``), a list of them, or a mapping ``{hook: SAE or Transcoder}``.
 
     Returns:
         A :class:`SplicedModel` with the new hook points ``{hook}.hook_sae_input / _acts /
         _recons / _error / _output``; its logits equal ``model``'s exactly until a hook
         changes a feature or the error term.
     """
-    if isinstance(sae, SAE):
-        if not sae.cfg.site:
-            raise ValueError(
-                "sae: this SAE does not say which hook it reads (sae.cfg.site is None). "
-                "Pass a mapping instead: splice(model, {'blocks.0.hook_resid_post': sae})."
-            )
-        saes = {sae.cfg.site: sae}
-    elif isinstance(sae, Mapping):
+    if isinstance(sae, _KINDS):
+        sae = [sae]
+    if isinstance(sae, Mapping):
         saes = dict(sae)
+    elif isinstance(sae, (list, tuple)):
+        saes = {}
+        for s in sae:
+            if not isinstance(s, _KINDS):
+                raise TypeError(f"sae: {type(s).__name__} in the list, expected SAEs/transcoders.")
+            if not s.cfg.site:
+                raise ValueError(
+                    "sae: this SAE does not say which hook it reads (sae.cfg.site is None). "
+                    "Pass a mapping instead: splice(model, {'blocks.0.hook_resid_post': sae})."
+                )
+            if s.cfg.site in saes:
+                raise ValueError(f"sae: two SAEs/transcoders replace {s.cfg.site!r}.")
+            saes[s.cfg.site] = s
     else:
         raise TypeError(
-            f"sae must be a mechscope SAE or a mapping {{hook: SAE}}, got {type(sae).__name__}."
+            f"sae must be a mechscope SAE or Transcoder, a list of them, or a mapping "
+            f"{{hook: SAE}}, got {type(sae).__name__}."
         )
-    valid = list(model.hook_names())
-    widths = _hook_widths(model, list(saes))
+    reads = {h: getattr(s.cfg, "input_site", None) for h, s in saes.items()}
+    widths = _hook_widths(model, sorted({*saes, *(r for r in reads.values() if r)}))
     for hook, s in saes.items():
-        if not isinstance(s, SAE):
+        if not isinstance(s, _KINDS):
             raise TypeError(f"sae[{hook!r}] is {type(s).__name__}, expected a mechscope SAE.")
-        resolve_names(hook, valid, what="sae")  # unknown hook: KeyError with close names
-        if widths[hook] != s.cfg.d_in:
+        read = reads[hook] or hook
+        want_out = getattr(s.cfg, "d_out", s.cfg.d_in)
+        if widths[read] != s.cfg.d_in or widths[hook] != want_out:
             raise ValueError(
-                f"sae: the SAE for {hook!r} reads d_in={s.cfg.d_in} features, but that hook's "
-                f"activations have width {widths[hook]}. Splice it at a hook of width "
-                f"{s.cfg.d_in}, or use an SAE trained on {hook!r}."
+                f"sae: the one for {hook!r} reads d_in={s.cfg.d_in} from {read!r} (width "
+                f"{widths[read]}) and writes {want_out} to {hook!r} (width {widths[hook]}). "
+                f"Splice it where the widths match, or use one trained on {hook!r}."
             )
     return SplicedModel(model, saes)
 
@@ -208,7 +243,7 @@ def _hook_widths(model, hooks: list[str]) -> dict[str, int]:
     """Last-dimension width of each hook's activation, from one forward on two tokens."""
     valid = list(model.hook_names())
     for h in hooks:
-        resolve_names(h, valid, what="sae")
+        resolve_names(h, valid, what="sae")  # unknown hook: KeyError with close names
     probe = torch.full((1, 2), model.cfg.d_vocab - 1)  # any ids but the pad id (often 0)
     _, cache = cached_run(model, probe, hooks)
     return {h: int(cache[h].shape[-1]) for h in hooks}

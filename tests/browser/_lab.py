@@ -1,7 +1,8 @@
 """A real, isolated JupyterLab server for the browser test tier.
 
-`LabServer` starts ``python -m jupyter lab`` (the interpreter running the
-tests, so the kernel and the lab extensions are the venv's) on 127.0.0.1 with
+`LabServer` starts ``python -m jupyter lab`` (or ``jupyter notebook``, Notebook 7, with
+``app="notebook"``; the interpreter running the tests, so the kernel and the lab
+extensions are the venv's) on 127.0.0.1 with
 a random token, a port chosen by the OS, and every *writable* Jupyter location
 (config, runtime, user data, IPython dir, lab settings, lab workspaces) inside
 one temporary directory. The read-only system data path (``sys.prefix``'s
@@ -29,6 +30,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+from urllib.parse import quote
 
 LOOPBACK = "127.0.0.1"
 
@@ -49,6 +51,20 @@ USER_SETTINGS: dict[str, dict] = {
 }
 
 
+# Per app: the flags that switch off its network features and expose window.jupyterapp.
+APPS: dict[str, list[str]] = {
+    "lab": [
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+        "--LabApp.extension_manager=readonly",
+        "--LabApp.expose_app_in_browser=True",  # window.jupyterapp for the tests
+        "--LabApp.collaborative=False",
+    ],
+    # Notebook 7 has no news feed, update check or extension manager to switch off.
+    "notebook": ["--JupyterNotebookApp.expose_app_in_browser=True"],
+}
+
+
 class LabServerError(RuntimeError):
     pass
 
@@ -63,7 +79,14 @@ class LabServer:
         extra_env: dict[str, str] | None = None,
         pythonpath: list[Path] | None = None,
         startup_timeout: float = 60.0,
+        app: str = "lab",
+        user_settings: dict[str, dict] | None = None,
     ) -> None:
+        if app not in APPS:
+            raise ValueError(f"app={app!r}; expected one of {sorted(APPS)}")
+        self.app = app  # "lab" (JupyterLab) or "notebook" (Notebook 7)
+        # lab user settings on top of USER_SETTINGS, e.g. a theme
+        self.user_settings = {**USER_SETTINGS, **(user_settings or {})}
         self.root_dir = Path(root_dir)
         self.work_dir = Path(work_dir)
         self.python = python
@@ -73,7 +96,7 @@ class LabServer:
         self.token = secrets.token_hex(24)
         self.port: int | None = None
         self.proc: subprocess.Popen | None = None
-        self.log_path = self.work_dir / "jupyter-lab.log"
+        self.log_path = self.work_dir / f"jupyter-{app}.log"
         self._log_file = None
         d = self.work_dir
         self.dirs = {
@@ -140,7 +163,7 @@ class LabServer:
         for p in self.dirs.values():
             p.mkdir(parents=True, exist_ok=True)
         settings = self.dirs["JUPYTERLAB_SETTINGS_DIR"]
-        for name, values in USER_SETTINGS.items():
+        for name, values in self.user_settings.items():
             f = settings / f"{name}.jupyterlab-settings"
             f.parent.mkdir(parents=True, exist_ok=True)
             f.write_text(json.dumps(values, indent=2))
@@ -150,12 +173,20 @@ class LabServer:
             json.dumps({"ServerApp": {"jpserver_extensions": {"jupyter_lsp": False}}}, indent=2)
         )
 
+    def notebook_url(self, name: str) -> str:
+        """URL (with token) that opens notebook ``name`` (relative to the root) in this app."""
+        # `reset` drops any saved lab workspace layout; the workspace dir is fresh anyway.
+        if self.app == "notebook":
+            return self.url(f"/notebooks/{quote(name)}")
+        return self.url(f"/lab/tree/{quote(name)}", reset="")
+
     def command(self) -> list[str]:
+        app_flags = APPS[self.app]
         return [
             self.python,
             "-m",
             "jupyter",
-            "lab",
+            self.app,
             "--no-browser",
             "--ServerApp.open_browser=False",
             f"--ServerApp.ip={LOOPBACK}",
@@ -168,11 +199,7 @@ class LabServer:
             "--ServerApp.terminals_enabled=False",
             "--ServerApp.shutdown_no_activity_timeout=900",  # belt and braces: dies if orphaned
             "--MappingKernelManager.cull_idle_timeout=0",
-            "--LabApp.news_url=None",
-            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
-            "--LabApp.extension_manager=readonly",
-            "--LabApp.expose_app_in_browser=True",  # window.jupyterapp for the tests
-            "--LabApp.collaborative=False",
+            *app_flags,
         ] + (
             ["--ServerApp.allow_root=True"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
         )
@@ -207,7 +234,8 @@ class LabServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise LabServerError(
-                    f"jupyter lab exited early with code {self.proc.returncode}\n" + self.log_tail()
+                    f"jupyter {self.app} exited early with code {self.proc.returncode}\n"
+                    + self.log_tail()
                 )
             if self.port is None and info_file.exists():
                 try:
@@ -228,7 +256,7 @@ class LabServer:
                     last_err = e
             time.sleep(0.2)
         raise LabServerError(
-            f"jupyter lab was not ready after {self.startup_timeout:.0f}s "
+            f"jupyter {self.app} was not ready after {self.startup_timeout:.0f}s "
             f"(last error: {last_err!r})\n" + self.log_tail()
         )
 

@@ -31,7 +31,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -432,8 +432,7 @@ class LabPage:
 
     # --------------------------------------------------------------- actions
     def open_notebook(self, name: str, timeout: float = 60) -> dict:
-        # `reset` drops any saved workspace layout; the workspace dir is fresh anyway.
-        url = self.server.url(f"/lab/tree/{quote(name)}", reset="")
+        url = self.server.notebook_url(name)
         self.page.goto(url, wait_until="domcontentloaded", timeout=timeout * 1000)
         self.wait_until(
             "the JupyterLab application (window.jupyterapp) to start",
@@ -547,28 +546,47 @@ class LabPage:
 
 
 @pytest.fixture
-def lab_page(request, chromium, lab_server, artifacts_dir):
-    context = chromium.new_context(
-        viewport={"width": 1400, "height": 1000},
-        service_workers="block",  # so every request goes through the route below
-        device_scale_factor=1,
-    )
-    context.set_default_timeout(30_000)
-    guard = NetworkGuard()
-    guard.attach(context)
-    page = context.new_page()
-    lab = LabPage(page, lab_server, guard, artifacts_dir, request.node.name)
-    # a failure screenshot from an earlier run would only mislead
-    (artifacts_dir / f"failure_{lab.test_name}.png").unlink(missing_ok=True)
+def open_page(request, chromium, artifacts_dir):
+    """Factory: ``open_page(server)`` is a guarded `LabPage` in a fresh browser context.
+
+    ``server`` is a `_lab.LabServer` or anything with ``log_tail()`` (e.g. a marimo server).
+    Every context is closed at teardown, and one whose guard was never checked but saw a
+    non-loopback request fails the test.
+    """
+    opened: list[tuple[object, NetworkGuard]] = []
+
+    def open_(server) -> LabPage:
+        context = chromium.new_context(
+            viewport={"width": 1400, "height": 1000},
+            service_workers="block",  # so every request goes through the route below
+            device_scale_factor=1,
+        )
+        context.set_default_timeout(30_000)
+        guard = NetworkGuard()
+        guard.attach(context)
+        opened.append((context, guard))
+        lab = LabPage(context.new_page(), server, guard, artifacts_dir, request.node.name)
+        # a failure screenshot from an earlier run would only mislead
+        (artifacts_dir / f"failure_{lab.test_name}.png").unlink(missing_ok=True)
+        return lab
+
     try:
-        yield lab
+        yield open_
     finally:
-        try:
-            context.close()
-        finally:
-            # A test that forgot to check still gets the guard's verdict.
-            if not guard.checked and guard.non_loopback:
-                pytest.fail(
-                    "non-loopback requests were made:\n  " + guard.describe(),
-                    pytrace=False,
-                )
+        unchecked = []
+        for context, guard in opened:
+            try:
+                context.close()
+            finally:
+                if not guard.checked and guard.non_loopback:
+                    unchecked.append(guard.describe())
+        # A test that forgot to check still gets the guard's verdict.
+        if unchecked:
+            pytest.fail(
+                "non-loopback requests were made:\n  " + "\n  ".join(unchecked), pytrace=False
+            )
+
+
+@pytest.fixture
+def lab_page(open_page, lab_server):
+    return open_page(lab_server)

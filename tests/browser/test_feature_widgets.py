@@ -3,8 +3,11 @@
 Opens ``tests/browser/notebooks/feature_widgets.ipynb`` (synthetic data with known values;
 served as ``browser-tests/feature_widgets.ipynb``), runs every cell, and for each widget
 checks that it rendered, responds to one interaction, shows the token
-``<img src=x onerror=alert(1)>`` as text (no ``<img>`` element, no alert), and takes a
-screenshot; then checks the page never tried to leave 127.0.0.1.
+``<img src=x onerror=alert(1)>`` as text (no ``<img>`` element, no alert), that no text is
+under 11 px, and takes a screenshot; for the dashboard also the histogram's axes (count and
+value ticks), one number of decimals per logit column, and that a token too long for its slot
+is cut with an ellipsis and keeps its full text in its title; then checks the page never tried
+to leave 127.0.0.1.
 
 Run:  .venv/bin/python -m pytest tests/browser -q
 Artifacts (gitignored): tests/browser/artifacts/{token_activations,feature_dashboard}_widget.png
@@ -21,6 +24,24 @@ pytestmark = pytest.mark.browser
 TOKEN_ACTS = '.ms-token-acts[data-rendered="true"]'
 DASH = '.ms-feature-dash[data-rendered="true"]'
 IMG = "<img src=x onerror=alert(1)>"
+
+
+# Every non-blank text node in a widget whose computed font-size is under 11 px.
+SMALL_TEXT_JS = """el => {
+  const small = [];
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (!n.textContent.trim()) continue;
+    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
+    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
+  }
+  return small;
+}"""
+
+
+def assert_readable_text(widget) -> None:
+    small = widget.evaluate(SMALL_TEXT_JS)
+    assert small == [], f"text under 11 px: {small[:8]}"
 
 
 def _attr(locator, name: str) -> list[str | None]:
@@ -71,7 +92,7 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
         "2.2",
     ]
     colours_before = tokens.evaluate_all("els => els.map(e => e.style.background)")
-    assert colours_before[0] == "rgb(255, 255, 255)", "zero is not white on the sequential map"
+    assert colours_before[0] == "rgb(247, 247, 247)", "zero is not RdBu's centre colour"
 
     tokens.nth(7).hover()
     readout = ta.locator(".ms-ta-readout")
@@ -107,11 +128,12 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     ]
     colours_after = tokens.evaluate_all("els => els.map(e => e.style.background)")
     assert colours_after != colours_before
-    # diverging: positive values red-ish, negative blue-ish, zero white, NaN magenta
+    # diverging: positive values red-ish, negative blue-ish, zero RdBu's centre, NaN magenta
     rgb = [tuple(map(int, re.findall(r"\d+", c))) for c in colours_after]
     assert rgb[0][0] > rgb[0][2] and rgb[11][2] > rgb[11][0], rgb
-    assert rgb[6] == (255, 255, 255) and rgb[12] == (255, 0, 255), rgb
+    assert rgb[6] == (247, 247, 247) and rgb[12] == (255, 0, 255), rgb
     assert ta.locator("img").count() == 0
+    assert_readable_text(ta)
     ta.screenshot(path=str(artifacts_dir / "token_activations_widget.png"))
 
     # ---- FeatureDashboard ------------------------------------------------------------------
@@ -126,7 +148,23 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     assert top.get_attribute("data-value") == "5" and top.get_attribute("data-pos") == "0"
     contexts_before = _attr(rows, "data-context")
     assert dash.locator(".ms-fd-logits-pos .ms-fd-logit").count() == 4  # capped at d_vocab // 2
-    assert dash.locator(".ms-fd-hist-canvas").get_attribute("data-total") == str(6 * 5)
+    assert dash.locator(".ms-fd-hist-plot").get_attribute("data-total") == str(6 * 5)
+    # histogram axes: count ticks (from 0) on the y axis, value ticks on the x axis
+    yticks = dash.locator(".ms-fd-hist-ytick").evaluate_all("els => els.map(e => e.textContent)")
+    assert len(yticks) >= 2 and yticks[0] == "0", yticks
+    assert all(t.isdigit() for t in yticks), yticks
+    ys = dash.locator(".ms-fd-hist-ytick").evaluate_all(
+        "els => els.map(e => e.getBoundingClientRect().top)"
+    )
+    assert ys == sorted(ys, reverse=True), f"count ticks do not go up the axis: {ys}"
+    xticks = dash.locator(".ms-fd-hist-xtick").evaluate_all("els => els.map(e => e.textContent)")
+    assert len(xticks) >= 2, xticks
+    xs = [float(t) for t in xticks]
+    assert xs == sorted(xs) and xs[-1] <= 5.0, xticks  # values up to the top activation, 5
+    # logit values: one number of decimals for both columns
+    vals = dash.locator(".ms-fd-logit-val").evaluate_all("els => els.map(e => e.textContent)")
+    assert len(vals) == 8 and len({len(v.lstrip("-").split(".")[1]) for v in vals}) == 1, vals
+    assert_readable_text(dash)
     assert dash.locator(".ms-fd-prev").is_disabled()
 
     dash.locator(".ms-fd-next").click()
@@ -149,6 +187,11 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     shown = dash.locator(".ms-tok").evaluate_all("els => els.map(e => e.textContent)")
     assert IMG in shown, "context 2 holds the <img> token; it should show as text"
     assert dash.locator("img").count() == 0, "a token was parsed as HTML: <img> element created"
+    # the <img> token is longer than a token's slot: cut with an ellipsis, full text on hover
+    long_tok = dash.locator(".ms-fd-context .ms-tok").filter(has_text="<img").first
+    assert long_tok.evaluate("e => e.scrollWidth > e.clientWidth"), "token was not truncated"
+    assert long_tok.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+    assert IMG in long_tok.get_attribute("title")
     dash.screenshot(path=str(artifacts_dir / "feature_dashboard_widget.png"))
 
     # and the other way: Python sets the feature, the view follows

@@ -10,6 +10,8 @@ runs every cell, and checks:
 - a small two-panel heatmap shares one scale, marks NaN/Inf, and shows the column label
   ``<img src=x onerror=alert(1)>`` as text;
 - a wide 3 x 12 x 128 heatmap renders every cell with readable (rotated, thinned) labels;
+- readability: no text under 11 px in any of them, grid lines around the cells (so cells at the
+  centre colour read as cells), a truncated label keeps its full text in its title;
 - screenshots, and the page never tried to leave 127.0.0.1.
 
 Run:  .venv/bin/python -m pytest tests/browser -q
@@ -32,6 +34,24 @@ IMG = "<img src=x onerror=alert(1)>"
 
 def _rgb(css: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", css)[:3])
+
+
+# Every non-blank text node in a widget whose computed font-size is under 11 px.
+SMALL_TEXT_JS = """el => {
+  const small = [];
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (!n.textContent.trim()) continue;
+    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
+    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
+  }
+  return small;
+}"""
+
+
+def assert_readable_text(widget) -> None:
+    small = widget.evaluate(SMALL_TEXT_JS)
+    assert small == [], f"text under 11 px: {small[:8]}"
 
 
 def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_dir):
@@ -92,6 +112,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     assert float(value) > 0.5, "the induction head's score should be high"
     legend = heads.locator(".ms-hm-legend").text_content()
     assert "score" in legend and "NaN / Inf" in legend
+    assert_readable_text(heads)
     heads.screenshot(path=str(artifacts_dir / "heatmap_widget.png"))
 
     # ---- small two-panel heatmap: shared scale, NaN/Inf marked, <img> label as text ----------
@@ -119,10 +140,11 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
         (p, r, c): _rgb(cell(p, r, c).evaluate("e => e.style.backgroundColor"))
         for p, r, c in [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 1, 1), (1, 0, 0), (1, 1, 3)]
     }
-    assert colours[(0, 0, 2)] == (255, 255, 255), "zero is not white on the diverging map"
+    # RdBu (colormaps.json): its centre #f7f7f7 at the centre, its darkest blue at the minimum
+    assert colours[(0, 0, 2)] == (247, 247, 247), "zero is not RdBu's centre colour"
     assert colours[(0, 0, 0)][0] > colours[(0, 0, 0)][2], "a positive value is not red-ish"
     assert colours[(0, 0, 1)][2] > colours[(0, 0, 1)][0], "a negative value is not blue-ish"
-    assert colours[(1, 0, 0)] == (33, 102, 172), "-4 (the scale minimum) is not full blue"
+    assert colours[(1, 0, 0)] == (5, 48, 97), "-4 (the scale minimum) is not RdBu's end"
     assert colours[(0, 1, 1)] == colours[(1, 1, 3)] == (255, 0, 255), "NaN/Inf not magenta"
     for key in [(0, 1, 1), (1, 1, 3)]:
         assert "ms-hm-nonfinite" in (cell(*key).get_attribute("class") or "")
@@ -139,6 +161,24 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     lab.wait_attr(small, "data-selected", "0,1,3", "setting small.selected in Python")
     assert "ms-hm-cell-selected" in (cell(0, 1, 3).get_attribute("class") or "")
     assert "ms-hm-cell-selected" not in (cell(1, 0, 2).get_attribute("class") or "")
+    # readability: grid lines around every cell (a zero cell is a cell, not page), in a colour
+    # that differs from both the page and the near-white centre colour
+    borders = small.locator(".ms-hm-cell").evaluate_all(
+        "els => els.map(e => { const s = getComputedStyle(e);"
+        " return [s.borderRightWidth, s.borderBottomWidth, s.borderRightColor]; })"
+    )
+    assert len(borders) == 2 * 2 * 4
+    for right, bottom, colour in borders:
+        assert float(right[:-2]) >= 1 and float(bottom[:-2]) >= 1, borders[:3]
+        rgba = re.findall(r"[\d.]+", colour)
+        assert len(rgba) == 3 or float(rgba[3]) > 0, f"transparent cell border {colour}"
+        assert _rgb(colour) not in {(255, 255, 255), (247, 247, 247)}, colour
+    # the <img> label is longer than its rotated slot: cut with an ellipsis, full text on hover
+    img_label = labels.nth(1)
+    assert img_label.evaluate("e => e.scrollHeight > e.clientHeight"), "label was not truncated"
+    assert img_label.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+    assert IMG in img_label.get_attribute("title")
+    assert_readable_text(small)
     small.screenshot(path=str(artifacts_dir / "heatmap_small.png"))
 
     # ---- wide heatmap: 3 x 12 x 128 cells, column labels rotated and thinned ----------------
@@ -158,6 +198,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     for (_, right, width, height), (left, *_rest) in zip(boxes, boxes[1:], strict=False):
         assert width > 0 and height > width, "column labels are not rotated"
         assert left >= right - 0.5, f"column labels overlap: {boxes[:4]}"
+    assert_readable_text(wide)
     wide.screenshot(path=str(artifacts_dir / "heatmap_panels.png"))
 
     # ---- nothing executed, nothing left 127.0.0.1 -------------------------------------------

@@ -33,6 +33,19 @@ def _rgb(css: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", css)[:3])
 
 
+# Every non-blank text node in a widget whose computed font-size is under 11 px.
+SMALL_TEXT_JS = """el => {
+  const small = [];
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (!n.textContent.trim()) continue;
+    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
+    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
+  }
+  return small;
+}"""
+
+
 def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     lab, page = lab_page, lab_page.page
     dialogs: list[str] = []
@@ -92,6 +105,8 @@ def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     page.mouse.move(0, 0)
     lab.wait_attr(topk, "data-source", "selected", "the top-k list does not follow the selection")
     assert topk.get_attribute("data-layer") == "0" and topk.get_attribute("data-pos") == "1"
+    small_text = lens.evaluate(SMALL_TEXT_JS)
+    assert small_text == [], f"text under 11 px: {small_text[:8]}"
     lens.screenshot(path=str(artifacts_dir / "logit_lens_widget.png"))
 
     # ---- small lens: <img> token as text, NaN marked, hit underlined --------------------------
@@ -106,6 +121,13 @@ def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     cell(small, 1, 1).hover()
     toks = small.locator(".ms-ll-topk-tok").evaluate_all("els => els.map(e => e.textContent)")
     assert toks == ["c", IMG]
+    # the <img> token is wider than a cell: cut with an ellipsis, the full text in its title
+    long_cell = cell(small, 0, 1)
+    assert long_cell.evaluate("e => e.scrollWidth > e.clientWidth"), "cell text was not truncated"
+    assert long_cell.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
+    assert IMG in long_cell.get_attribute("title")
+    small_text = small.evaluate(SMALL_TEXT_JS)
+    assert small_text == [], f"text under 11 px: {small_text[:8]}"
     small.screenshot(path=str(artifacts_dir / "logit_lens_small.png"))
 
     # ---- nothing executed, nothing left 127.0.0.1 -------------------------------------------

@@ -3,8 +3,9 @@
 Opens ``00_quickstart.ipynb`` in an isolated JupyterLab, runs every cell,
 checks there is no error output, finds the ``AttentionPatterns`` widget,
 checks one thumbnail per (layer, head) of the shipped ``induction-2l`` model,
-hovers two tokens and checks the displayed attention weights follow, takes
-screenshots, and checks the page never tried to leave 127.0.0.1.
+hovers two tokens and checks the displayed attention weights follow, checks no text
+(thumbnail captions, tick labels) is under 11 px and captions never spill past their
+thumbnail, takes screenshots, and checks the page never tried to leave 127.0.0.1.
 
 Run:  .venv/bin/python -m pytest tests/browser -q
 Artifacts (gitignored): tests/browser/artifacts/{attention_widget,quickstart_page}.png
@@ -24,6 +25,19 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 def strip_ansi(s: str) -> str:
     return _ANSI.sub("", s)
+
+
+# Every non-blank text node in a widget whose computed font-size is under 11 px.
+SMALL_TEXT_JS = """el => {
+  const small = [];
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (!n.textContent.trim()) continue;
+    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
+    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
+  }
+  return small;
+}"""
 
 
 def _weights(widget) -> list[str | None]:
@@ -129,6 +143,16 @@ def test_quickstart_renders_and_responds(lab_page, quickstart_target, artifacts_
         )
     after = _weights(widget)
     assert after != before
+
+    # readability: no text under 11 px; each thumbnail caption stays inside its thumbnail
+    small = widget.evaluate(SMALL_TEXT_JS)
+    assert small == [], f"text under 11 px: {small[:8]}"
+    spill = widget.locator(".ms-attn-thumb").evaluate_all(
+        "els => els.filter(t => { const c = t.querySelector('.ms-attn-thumb-label');"
+        " const a = t.getBoundingClientRect(), b = c.getBoundingClientRect();"
+        " return b.left < a.left - 0.5 || b.right > a.right + 0.5; }).length"
+    )
+    assert spill == 0, f"{spill} thumbnail captions spill past their thumbnail"
 
     # 5. screenshots (artifacts/, gitignored; docs/attention.png in the README is a copy):
     # hover a word of the second copy, so the induction head's look-back shows

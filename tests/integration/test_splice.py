@@ -183,3 +183,40 @@ def test_bad_input_names_the_argument(hf):
     with pytest.raises(TypeError, match="sae must be a mechscope SAE"):
         splice(model, "blocks.0.hook_resid_post")
     assert _hook_counts(model) == 0
+
+
+def test_transcoders_splice_exactly_and_their_error_is_the_mlps_residual():
+    from mechscope.transcoder import load_zoo_transcoder
+
+    model = mechscope.load("facts-ioi-2l")
+    tcs = [load_zoo_transcoder(f"facts-ioi-2l-tc{layer}") for layer in range(2)]
+    tokens = model.to_tokens("The Colosseum is in")
+    spliced = splice(model, tcs)
+    with torch.no_grad():
+        assert torch.equal(spliced(tokens), model(tokens))
+    _, cache = spliced.run_with_cache(tokens)
+    for layer, tc in enumerate(tcs):
+        site = f"blocks.{layer}.hook_mlp_out"
+        x_in = cache[f"blocks.{layer}.ln2.hook_normalized"]
+        assert torch.equal(cache[f"{site}.hook_sae_input"], x_in)
+        with torch.no_grad():
+            recons = tc.decode(tc.encode(x_in))
+        torch.testing.assert_close(cache[f"{site}.hook_sae_recons"], recons)
+        torch.testing.assert_close(cache[f"{site}.hook_sae_error"], cache[site] - recons)
+    # the error zeroed at layer 0: the model runs on the transcoder's output there
+    got = ablate(spliced, tokens, "blocks.0.hook_mlp_out.hook_sae_error", kind="zero")
+    kept = {}
+
+    def read(act, hook):
+        kept["x"] = act
+
+    def replace(act, hook):
+        return tcs[0](kept["x"])
+
+    with torch.no_grad(), model.hooks(
+        [("blocks.0.ln2.hook_normalized", read), ("blocks.0.hook_mlp_out", replace)]
+    ):
+        want = model(tokens)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="two SAEs/transcoders replace"):
+        splice(model, [tcs[0], tcs[0]])

@@ -14,6 +14,11 @@ from mechscope.widgets import AttentionPatterns, _buffers
 STATIC = Path(__file__).resolve().parents[2] / "src" / "mechscope" / "widgets" / "static"
 
 
+# The bundle's source code is not data: its numeric literals (e.g. sRGB 1.055) are not floats
+# sent as JSON.
+_CODE = ("_esm", "_css")
+
+
 def causal_pattern(n_layers: int, n_heads: int, n_tokens: int, seed: int = 0) -> torch.Tensor:
     """[layer, head, q, k] causal softmax attention."""
     g = torch.Generator().manual_seed(seed)
@@ -248,4 +253,10 @@ def test_typescript_sources_never_use_innerhtml():
 def _state_json(state: dict) -> str:
     import json
 
-    return json.dumps({k: v for k, v in state.items() if not isinstance(v, (bytes, memoryview))})
+    return json.dumps(
+        {
+            k: v
+            for k, v in state.items()
+            if not isinstance(v, (bytes, memoryview)) and k not in _CODE
+        }
+    )

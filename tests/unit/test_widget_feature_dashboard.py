@@ -17,6 +17,11 @@ STATIC = Path(__file__).resolve().parents[2] / "src" / "mechscope" / "widgets" /
 VOCAB = ["<bos>", " the", " cat", " dog", " sat", "<img src=x onerror=alert(1)>", " on", " mat"]
 
 
+# The bundle's source code is not data: its numeric literals (e.g. sRGB 1.055) are not floats
+# sent as JSON.
+_CODE = ("_esm", "_css")
+
+
 def sparse_acts(n_contexts=6, ctx_len=5, n_features=3, seed=0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = rng.normal(size=(n_contexts, ctx_len, n_features)).astype(np.float32)
@@ -195,7 +200,11 @@ def test_state_has_no_json_list_of_floats_and_repr_is_deterministic():
     for name in ("hist_counts", "hist_edges", "density", "top_acts", "logit_pos_vals"):
         assert isinstance(state[name], (bytes, memoryview)), name
     json_part = json.dumps(
-        {k: v for k, v in state.items() if not isinstance(v, (bytes, memoryview))}
+        {
+            k: v
+            for k, v in state.items()
+            if not isinstance(v, (bytes, memoryview)) and k not in _CODE
+        }
     )
     assert re.search(r"\d\.\d{3,}", json_part) is None
 

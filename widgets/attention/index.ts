@@ -1,11 +1,13 @@
 // AttentionPatterns: every head as a thumbnail, one focused head as a labelled heatmap,
 // and a token strip coloured by the focused head's attention from the hovered token.
 // Python side: src/mechscope/widgets/attention.py (the traits below mirror it).
+// A big pattern arrives as thumbnails + one head; other heads are fetched over the comm.
 
 import { type ArrayDtype, type BinaryLike, decodeArray } from "../shared/buffers";
 import { colorIndex, cssColor, formatWeight, needsLightText, RGBA32, writeColor } from "../shared/colormap";
 import { clearChildren, el } from "../shared/dom";
 import { type AnyModel, coalesce, listen, type RenderProps } from "../shared/model";
+import { HeadCache, upsample } from "./heads";
 
 /** Synced traits of mechscope.widgets.AttentionPatterns. */
 export interface Model {
@@ -13,9 +15,15 @@ export interface Model {
   n_layers: number;
   n_heads: number;
   n_tokens: number;
-  /** [layer, head, query, key] values, C order, little-endian, encoded as `dtype`. */
+  /** [layer, head, query, key] values (or thumbnails, below), little-endian, as `dtype`. */
   attention: BinaryLike;
   dtype: ArrayDtype;
+  /** 0: `attention` is the whole pattern; s: [layer, head, side, side] maxima of s x s blocks. */
+  thumb_stride: number;
+  /** With thumbnails: the [query, key] pattern of head `focus_head` as `focus_dtype`, or empty. */
+  focus: BinaryLike;
+  focus_head: number[];
+  focus_dtype: ArrayDtype;
   layer_labels: string[];
   /** [layer, head] of the focused head; two-way. */
   selected: number[];
@@ -25,12 +33,28 @@ export interface Model {
 // Thumbnails are at most this many pixels a side: larger heads are max-pooled so that
 // sparse, sharp attention (one hot key) stays visible instead of being averaged away.
 const THUMB_MAX_PX = 64;
+// From this many heads on, the thumbnails are one canvas (an atlas) with one row / column label
+// per layer / head: 1000 small canvases with a caption each take longer to lay out than to draw.
+const ATLAS_MIN_HEADS = 256;
+// Canvas pixels between two thumbnails of the atlas.
+const ATLAS_GAP = 3;
 // Target edge of the focused heatmap in CSS pixels; cells are integer-sized within it.
 const FOCUS_TARGET_PX = 384;
-// Below this cell size, only every k-th axis label fits.
-const LABEL_MIN_PX = 10;
+// Axis labels are one line of 11-12px text (never smaller); below this cell size, only every
+// k-th label is shown so that they never overlap.
+const LABEL_MIN_PX = 14;
 // Traits whose change means the whole view is rebuilt.
-const DATA_KEYS = ["attention", "tokens", "n_layers", "n_heads", "n_tokens", "dtype", "layer_labels"];
+const DATA_KEYS = [
+  "attention", "tokens", "n_layers", "n_heads", "n_tokens", "dtype", "layer_labels",
+  "thumb_stride", "focus", "focus_head", "focus_dtype",
+];
+
+/** The comm side of anywidget's model: custom messages to and from Python. */
+interface CommModel {
+  send(content: Record<string, unknown>): void;
+  on(event: "msg:custom", cb: (msg: Record<string, unknown>, buffers?: BinaryLike[]) => void): void;
+  off(event: "msg:custom", cb: (msg: Record<string, unknown>, buffers?: BinaryLike[]) => void): void;
+}
 
 /** One token as shown: whitespace kept, newlines and tabs made visible. */
 function displayToken(tok: string): string {
@@ -38,7 +62,14 @@ function displayToken(tok: string): string {
 }
 
 class AttentionView {
+  /** The whole [layer, head, q, k] pattern, or [layer, head, side, side] thumbnails. */
   private data: Float32Array = new Float32Array(0);
+  /** 0 when `data` is the whole pattern, else the thumbnails' block size. */
+  private stride = 0;
+  private side = 0;
+  private cache = new HeadCache();
+  /** The focused head's [q, k] weights (full, or the blown-up thumbnail until it arrives). */
+  private focusData: Float32Array = new Float32Array(0);
   private nLayers = 0;
   private nHeads = 0;
   private n = 0;
@@ -51,6 +82,11 @@ class AttentionView {
   private ok = false;
 
   private thumbs: HTMLElement[] = [];
+  /** The atlas of thumbnails (many heads), its selection mark, and its pitch in canvas px. */
+  private atlas: HTMLCanvasElement | null = null;
+  private atlasMark!: HTMLElement;
+  private pitch = 0;
+  private pitchPx = 0;
   private tokenEls: HTMLElement[] = [];
   private titleEl: HTMLElement | null = null;
   private focusCanvas!: HTMLCanvasElement;
@@ -63,6 +99,7 @@ class AttentionView {
   private readonly onData = coalesce(() => this.build());
   private readonly onSelected = () => this.applySelected();
   private readonly onTitle = () => this.renderTitle();
+  private readonly onMsg = (msg: Record<string, unknown>, buffers?: BinaryLike[]) => this.receive(msg, buffers);
   private unlisten: () => void = () => {};
 
   constructor(
@@ -71,12 +108,20 @@ class AttentionView {
   ) {
     root.classList.add("ms-attention");
     this.unlisten = listen(model, DATA_KEYS, this.onData, { selected: this.onSelected, title: this.onTitle });
+    this.comm()?.on("msg:custom", this.onMsg);
     this.build();
   }
 
   destroy(): void {
     this.unlisten();
+    this.comm()?.off("msg:custom", this.onMsg);
     clearChildren(this.root);
+  }
+
+  /** The model's comm, where the host has one (a plain page's fake model may not). */
+  private comm(): CommModel | null {
+    const m = this.model as unknown as Partial<CommModel>;
+    return typeof m.send === "function" && typeof m.on === "function" ? (m as CommModel) : null;
   }
 
   /** (Re)build the whole view from the model: runs once, and again when the data changes. */
@@ -90,11 +135,18 @@ class AttentionView {
     this.nHeads = m.get("n_heads");
     this.n = m.get("n_tokens");
     this.tokens = m.get("tokens");
+    this.stride = m.get("thumb_stride") || 0;
+    this.side = this.stride ? Math.ceil(this.n / this.stride) : this.n;
+    this.cache = new HeadCache();
     try {
-      const count = this.nLayers * this.nHeads * this.n * this.n;
+      const count = this.nLayers * this.nHeads * this.side * this.side;
       this.data = decodeArray(m.get("attention"), m.get("dtype"), count);
       if (this.tokens.length !== this.n) {
         throw new Error(`${this.tokens.length} tokens for ${this.n} positions`);
+      }
+      const fh = m.get("focus_head");
+      if (this.stride && Array.isArray(fh) && fh.length === 2) {
+        this.cache.put(fh[0], fh[1], decodeArray(m.get("focus"), m.get("focus_dtype"), this.n * this.n));
       }
     } catch (err) {
       // A broken payload is shown, not swallowed: an empty widget looks like a working one.
@@ -107,7 +159,10 @@ class AttentionView {
 
     this.titleEl = el("div", "ms-attn-title");
     const main = el("div", "ms-attn-main");
-    main.append(this.buildGrid(), this.buildFocus());
+    this.atlas = null;
+    this.thumbs = [];
+    const many = this.nLayers * this.nHeads >= ATLAS_MIN_HEADS;
+    main.append(many ? this.buildAtlas() : this.buildGrid(), this.buildFocus());
     this.root.append(this.titleEl, main, this.buildStrip(), this.buildLegend());
     this.renderTitle();
     this.ok = true;
@@ -137,7 +192,9 @@ class AttentionView {
     for (let h = 0; h < this.nHeads; h++) grid.append(el("div", "ms-attn-axis", `H${h}`));
     this.thumbs = [];
     for (let l = 0; l < this.nLayers; l++) {
-      grid.append(el("div", "ms-attn-axis ms-attn-axis-row", this.layerLabel(l)));
+      const rowLabel = el("div", "ms-attn-axis ms-attn-axis-row", this.layerLabel(l));
+      rowLabel.title = this.layerLabel(l);
+      grid.append(rowLabel);
       for (let h = 0; h < this.nHeads; h++) {
         const label = `${this.layerLabel(l)}H${h}`;
         const thumb = el("div", "ms-attn-thumb");
@@ -147,7 +204,10 @@ class AttentionView {
         thumb.setAttribute("role", "button");
         thumb.setAttribute("aria-label", `focus ${label}`);
         thumb.title = label;
-        thumb.append(el("canvas"), el("span", "ms-attn-thumb-label", label));
+        // a long label is cut with an ellipsis inside its thumbnail; the title holds all of it
+        const caption = el("span", "ms-attn-thumb-label", label);
+        caption.title = label;
+        thumb.append(el("canvas"), caption);
         this.thumbs.push(thumb);
         grid.append(thumb);
       }
@@ -168,12 +228,85 @@ class AttentionView {
     return wrap;
   }
 
+  /** Thumbnail side in pixels, and the block size pooled into one pixel. */
+  private thumbGeometry(): { m: number; stride: number } {
+    // Thumbnails from Python are drawn as they are; a whole pattern is max-pooled here first.
+    const stride = this.stride ? 1 : Math.ceil(this.side / THUMB_MAX_PX);
+    return { m: Math.ceil(this.side / stride), stride };
+  }
+
+  /** Every head's thumbnail on one canvas, layer rows x head columns, labelled once a row / column. */
+  private buildAtlas(): HTMLElement {
+    const { m } = this.thumbGeometry();
+    this.pitch = m + ATLAS_GAP;
+    const scale = Math.max(1, Math.floor(48 / m)); // CSS px per canvas px
+    const pitchPx = (this.pitchPx = this.pitch * scale);
+    const wrap = el("div", "ms-attn-grid-wrap");
+    const box = el("div", "ms-attn-atlas");
+    box.style.setProperty("--ms-atlas-w", `${this.nHeads * pitchPx}px`);
+    box.style.setProperty("--ms-atlas-h", `${this.nLayers * pitchPx}px`);
+    const cols = el("div", "ms-attn-atlas-cols");
+    for (let h = 0; h < this.nHeads; h++) {
+      const c = el("span", "ms-attn-axis", `H${h}`);
+      c.style.left = `${h * pitchPx + (m * scale) / 2}px`;
+      cols.append(c);
+    }
+    const rows = el("div", "ms-attn-atlas-rows");
+    for (let l = 0; l < this.nLayers; l++) {
+      const r = el("span", "ms-attn-axis ms-attn-axis-row", this.layerLabel(l));
+      r.title = this.layerLabel(l);
+      r.style.top = `${l * pitchPx + (m * scale) / 2}px`;
+      rows.append(r);
+    }
+    const canvasBox = el("div", "ms-attn-canvas-box");
+    const atlas = el("canvas", "ms-attn-atlas-canvas");
+    atlas.width = this.nHeads * this.pitch;
+    atlas.height = this.nLayers * this.pitch;
+    atlas.style.width = `${atlas.width * scale}px`;
+    atlas.style.height = `${atlas.height * scale}px`;
+    atlas.tabIndex = 0;
+    atlas.setAttribute("role", "grid");
+    atlas.setAttribute("aria-label", "attention heads: click one to focus it; arrow keys move");
+    this.atlasMark = el("div", "ms-attn-atlas-mark");
+    this.atlasMark.style.width = this.atlasMark.style.height = `${m * scale + 4}px`;
+    canvasBox.append(atlas, this.atlasMark);
+    const at = (ev: MouseEvent): [number, number] | null => {
+      const l = Math.floor(ev.offsetY / pitchPx);
+      const h = Math.floor(ev.offsetX / pitchPx);
+      return l >= 0 && l < this.nLayers && h >= 0 && h < this.nHeads ? [l, h] : null;
+    };
+    atlas.addEventListener("click", (ev) => {
+      const lh = at(ev);
+      if (lh) this.select(lh[0], lh[1]);
+    });
+    atlas.addEventListener("mousemove", (ev) => {
+      const lh = at(ev);
+      atlas.title = lh ? `${this.layerLabel(lh[0])}H${lh[1]}` : "";
+    });
+    atlas.addEventListener("keydown", (ev) => {
+      const moves: Record<string, [number, number]> = {
+        ArrowUp: [-1, 0], ArrowDown: [1, 0], ArrowLeft: [0, -1], ArrowRight: [0, 1],
+      };
+      const d = moves[ev.key];
+      if (!d) return;
+      ev.preventDefault();
+      const l = Math.min(this.nLayers - 1, Math.max(0, this.layer + d[0]));
+      const h = Math.min(this.nHeads - 1, Math.max(0, this.head + d[1]));
+      this.select(l, h);
+    });
+    this.atlas = atlas;
+    box.append(el("div", "ms-attn-axis"), cols, rows, canvasBox);
+    box.dataset.pitch = String(pitchPx);
+    wrap.append(box);
+    return wrap;
+  }
+
   private buildFocus(): HTMLElement {
     const n = this.n;
     this.cell = Math.max(1, Math.min(24, Math.floor(FOCUS_TARGET_PX / n)));
     const side = n * this.cell;
     const step = Math.ceil(LABEL_MIN_PX / this.cell);
-    const fontPx = Math.min(12, Math.max(9, this.cell - 2));
+    const fontPx = Math.min(12, Math.max(11, this.cell - 2));
 
     const panel = el("div", "ms-attn-focus-panel");
     this.focusLabel = el("div", "ms-attn-focus-label");
@@ -187,11 +320,11 @@ class AttentionView {
     for (let i = 0; i < n; i += step) {
       const c = el("span", "ms-attn-collabel", displayToken(this.tokens[i]));
       c.style.left = `${i * this.cell + this.cell / 2}px`;
-      c.title = `key ${i}`;
+      c.title = `key ${i}: ${displayToken(this.tokens[i])}`;
       cols.append(c);
       const r = el("span", "ms-attn-rowlabel", displayToken(this.tokens[i]));
       r.style.top = `${i * this.cell + this.cell / 2}px`;
-      r.title = `query ${i}`;
+      r.title = `query ${i}: ${displayToken(this.tokens[i])}`;
       rows.append(r);
     }
     const axisNote = el("div", "ms-attn-corner", "query \u2193  key \u2192");
@@ -247,16 +380,26 @@ class AttentionView {
     return legend;
   }
 
-  /** Offset of head (l, h) in the flat [layer, head, query, key] array. */
+  /** Offset of head (l, h) in the flat [layer, head, ...] `data`. */
   private offset(l: number, h: number): number {
-    return (l * this.nHeads + h) * this.n * this.n;
+    return (l * this.nHeads + h) * this.side * this.side;
   }
 
   private drawThumbs(): void {
-    const n = this.n;
-    const stride = Math.ceil(n / THUMB_MAX_PX);
-    const m = Math.ceil(n / stride);
-    const d = this.data;
+    const { m, stride } = this.thumbGeometry();
+    if (this.atlas) {
+      const ctx = this.atlas.getContext("2d");
+      if (!ctx) return;
+      const img = ctx.createImageData(this.atlas.width, this.atlas.height);
+      const px = new Uint32Array(img.data.buffer);
+      for (let l = 0; l < this.nLayers; l++) {
+        for (let h = 0; h < this.nHeads; h++) {
+          this.poolInto(px, this.atlas.width, h * this.pitch, l * this.pitch, l, h, stride, m);
+        }
+      }
+      ctx.putImageData(img, 0, 0);
+      return;
+    }
     for (const thumb of this.thumbs) {
       const canvas = thumb.querySelector("canvas") as HTMLCanvasElement;
       canvas.width = m;
@@ -265,27 +408,34 @@ class AttentionView {
       if (!ctx) continue;
       const img = ctx.createImageData(m, m);
       const px = new Uint32Array(img.data.buffer);
-      const base = this.offset(Number(thumb.dataset.layer), Number(thumb.dataset.head));
-      for (let qi = 0; qi < m; qi++) {
-        const q1 = Math.min(n, (qi + 1) * stride);
-        for (let ki = 0; ki < m; ki++) {
-          const k1 = Math.min(n, (ki + 1) * stride);
-          // Max-pool the block; a non-finite value anywhere marks the whole block.
-          let v = 0;
-          block: for (let q = qi * stride; q < q1; q++) {
-            for (let k = ki * stride, o = base + q * n + k; k < k1; k++, o++) {
-              const x = d[o];
-              if (x - x !== 0) {
-                v = NaN;
-                break block;
-              }
-              if (x > v) v = x;
-            }
-          }
-          px[qi * m + ki] = RGBA32[colorIndex(v)];
-        }
-      }
+      this.poolInto(px, m, 0, 0, Number(thumb.dataset.layer), Number(thumb.dataset.head), stride, m);
       ctx.putImageData(img, 0, 0);
+    }
+  }
+
+  /** Draw head (l, h)'s m x m thumbnail into `px` (rows of `width` pixels) at (x0, y0). */
+  private poolInto(px: Uint32Array, width: number, x0: number, y0: number, l: number, h: number, stride: number, m: number): void {
+    const n = this.side;
+    const d = this.data;
+    const base = this.offset(l, h);
+    for (let qi = 0; qi < m; qi++) {
+      const q1 = Math.min(n, (qi + 1) * stride);
+      for (let ki = 0; ki < m; ki++) {
+        const k1 = Math.min(n, (ki + 1) * stride);
+        // Max-pool the block; a non-finite value anywhere marks the whole block.
+        let v = 0;
+        block: for (let q = qi * stride; q < q1; q++) {
+          for (let k = ki * stride, o = base + q * n + k; k < k1; k++, o++) {
+            const x = d[o];
+            if (x - x !== 0) {
+              v = NaN;
+              break block;
+            }
+            if (x > v) v = x;
+          }
+        }
+        px[(y0 + qi) * width + x0 + ki] = RGBA32[colorIndex(v)];
+      }
     }
   }
 
@@ -314,6 +464,11 @@ class AttentionView {
   }
 
   private showFocus(): void {
+    if (this.atlas) {
+      this.atlasMark.style.left = `${this.head * this.pitchPx - 2}px`;
+      this.atlasMark.style.top = `${this.layer * this.pitchPx - 2}px`;
+      this.atlas.setAttribute("aria-label", `attention heads; focused: ${this.layerLabel(this.layer)}H${this.head}`);
+    }
     for (const t of this.thumbs) {
       const on = Number(t.dataset.layer) === this.layer && Number(t.dataset.head) === this.head;
       t.classList.toggle("ms-attn-thumb-selected", on);
@@ -324,23 +479,66 @@ class AttentionView {
     this.root.dataset.selected = `${this.layer},${this.head}`;
 
     const n = this.n;
+    const full = this.fullHead(this.layer, this.head);
+    this.focusData = full ?? upsample(this.data, this.offset(this.layer, this.head), this.side, this.stride, n);
+    this.root.dataset.resolution = full ? "full" : "thumbnail";
+    if (!full) {
+      this.focusLabel.textContent =
+        `${label} · ${this.stride}×${this.stride} block maxima until the full pattern arrives from the kernel`;
+      this.requestHead(this.layer, this.head);
+    }
     const ctx = this.focusCanvas.getContext("2d");
     if (ctx) {
       const img = ctx.createImageData(n, n);
-      const base = this.offset(this.layer, this.head);
       const px = new Uint32Array(img.data.buffer);
-      for (let i = 0; i < n * n; i++) px[i] = RGBA32[colorIndex(this.data[base + i])];
+      const d = this.focusData;
+      for (let i = 0; i < n * n; i++) px[i] = RGBA32[colorIndex(d[i])];
       ctx.putImageData(img, 0, 0);
     }
     this.setQuery(this.query);
   }
 
+  /** Head (l, h) at full resolution if the view has it: a slice of a whole pattern, or cached. */
+  private fullHead(l: number, h: number): Float32Array | undefined {
+    if (!this.stride) {
+      const base = this.offset(l, h);
+      return this.data.subarray(base, base + this.n * this.n);
+    }
+    return this.cache.get(l, h);
+  }
+
+  private requestHead(l: number, h: number): void {
+    const comm = this.comm();
+    if (comm && this.cache.request(l, h)) comm.send({ type: "head", layer: l, head: h });
+  }
+
+  /** A reply from Python: a head's float32 [q, k] pattern, or an error. */
+  private receive(msg: Record<string, unknown>, buffers?: BinaryLike[]): void {
+    const l = Number(msg.layer);
+    const h = Number(msg.head);
+    if (!this.ok) return;
+    if (msg.type === "error") {
+      this.cache.fail(l, h);
+      this.readout.textContent = `could not fetch ${this.layerLabel(l)}H${h}: ${String(msg.message)}`;
+      return;
+    }
+    if (msg.type !== "head" || !buffers || buffers.length !== 1) return;
+    try {
+      this.cache.put(l, h, decodeArray(buffers[0], "float32", this.n * this.n));
+    } catch (err) {
+      this.cache.fail(l, h);
+      this.readout.textContent = `could not decode ${this.layerLabel(l)}H${h}: ${String(err)}`;
+      return;
+    }
+    if (l === this.layer && h === this.head) this.showFocus();
+  }
+
   /** Colour the strip by the focused head's attention from token `q` (as query) to every key. */
   private setQuery(q: number): void {
     this.query = q;
-    const base = this.offset(this.layer, this.head) + q * this.n;
+    const base = q * this.n;
     this.tokenEls.forEach((t, k) => {
-      const w = this.data[base + k];
+      const w = this.focusData[base + k];
       const text = formatWeight(w);
       t.style.background = cssColor(w);
       t.style.color = needsLightText(w) ? "#fff" : "#111";
@@ -357,7 +555,7 @@ class AttentionView {
   private hoverCell(ev: MouseEvent): void {
     const q = Math.min(this.n - 1, Math.max(0, Math.floor(ev.offsetY / this.cell)));
     const k = Math.min(this.n - 1, Math.max(0, Math.floor(ev.offsetX / this.cell)));
-    const w = this.data[this.offset(this.layer, this.head) + q * this.n + k];
+    const w = this.focusData[q * this.n + k];
     this.readout.textContent =
       `query ${q} \u201c${displayToken(this.tokens[q])}\u201d \u2192 key ${k} ` +
       `\u201c${displayToken(this.tokens[k])}\u201d: ${formatWeight(w)}`;

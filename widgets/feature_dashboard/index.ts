@@ -15,7 +15,9 @@ import {
 import { type ArrayDtype, type BinaryLike, decodeArray } from "../shared/buffers";
 import { decodeInt32 } from "../shared/int32";
 import { clearChildren, el } from "../shared/dom";
+import { columnFormat, maxAbs } from "../shared/format";
 import { type AnyModel, coalesce, displayToken, type RenderProps, listen } from "../shared/model";
+import { Histogram } from "./histogram";
 
 /** Synced traits of mechscope.widgets.FeatureDashboard. */
 export interface Model {
@@ -62,8 +64,6 @@ const DATA_KEYS: (keyof Model)[] = [
   "top_acts", "dtype", "has_logits", "logit_tokens", "logit_pos_ids", "logit_pos_vals",
   "logit_neg_ids", "logit_neg_vals",
 ];
-const HIST_W = 280;
-const HIST_H = 90;
 
 interface Decoded {
   counts: Int32Array;
@@ -86,9 +86,7 @@ class FeatureDashboardView {
   private titleEl: HTMLElement | null = null;
   private input!: HTMLInputElement;
   private nameEl!: HTMLElement;
-  private histCanvas!: HTMLCanvasElement;
-  private histLo!: HTMLElement;
-  private histHi!: HTMLElement;
+  private hist!: Histogram;
   private histStats!: HTMLElement;
   private ctxList!: HTMLElement;
   private posList!: HTMLElement;
@@ -194,22 +192,16 @@ class FeatureDashboardView {
       if (this.clampFeature(f) === null) this.input.value = String(this.feature);
       else this.choose(f);
     });
-    this.nameEl = el("span", "ms-fd-name");
+    this.nameEl = el("span", "ms-fd-name"); // long names: ellipsis, the full name in its title
     nav.append(prev, el("span", "ms-fd-label", "feature"), this.input, el("span", "ms-fd-of", `of ${n}`), next, this.nameEl);
     return nav;
   }
 
   private buildHistogram(): HTMLElement {
     const panel = el("div", "ms-fd-panel ms-fd-hist");
-    this.histCanvas = el("canvas", "ms-fd-hist-canvas");
-    this.histCanvas.width = HIST_W;
-    this.histCanvas.height = HIST_H;
-    const axis = el("div", "ms-fd-hist-axis");
-    this.histLo = el("span", "ms-fd-hist-lo");
-    this.histHi = el("span", "ms-fd-hist-hi");
-    axis.append(this.histLo, this.histHi);
+    this.hist = new Histogram();
     this.histStats = el("div", "ms-fd-hist-stats");
-    panel.append(el("div", "ms-fd-heading", "Activations (non-zero)"), this.histCanvas, axis, this.histStats);
+    panel.append(el("div", "ms-fd-heading", "Activations (non-zero)"), this.hist.plot, this.histStats);
     return panel;
   }
 
@@ -262,6 +254,7 @@ class FeatureDashboardView {
     this.root.dataset.feature = String(f);
     this.input.value = String(f);
     this.nameEl.textContent = name;
+    this.nameEl.title = name;
     (this.root.querySelector(".ms-fd-prev") as HTMLButtonElement).disabled = f === 0;
     (this.root.querySelector(".ms-fd-next") as HTMLButtonElement).disabled = f === n - 1;
     this.drawHistogram(f);
@@ -275,37 +268,13 @@ class FeatureDashboardView {
 
   private drawHistogram(f: number): void {
     const bins = this.model.get("bins");
-    const counts = this.d.counts.subarray(f * bins, (f + 1) * bins);
     const edges = this.d.edges.subarray(f * (bins + 1), (f + 1) * (bins + 1));
-    const scale = scaleOf(edges);
-    let top = 0;
-    let total = 0;
-    for (const c of counts) {
-      top = Math.max(top, c);
-      total += c;
-    }
-    const ctx = this.histCanvas.getContext("2d");
-    if (ctx) {
-      ctx.clearRect(0, 0, HIST_W, HIST_H);
-      const w = HIST_W / bins;
-      for (let b = 0; b < bins; b++) {
-        if (!counts[b]) continue;
-        // sqrt keeps the long tail visible next to a tall first bin
-        const h = Math.max(1, Math.round((Math.sqrt(counts[b]) / Math.sqrt(top)) * (HIST_H - 2)));
-        ctx.fillStyle = activationCss((edges[b] + edges[b + 1]) / 2, scale);
-        ctx.fillRect(Math.floor(b * w), HIST_H - h, Math.max(1, Math.ceil(w) - 1), h);
-        ctx.strokeStyle = "rgba(0,0,0,0.35)";
-        ctx.strokeRect(Math.floor(b * w) + 0.5, HIST_H - h + 0.5, Math.max(1, Math.ceil(w) - 1) - 1, h - 1);
-      }
-    }
-    this.histCanvas.dataset.total = String(total);
-    this.histCanvas.title = `${total} non-zero activations in ${bins} bins (bar height ~ sqrt(count))`;
-    this.histLo.textContent = formatValue(edges[0]);
-    this.histHi.textContent = formatValue(edges[bins]);
+    this.hist.show(this.d.counts.subarray(f * bins, (f + 1) * bins), edges);
     const nTok = this.model.get("n_tokens");
     const nonfinite = this.d.nonfinite[f];
     this.histStats.textContent =
-      `density ${(100 * this.d.density[f]).toPrecision(3)}% of ${nTok} tokens` +
+      `range ${formatValue(edges[0])} to ${formatValue(edges[bins])}; ` +
+      `density ${(100 * this.d.density[f]).toFixed(1)}% of ${nTok} tokens` +
       (nonfinite ? `; ${nonfinite} NaN/Inf values excluded` : "");
     this.histStats.classList.toggle("ms-fd-warn", nonfinite > 0);
   }
@@ -318,6 +287,12 @@ class FeatureDashboardView {
     clearChildren(this.ctxList);
     // One colour scale for all k rows, so rows compare at a glance.
     const scale: ActivationScale = scaleOf(this.d.topActs, f * k * L, k * L);
+    // the max-activation column: one number of decimals for all its rows
+    const maxes: number[] = [];
+    for (let r = 0; r < k; r++) {
+      if (this.d.topContext[f * k + r] >= 0) maxes.push(this.d.topActs[(f * k + r) * L + this.d.topPos[f * k + r]]);
+    }
+    const fmtMax = columnFormat(maxes);
     let shown = 0;
     for (let r = 0; r < k; r++) {
       const c = this.d.topContext[f * k + r];
@@ -330,7 +305,7 @@ class FeatureDashboardView {
       row.dataset.rank = String(r);
       row.append(
         el("span", "ms-fd-ctx-rank", `#${ids[c]}`),
-        el("span", "ms-fd-ctx-max", formatValue(this.d.topActs[base + maxPos])),
+        el("span", "ms-fd-ctx-max", fmtMax(this.d.topActs[base + maxPos])),
       );
       const toks = el("span", "ms-fd-ctx-tokens");
       contexts[c].forEach((tok, p) => {
@@ -341,7 +316,8 @@ class FeatureDashboardView {
         s.dataset.context = String(ids[c]);
         s.style.background = activationCss(v, scale);
         s.style.color = activationNeedsLightText(v, scale) ? "#fff" : "#111";
-        s.title = `${formatValue(v)} at token ${p} of context ${ids[c]}`;
+        // a very long token is cut with an ellipsis (CSS); the title holds it in full
+        s.title = `\u201c${displayToken(tok)}\u201d = ${formatValue(v)} at token ${p} of context ${ids[c]}`;
         if (p === maxPos) s.classList.add("ms-tok-max");
         if (v - v !== 0) s.classList.add("ms-tok-nonfinite");
         toks.append(s);
@@ -355,12 +331,17 @@ class FeatureDashboardView {
   private fillLogits(list: HTMLElement, ids: Int32Array, vals: Float32Array, f: number): void {
     const nl = this.model.get("n_logits");
     const tokens = this.model.get("logit_tokens");
+    // one number of decimals for both lists, so raised and lowered effects compare
+    const fmt = columnFormat([maxAbs(this.d.posVals, f * nl, nl), maxAbs(this.d.negVals, f * nl, nl)]);
     clearChildren(list);
     for (let i = 0; i < nl; i++) {
       const v = vals[f * nl + i];
+      const tok = displayToken(tokens[ids[f * nl + i]] ?? "?");
       const li = el("li", "ms-fd-logit");
       li.dataset.value = formatValue(v);
-      li.append(el("span", "ms-fd-logit-tok", displayToken(tokens[ids[f * nl + i]] ?? "?")), el("span", "ms-fd-logit-val", formatValue(v)));
+      const tokEl = el("span", "ms-fd-logit-tok", tok);
+      tokEl.title = `\u201c${tok}\u201d: ${formatValue(v)}`;
+      li.append(tokEl, el("span", "ms-fd-logit-val", fmt(v)));
       list.append(li);
     }
   }

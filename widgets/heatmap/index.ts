@@ -4,8 +4,8 @@
 
 import { formatValue } from "../shared/activation";
 import { type BinaryLike, decodeArray } from "../shared/buffers";
-import { clearChildren, el } from "../shared/dom";
-import { float32Text, type HeatScale, heatCss, heatGradient, heatScale } from "../shared/heatscale";
+import { clearChildren, el, textWidth } from "../shared/dom";
+import { float32Text, type HeatScale, heatCss, heatGradient, heatRgb, heatScale } from "../shared/heatscale";
 import { type AnyModel, coalesce, displayToken, type RenderProps, listen } from "../shared/model";
 
 /** Synced traits of mechscope.widgets.Heatmap. */
@@ -41,10 +41,17 @@ const CELL_MIN_PX = 6;
 const CELL_MAX_PX = 40;
 // Rows stay tall enough for a line of label text.
 const ROW_MIN_PX = 16;
-// Rough width of one label character, to decide whether column labels fit upright.
-const CHAR_PX = 6.5;
+// Axis labels are 11px (the smallest text in any widget); measured to decide whether column
+// labels fit upright.
+const LABEL_FONT_PX = 11;
 // Rotated labels are one line of text: every k-th one is shown so that they never overlap.
-const ROTATED_LABEL_PX = 13;
+const ROTATED_LABEL_PX = 14;
+// Cells at least this wide get grid lines (so cells at the centre colour read as cells); denser
+// maps would turn grey under the lines.
+const GRID_MIN_PX = 10;
+// From this many cells on (e.g. 80 layers x 512 positions), each panel's cells are one canvas
+// (hover and click by position): tens of thousands of cell elements take seconds to lay out.
+const CANVAS_MIN_CELLS = 16384;
 
 class HeatmapView {
   private data: Float32Array = new Float32Array(0);
@@ -53,6 +60,10 @@ class HeatmapView {
   private nC = 0;
   private scale: HeatScale = heatScale(0, 1, null);
   private cells: HTMLElement[] = [];
+  /** Canvas mode: one selection mark per panel (cells are pixels, not elements). */
+  private marks: HTMLElement[] = [];
+  private cellW = 0;
+  private cellH = 0;
   private sel: number | null = null;
   private ok = false;
   private titleEl: HTMLElement | null = null;
@@ -82,6 +93,7 @@ class HeatmapView {
     this.ok = false;
     this.titleEl = null;
     this.cells = [];
+    this.marks = [];
     this.sel = null;
     this.root.removeAttribute("data-rendered");
     clearChildren(this.root);
@@ -114,15 +126,19 @@ class HeatmapView {
     for (let p = 0; p < this.nP; p++) panels.append(this.buildPanel(p));
     // One delegated listener each for thousands of cells.
     panels.addEventListener("mouseover", (ev) => {
-      const c = this.cellOf(ev);
-      if (c) this.hover(c);
+      const c = this.cellAt(ev);
+      if (c) this.hover(...c);
+    });
+    panels.addEventListener("mousemove", (ev) => {
+      const c = this.marks.length ? this.cellAt(ev) : null;
+      if (c) this.hover(...c);
     });
     panels.addEventListener("mouseleave", () => {
       this.readout.textContent = "hover a cell for its value";
     });
     panels.addEventListener("click", (ev) => {
-      const c = this.cellOf(ev);
-      if (c) this.select(Number(c.dataset.panel), Number(c.dataset.row), Number(c.dataset.col));
+      const c = this.cellAt(ev);
+      if (c) this.select(...c);
     });
 
     this.root.append(this.titleEl, head, panels);
@@ -171,18 +187,25 @@ class HeatmapView {
     const colLabels = m.get("col_labels");
     const cellW = Math.max(CELL_MIN_PX, Math.min(CELL_MAX_PX, Math.floor(PANEL_TARGET_PX / this.nC)));
     const cellH = Math.max(ROW_MIN_PX, cellW);
-    // Upright labels when the longest fits its column, else rotated and thinned to every k-th.
-    const longest = colLabels.reduce((n, s) => Math.max(n, displayToken(s).length), 0);
-    const rotated = longest * CHAR_PX > cellW - 2;
+    const canvas = this.nP * this.nR * this.nC >= CANVAS_MIN_CELLS;
+    [this.cellW, this.cellH] = [cellW, cellH];
+    // Upright labels when the widest fits its column, else rotated and thinned to every k-th.
+    const widest = colLabels.reduce((n, s) => Math.max(n, textWidth(displayToken(s), LABEL_FONT_PX)), 0);
+    const rotated = widest > cellW - 4;
     const step = rotated ? Math.ceil(ROTATED_LABEL_PX / cellW) : 1;
 
     const panel = el("div", "ms-hm-panel");
     panel.dataset.panel = String(p);
     const ptitle = m.get("panel_titles")[p];
-    if (ptitle) panel.append(el("div", "ms-hm-panel-title", ptitle));
+    if (ptitle) {
+      const pt = el("div", "ms-hm-panel-title", ptitle);
+      pt.title = ptitle;
+      panel.append(pt);
+    }
     const wrap = el("div", "ms-hm-grid-wrap");
     const grid = el("div", "ms-hm-grid");
     grid.classList.toggle("ms-hm-rotated", rotated);
+    grid.classList.toggle("ms-hm-gridlines", cellW >= GRID_MIN_PX && !canvas);
     grid.dataset.labelStep = String(step);
     grid.style.gridTemplateColumns = `auto repeat(${this.nC}, ${cellW}px)`;
     grid.style.gridTemplateRows = `auto repeat(${this.nR}, ${cellH}px)`;
@@ -190,7 +213,9 @@ class HeatmapView {
     const rowTitle = m.get("row_title");
     const colTitle = m.get("col_title");
     const corner = rowTitle || colTitle ? `${rowTitle || "row"} \u2193 ${colTitle || "col"} \u2192` : "";
-    grid.append(el("div", "ms-hm-corner", corner));
+    const cornerEl = el("div", "ms-hm-corner", corner);
+    cornerEl.title = corner;
+    grid.append(cornerEl);
     for (let c = 0; c < this.nC; c++) {
       const shown = c % step === 0;
       const text = displayToken(colLabels[c]);
@@ -199,6 +224,19 @@ class HeatmapView {
       grid.append(lab);
     }
     const base = p * this.nR * this.nC;
+    if (canvas) {
+      const rowStep = Math.ceil(ROTATED_LABEL_PX / cellH);
+      for (let r = 0; r < this.nR; r++) {
+        const rl = el("div", "ms-hm-rowlabel", r % rowStep ? "" : displayToken(rowLabels[r]));
+        rl.title = `${rowTitle || "row"} ${r}: ${displayToken(rowLabels[r])}`;
+        rl.style.gridArea = `${r + 2} / 1`; // explicit: no cells between the labels
+        grid.append(rl);
+      }
+      grid.append(this.buildCanvas(p, cellW, cellH));
+      wrap.append(grid);
+      panel.append(wrap);
+      return panel;
+    }
     for (let r = 0; r < this.nR; r++) {
       const rl = el("div", "ms-hm-rowlabel", displayToken(rowLabels[r]));
       rl.title = `${rowTitle || "row"} ${r}: ${displayToken(rowLabels[r])}`;
@@ -207,6 +245,9 @@ class HeatmapView {
         const i = base + r * this.nC + c;
         const v = this.data[i];
         const cell = el("div", "ms-hm-cell");
+        // grid lines: every cell draws its right and bottom edge, the first row / column the rest
+        if (r === 0) cell.classList.add("ms-hm-r0");
+        if (c === 0) cell.classList.add("ms-hm-c0");
         cell.dataset.panel = String(p);
         cell.dataset.row = String(r);
         cell.dataset.col = String(c);
@@ -221,6 +262,47 @@ class HeatmapView {
     wrap.append(grid);
     panel.append(wrap);
     return panel;
+  }
+
+  /** Panel `p`'s cells as one canvas, a pixel a cell scaled to cellW x cellH CSS px. */
+  private buildCanvas(p: number, cellW: number, cellH: number): HTMLElement {
+    const box = el("div", "ms-hm-canvas-box");
+    box.style.gridArea = `2 / 2 / span ${this.nR} / span ${this.nC}`;
+    const canvas = el("canvas", "ms-hm-canvas");
+    canvas.width = this.nC;
+    canvas.height = this.nR;
+    canvas.style.width = `${this.nC * cellW}px`;
+    canvas.style.height = `${this.nR * cellH}px`;
+    canvas.dataset.panel = String(p);
+    const ctx = canvas.getContext("2d");
+    if (ctx) {
+      const img = ctx.createImageData(this.nC, this.nR);
+      const base = p * this.nR * this.nC;
+      for (let i = 0; i < this.nR * this.nC; i++) {
+        const [r, g, b] = heatRgb(this.data[base + i], this.scale);
+        img.data.set([r, g, b, 255], i * 4);
+      }
+      ctx.putImageData(img, 0, 0);
+    }
+    const mark = el("div", "ms-hm-canvas-mark");
+    mark.style.width = `${cellW}px`;
+    mark.style.height = `${cellH}px`;
+    mark.hidden = true;
+    this.marks[p] = mark;
+    box.append(canvas, mark);
+    return box;
+  }
+
+  /** The cell under the mouse: a cell element, or a canvas pixel turned into one's coordinates. */
+  private cellAt(ev: MouseEvent): [number, number, number] | null {
+    const cell = this.cellOf(ev);
+    if (cell) return [Number(cell.dataset.panel), Number(cell.dataset.row), Number(cell.dataset.col)];
+    const canvas = (ev.target as Element).closest<HTMLCanvasElement>(".ms-hm-canvas");
+    if (!canvas) return null;
+    const r = Math.floor(ev.offsetY / this.cellH);
+    const c = Math.floor(ev.offsetX / this.cellW);
+    if (!(r >= 0 && r < this.nR && c >= 0 && c < this.nC)) return null;
+    return [Number(canvas.dataset.panel), r, c];
   }
 
   private cellOf(ev: Event): HTMLElement | null {
@@ -241,12 +323,8 @@ class HeatmapView {
     return `${parts.join(" \u00b7 ")}: ${label} = ${float32Text(v)}`;
   }
 
-  private hover(cell: HTMLElement): void {
-    this.readout.textContent = this.describe(
-      Number(cell.dataset.panel),
-      Number(cell.dataset.row),
-      Number(cell.dataset.col),
-    );
+  private hover(p: number, r: number, c: number): void {
+    this.readout.textContent = this.describe(p, r, c);
   }
 
   /** Flat cell index of a `selected` value, or null when it is empty or out of range. */
@@ -271,6 +349,21 @@ class HeatmapView {
   }
 
   private showSelected(i: number | null): void {
+    if (this.marks.length) {
+      this.sel = i;
+      for (const mark of this.marks) mark.hidden = true;
+      if (i === null) {
+        this.root.dataset.selected = "";
+        return;
+      }
+      const [p, r, c] = [Math.floor(i / (this.nR * this.nC)), Math.floor(i / this.nC) % this.nR, i % this.nC];
+      const mark = this.marks[p];
+      mark.hidden = false;
+      mark.style.left = `${c * this.cellW}px`;
+      mark.style.top = `${r * this.cellH}px`;
+      this.root.dataset.selected = `${p},${r},${c}`;
+      return;
+    }
     if (this.sel !== null) {
       this.cells[this.sel]?.classList.remove("ms-hm-cell-selected");
       this.cells[this.sel]?.removeAttribute("aria-selected");

@@ -19,6 +19,10 @@ const DATA_KEYS = [
   "n_layers", "n_pos", "k", "top_probs", "top_ids", "targets", "dtype", "token_table", "row_labels", "tokens",
 ];
 const HINT = "hover a cell for its top-k predictions";
+// A lens of more cells than this (e.g. 80 layers x 512 positions) shows a window of positions
+// at a time, every layer, with buttons to move it: 40 000 cells of text take seconds to lay out.
+const WINDOW_CELLS = 4096;
+const WINDOW_MIN_POS = 16;
 
 function gradient(): string {
   const stops: string[] = [];
@@ -31,8 +35,14 @@ function gradient(): string {
 
 class LogitLensView {
   private d: LensData | null = null;
-  private cells: HTMLElement[] = [];
+  /** Cell elements by flat index layer * nPos + pos (only the window's, for a big lens). */
+  private cells = new Map<number, HTMLElement>();
   private sel: number | null = null;
+  /** The positions shown: start .. start + span - 1. */
+  private start = 0;
+  private span = 0;
+  private gridWrap: HTMLElement | null = null;
+  private pager: HTMLElement | null = null;
   private titleEl: HTMLElement | null = null;
   private readout!: HTMLElement;
   private topkEl!: HTMLElement;
@@ -59,7 +69,7 @@ class LogitLensView {
   private build(): void {
     const m = this.model;
     this.d = null;
-    this.cells = [];
+    this.cells = new Map();
     this.sel = null;
     this.titleEl = null;
     this.root.removeAttribute("data-rendered");
@@ -82,9 +92,17 @@ class LogitLensView {
     this.titleEl = el("div", "ms-ll-title");
     this.readout = el("div", "ms-ll-readout", HINT);
     const body = el("div", "ms-ll-body");
-    const grid = this.buildGrid(d);
+    const big = d.nLayers * d.nPos > WINDOW_CELLS;
+    this.span = big ? Math.min(d.nPos, Math.max(WINDOW_MIN_POS, Math.floor(WINDOW_CELLS / d.nLayers))) : d.nPos;
+    const sel = this.indexOf(m.get("selected"));
+    const want = sel === null ? 0 : sel % d.nPos; // open where the selected cell is
+    this.start = Math.min(d.nPos - this.span, Math.floor(want / this.span) * this.span);
+    const grid = el("div", "ms-ll-grid-host");
+    this.gridWrap = this.buildGrid(d);
+    grid.append(this.gridWrap);
     this.topkEl = el("div", "ms-ll-topk");
     body.append(grid, this.topkEl);
+    this.pager = big ? this.buildPager(d) : null;
     grid.addEventListener("mouseover", (ev) => {
       const c = (ev.target as Element).closest<HTMLElement>(".ms-ll-cell");
       if (c) this.show(Number(c.dataset.layer), Number(c.dataset.pos), true);
@@ -94,7 +112,7 @@ class LogitLensView {
       const c = (ev.target as Element).closest<HTMLElement>(".ms-ll-cell");
       if (c) this.select(Number(c.dataset.layer), Number(c.dataset.pos));
     });
-    this.root.append(this.titleEl, this.buildLegend(), this.readout, body);
+    this.root.append(this.titleEl, this.buildLegend(), ...(this.pager ? [this.pager] : []), this.readout, body);
     this.renderTitle();
     this.mark(this.indexOf(m.get("selected")));
     this.showSelectedOrHint();
@@ -126,16 +144,19 @@ class LogitLensView {
     const toks = m.get("tokens");
     const wrap = el("div", "ms-ll-grid-wrap");
     const grid = el("div", "ms-ll-grid");
-    grid.style.gridTemplateColumns = `auto repeat(${d.nPos}, minmax(44px, max-content))`;
     grid.append(el("div", "ms-ll-corner", "layer \u2193 input \u2192"));
-    for (let p = 0; p < d.nPos; p++) {
+    grid.style.gridTemplateColumns = `auto repeat(${this.span}, minmax(44px, max-content))`;
+    const end = this.start + this.span;
+    for (let p = this.start; p < end; p++) {
       const lab = el("div", "ms-ll-collabel", displayToken(toks[p]));
       lab.title = `pos ${p}: ${displayToken(toks[p])}`;
       grid.append(lab);
     }
     for (let l = 0; l < d.nLayers; l++) {
-      grid.append(el("div", "ms-ll-rowlabel", rows[l]));
-      for (let p = 0; p < d.nPos; p++) {
+      const rowLabel = el("div", "ms-ll-rowlabel", rows[l]);
+      rowLabel.title = `layer ${rows[l]}`;
+      grid.append(rowLabel);
+      for (let p = this.start; p < end; p++) {
         const top = topK(d, l, p)[0];
         const cell = el("div", "ms-ll-cell", displayToken(top.token));
         cell.dataset.layer = String(l);
@@ -146,12 +167,42 @@ class LogitLensView {
         if (top.prob - top.prob !== 0) cell.classList.add("ms-ll-nonfinite");
         if (isHit(d, l, p)) cell.classList.add("ms-ll-hit");
         cell.title = `${this.where(l, p)}: ${displayToken(top.token)} ${formatProb(top.prob)}`;
-        this.cells.push(cell);
+        this.cells.set(l * d.nPos + p, cell);
         grid.append(cell);
       }
     }
     wrap.append(grid);
     return wrap;
+  }
+
+  /** Buttons that move the window of positions of a big lens. */
+  private buildPager(d: LensData): HTMLElement {
+    const pager = el("div", "ms-ll-pager");
+    const prev = el("button", "ms-ll-page-prev", "\u25c0 earlier");
+    const next = el("button", "ms-ll-page-next", "later \u25b6");
+    const text = el("span", "ms-ll-page-text");
+    const show = () => {
+      text.textContent = `positions ${this.start}\u2013${this.start + this.span - 1} of ${d.nPos}`;
+      prev.disabled = this.start === 0;
+      next.disabled = this.start + this.span >= d.nPos;
+      pager.dataset.start = String(this.start);
+    };
+    const move = (by: number) => {
+      this.start = Math.max(0, Math.min(d.nPos - this.span, this.start + by));
+      this.cells = new Map();
+      const grid = this.buildGrid(d);
+      this.gridWrap?.replaceWith(grid);
+      this.gridWrap = grid;
+      const sel = this.sel;
+      this.sel = null;
+      this.mark(sel);
+      show();
+    };
+    prev.addEventListener("click", () => move(-this.span));
+    next.addEventListener("click", () => move(this.span));
+    show();
+    pager.append(prev, text, next);
+    return pager;
   }
 
   /** "layer 1_pre · pos 3 'cat'": a cell in the user's own labels. */
@@ -177,6 +228,7 @@ class LogitLensView {
     for (const g of guesses) {
       const row = el("div", "ms-ll-topk-row");
       const tok = el("span", "ms-ll-topk-tok", displayToken(g.token));
+      tok.title = displayToken(g.token);
       if (target >= 0 && d.table[target] === g.token) tok.classList.add("ms-ll-hit");
       const barBox = el("span", "ms-ll-topk-barbox");
       const bar = el("span", "ms-ll-topk-bar");
@@ -219,15 +271,14 @@ class LogitLensView {
   }
 
   private mark(i: number | null): void {
-    if (this.sel !== null) this.cells[this.sel]?.classList.remove("ms-ll-selected");
+    if (this.sel !== null) this.cells.get(this.sel)?.classList.remove("ms-ll-selected");
     this.sel = i;
-    if (i === null) {
+    if (i === null || !this.d) {
       this.root.dataset.selected = "";
       return;
     }
-    const cell = this.cells[i];
-    cell.classList.add("ms-ll-selected");
-    this.root.dataset.selected = `${cell.dataset.layer},${cell.dataset.pos}`;
+    this.cells.get(i)?.classList.add("ms-ll-selected"); // absent when outside the window
+    this.root.dataset.selected = `${Math.floor(i / this.d.nPos)},${i % this.d.nPos}`;
   }
 }
 

@@ -20,18 +20,16 @@ describe("scaleOf", () => {
 
 describe("diverging map centred at zero", () => {
   const signed = { signed: true, max: 4 };
-  it("is white at zero and symmetric in strength", () => {
-    expect(activationRgb(0, signed)).toEqual([255, 255, 255]);
+  it("is RdBu's centre (#f7f7f7) at zero, its ends at +-max, red above and blue below", () => {
+    expect(activationRgb(0, signed)).toEqual([0xf7, 0xf7, 0xf7]);
+    expect(activationRgb(4, signed)).toEqual([0x67, 0x00, 0x1f]);
+    expect(activationRgb(-4, signed)).toEqual([0x05, 0x30, 0x61]);
     const pos = activationRgb(2, signed);
     const neg = activationRgb(-2, signed);
-    // equal distance from white on both sides
-    const dist = (c: number[]) => c.reduce((s, x) => s + (255 - x), 0);
     expect(pos[0]).toBeGreaterThan(pos[2]); // red side
     expect(neg[2]).toBeGreaterThan(neg[0]); // blue side
     expect(normalize(2, signed)).toBe(0.5);
     expect(normalize(-2, signed)).toBe(-0.5);
-    expect(dist(activationRgb(4, signed)) / dist(pos)).toBeCloseTo(2, 1);
-    expect(dist(activationRgb(-4, signed)) / dist(neg)).toBeCloseTo(2, 1);
   });
   it("clips beyond the scale and marks NaN/Inf in magenta", () => {
     expect(activationRgb(100, signed)).toEqual(activationRgb(4, signed));
@@ -39,20 +37,21 @@ describe("diverging map centred at zero", () => {
     expect(activationRgb(NaN, signed)).toEqual([255, 0, 255]);
     expect(activationRgb(Infinity, signed)).toEqual([255, 0, 255]);
     expect(activationCss(-Infinity, signed)).toBe("rgb(255, 0, 255)");
-    expect(activationNeedsLightText(NaN, signed)).toBe(true);
+    expect(activationNeedsLightText(NaN, signed)).toBe(false); // dark text on magenta: contrast 6:1
     expect(activationNeedsLightText(0.1, signed)).toBe(false);
+    expect(activationNeedsLightText(4, signed)).toBe(true);
     expect(activationNeedsLightText(-4, signed)).toBe(true);
   });
 });
 
 describe("sequential map for non-negative data", () => {
   const seq = { signed: false, max: 10 };
-  it("goes from white at 0 to the full colour at max; negatives clamp to white", () => {
-    expect(activationRgb(0, seq)).toEqual([255, 255, 255]);
-    expect(activationRgb(10, seq)).toEqual([215, 48, 31]);
+  it("runs along RdBu's red half, centre at 0 to dark red at max; negatives clamp to 0", () => {
+    expect(activationRgb(0, seq)).toEqual([0xf7, 0xf7, 0xf7]);
+    expect(activationRgb(10, seq)).toEqual([0x67, 0x00, 0x1f]);
     expect(normalize(-3, seq)).toBe(0);
-    expect(activationRgb(5, seq)).toEqual([235, 152, 143]);
-    expect(activationRgb(3, { signed: false, max: 0 })).toEqual([255, 255, 255]);
+    expect(activationRgb(4, seq)).toEqual([0xf4, 0xa5, 0x82]); // an anchor (t = 0.4): exact
+    expect(activationRgb(3, { signed: false, max: 0 })).toEqual([0xf7, 0xf7, 0xf7]);
   });
 });
 

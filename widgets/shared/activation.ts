@@ -1,13 +1,13 @@
 // Colours for signed or non-negative activations (neurons, SAE features, probe scores),
 // shared by TokenActivations and FeatureDashboard.
 //
-// Both maps are white at zero, so "no activation" reads as plain text:
-// - signed data (any finite value < 0): diverging blue <- white -> red, centred at zero and
+// Both maps are RdBu's near-white centre at zero, so "no activation" reads as plain text:
+// - signed data (any finite value < 0): RdBu, blue <- centre -> red, centred at zero and
 //   symmetric (+m and -m get equally strong colours, m = max |value|);
-// - non-negative data: sequential white -> orange-red.
+// - non-negative data: RdBu's red half, centre -> red.
 // NaN/Inf get the magenta of colormap.ts, never a colour that looks like a real value.
 
-import { NONFINITE_RGB } from "./colormap";
+import { css, divergingRgb, lightTextOn, type Rgb } from "./colormap";
 
 export interface ActivationScale {
   /** True when some finite value is negative: use the diverging map. */
@@ -30,11 +30,6 @@ export function scaleOf(data: ArrayLike<number>, start = 0, count = data.length 
   return { signed, max };
 }
 
-// Endpoints of the maps (ColorBrewer RdBu / OrRd extremes, a little darkened for contrast).
-const NEG_RGB: readonly [number, number, number] = [33, 102, 172];
-const POS_RGB: readonly [number, number, number] = [178, 24, 43];
-const SEQ_RGB: readonly [number, number, number] = [215, 48, 31];
-
 /** Where `v` sits on the map: -1..1 (signed) or 0..1 (sequential); NaN when not finite. */
 export function normalize(v: number, scale: ActivationScale): number {
   if (v - v !== 0) return NaN;
@@ -45,23 +40,17 @@ export function normalize(v: number, scale: ActivationScale): number {
 }
 
 /** RGB of `v` under `scale`; NONFINITE_RGB for NaN/Inf. */
-export function activationRgb(v: number, scale: ActivationScale): [number, number, number] {
-  const t = normalize(v, scale);
-  if (Number.isNaN(t)) return [NONFINITE_RGB[0], NONFINITE_RGB[1], NONFINITE_RGB[2]];
-  const end = t < 0 ? NEG_RGB : scale.signed ? POS_RGB : SEQ_RGB;
-  const f = Math.abs(t);
-  return [0, 1, 2].map((c) => Math.round(255 + (end[c] - 255) * f)) as [number, number, number];
+export function activationRgb(v: number, scale: ActivationScale): Rgb {
+  return divergingRgb(normalize(v, scale)); // NaN -> magenta
 }
 
 export function activationCss(v: number, scale: ActivationScale): string {
-  const [r, g, b] = activationRgb(v, scale);
-  return `rgb(${r}, ${g}, ${b})`;
+  return css(activationRgb(v, scale));
 }
 
-/** Whether text on `v`'s colour should be white (strong colours and the NaN magenta). */
+/** Whether text on `v`'s colour should be white rather than near-black (WCAG contrast). */
 export function activationNeedsLightText(v: number, scale: ActivationScale): boolean {
-  const t = normalize(v, scale);
-  return Number.isNaN(t) || Math.abs(t) > 0.55;
+  return lightTextOn(activationRgb(v, scale));
 }
 
 /** A value as shown in tooltips and readouts: 4 significant digits, NaN/Inf spelled out. */

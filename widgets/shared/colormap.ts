@@ -1,27 +1,41 @@
-// Perceptually uniform sequential colour map (viridis) as a 256-entry RGB lookup table.
-// Built once from the nine-class viridis palette by linear interpolation in sRGB; the
-// stops are close enough together that lightness stays monotonic.
+// The two colour maps every widget draws with, from the one table the Python side's static
+// pictures use too (src/mechscope/widgets/static/colormaps.json):
+//
+// - viridis: matplotlib's published 256-entry table; a value t in [0, 1] takes entry round(255 t);
+// - RdBu: ColorBrewer's 11-class RdBu, blue (negative) -> #f7f7f7 (centre) -> red (positive);
+//   a position t in [-1, 1] sits at u = (t + 1) / 2 * 10 between anchors floor(u) and
+//   ceil(u), interpolated linearly in sRGB (as matplotlib does), so t = 0 is exactly the centre
+//   colour and every anchor is exact.
+// Channels are round(255 x). NaN/Inf are magenta (with a cross where the widget can draw one).
 
-const VIRIDIS_STOPS = [
-  "440154", "472d7b", "3b528b", "2c728e", "21908c", "27ad81", "5dc863", "aadc32", "fde725",
-];
+import tables from "../../src/mechscope/widgets/static/colormaps.json";
 
-/** Colour for NaN/Inf cells: magenta is far from every viridis colour, so it reads as "marked". */
+export type Rgb = [number, number, number];
+
+/** Colour for NaN/Inf cells: magenta is far from every colour of both maps, so it reads as "marked". */
 export const NONFINITE_RGB: readonly [number, number, number] = [255, 0, 255];
 
-function buildLut(stops: string[]): Uint8ClampedArray {
-  const rgb = stops.map((s) => [0, 2, 4].map((i) => parseInt(s.slice(i, i + 2), 16)));
-  const lut = new Uint8ClampedArray(256 * 3);
-  for (let i = 0; i < 256; i++) {
-    const t = (i / 255) * (rgb.length - 1);
-    const k = Math.min(Math.floor(t), rgb.length - 2);
-    const f = t - k;
-    for (let c = 0; c < 3; c++) lut[i * 3 + c] = Math.round(rgb[k][c] * (1 - f) + rgb[k + 1][c] * f);
-  }
-  return lut;
-}
+const byte = (x: number) => Math.round(x * 255);
 
-export const VIRIDIS: Uint8ClampedArray = buildLut(VIRIDIS_STOPS);
+export const VIRIDIS: Uint8ClampedArray = (() => {
+  const lut = new Uint8ClampedArray(256 * 3);
+  tables.viridis.forEach((rgb, i) => lut.set(rgb.map(byte), i * 3));
+  return lut;
+})();
+
+/** The 11 RdBu anchors, blue to red, as floats in [0, 1]. */
+export const RDBU: readonly (readonly number[])[] = tables.rdbu;
+
+/** RdBu at `t` in [-1, 1] (clipped): blue below 0, the centre colour at 0, red above. */
+export function divergingRgb(t: number): Rgb {
+  if (t - t !== 0) return [NONFINITE_RGB[0], NONFINITE_RGB[1], NONFINITE_RGB[2]];
+  const u = ((t < -1 ? -1 : t > 1 ? 1 : t) + 1) * 0.5 * (RDBU.length - 1);
+  const k = Math.min(Math.floor(u), RDBU.length - 2);
+  const f = u - k;
+  const a = RDBU[k];
+  const b = RDBU[k + 1];
+  return [byte(a[0] + (b[0] - a[0]) * f), byte(a[1] + (b[1] - a[1]) * f), byte(a[2] + (b[2] - a[2]) * f)];
+}
 
 /** Index into RGBA32 for a value: 0..255 along the map, NONFINITE_INDEX for NaN/Inf. */
 export const NONFINITE_INDEX = 256;
@@ -45,31 +59,48 @@ export const RGBA32: Uint32Array = (() => {
   return new Uint32Array(bytes.buffer);
 })();
 
-/** Write the colour of `v` (expected in [0, 1]) into `out` at byte offset `o` as RGBA. */
+/** Viridis RGB of `v` (expected in [0, 1]); NONFINITE_RGB for NaN/Inf. */
+export function viridisRgb(v: number): Rgb {
+  const i = colorIndex(v);
+  if (i === NONFINITE_INDEX) return [NONFINITE_RGB[0], NONFINITE_RGB[1], NONFINITE_RGB[2]];
+  return [VIRIDIS[i * 3], VIRIDIS[i * 3 + 1], VIRIDIS[i * 3 + 2]];
+}
+
+/** Write the viridis colour of `v` (expected in [0, 1]) into `out` at byte offset `o` as RGBA. */
 export function writeColor(out: Uint8ClampedArray, o: number, v: number): void {
-  if (!Number.isFinite(v)) {
-    out[o] = NONFINITE_RGB[0];
-    out[o + 1] = NONFINITE_RGB[1];
-    out[o + 2] = NONFINITE_RGB[2];
-  } else {
-    const i = v <= 0 ? 0 : v >= 1 ? 765 : Math.round(v * 255) * 3;
-    out[o] = VIRIDIS[i];
-    out[o + 1] = VIRIDIS[i + 1];
-    out[o + 2] = VIRIDIS[i + 2];
-  }
+  const [r, g, b] = viridisRgb(v);
+  out[o] = r;
+  out[o + 1] = g;
+  out[o + 2] = b;
   out[o + 3] = 255;
 }
 
-/** CSS colour string for `v`, for DOM elements (token strip). */
+export const css = ([r, g, b]: readonly number[]): string => `rgb(${r}, ${g}, ${b})`;
+
+/** CSS colour string of viridis at `v`, for DOM elements (token strip). */
 export function cssColor(v: number): string {
-  const px = new Uint8ClampedArray(4);
-  writeColor(px, 0, v);
-  return `rgb(${px[0]}, ${px[1]}, ${px[2]})`;
+  return css(viridisRgb(v));
 }
 
-/** Whether text on top of colour `v` should be light (viridis is dark below ~0.55). */
+/** WCAG relative luminance of an sRGB colour (0 black .. 1 white). */
+export function luminance([r, g, b]: readonly number[]): number {
+  const lin = (c: number) => {
+    const s = c / 255;
+    return s <= 0.04045 ? s / 12.92 : ((s + 0.055) / 1.055) ** 2.4;
+  };
+  return 0.2126 * lin(r) + 0.7152 * lin(g) + 0.0722 * lin(b);
+}
+
+/** Whether white text reads better than near-black (#111) text on `rgb` (higher WCAG contrast). */
+export function lightTextOn(rgb: readonly number[]): boolean {
+  const L = luminance(rgb);
+  const dark = 0.0056; // luminance of #111
+  return (1.05 / (L + 0.05)) > ((L + 0.05) / (dark + 0.05));
+}
+
+/** Whether text on top of viridis at `v` should be light. */
 export function needsLightText(v: number): boolean {
-  return Number.isFinite(v) && v < 0.55;
+  return lightTextOn(viridisRgb(v));
 }
 
 /** Human-readable weight: three decimals, and NaN/Inf spelled out. */

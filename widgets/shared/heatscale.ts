@@ -1,13 +1,12 @@
 // Colour scales for labelled grids (Heatmap): one scale, computed in Python and shared by
 // every panel, so that colours compare across panels.
 //
-// - diverging (Python `center` is a number): blue <- white -> red, white at `center`,
-//   symmetric: lo = center - m, hi = center + m with m = max |value - center|;
+// - diverging (Python `center` is a number): RdBu, blue <- centre colour -> red, the centre
+//   colour exactly at `center`, symmetric: lo = center - m, hi = center + m, m = max |value - center|;
 // - sequential (Python `center=None`): viridis over [lo, hi] = [min, max].
 // NaN/Inf get the magenta of colormap.ts, never a colour that looks like a real value.
 
-import { activationRgb } from "./activation";
-import { NONFINITE_RGB, writeColor } from "./colormap";
+import { css, divergingRgb, NONFINITE_RGB, RDBU, type Rgb, viridisRgb } from "./colormap";
 
 export interface HeatScale {
   /** Diverging around `center`, or sequential viridis. */
@@ -39,31 +38,26 @@ export function heatPosition(v: number, s: HeatScale): number {
   return t < 0 ? 0 : t > 1 ? 1 : t;
 }
 
-const UNIT_DIVERGING = { signed: true, max: 1 };
-
 /** RGB of `v` under `s`; NONFINITE_RGB for NaN/Inf. */
-export function heatRgb(v: number, s: HeatScale): [number, number, number] {
+export function heatRgb(v: number, s: HeatScale): Rgb {
   const t = heatPosition(v, s);
   if (Number.isNaN(t)) return [NONFINITE_RGB[0], NONFINITE_RGB[1], NONFINITE_RGB[2]];
-  if (s.kind === "diverging") return activationRgb(t, UNIT_DIVERGING);
-  const px = new Uint8ClampedArray(4);
-  writeColor(px, 0, t);
-  return [px[0], px[1], px[2]];
+  return s.kind === "diverging" ? divergingRgb(t) : viridisRgb(t);
 }
 
 export function heatCss(v: number, s: HeatScale): string {
-  const [r, g, b] = heatRgb(v, s);
-  return `rgb(${r}, ${g}, ${b})`;
+  return css(heatRgb(v, s));
 }
 
-/** CSS gradient of the whole map, left (lo) to right (hi), for the legend. */
+/**
+ * CSS gradient of the whole map, left (lo) to right (hi), for the legend. CSS interpolates
+ * linearly in sRGB, so stops at RdBu's 11 anchors reproduce the diverging map exactly.
+ */
 export function heatGradient(s: HeatScale): string {
+  const n = s.kind === "diverging" ? RDBU.length - 1 : 16;
   const stops: string[] = [];
-  for (let i = 0; i <= 8; i++) {
-    const t = i / 8;
-    const rgb =
-      s.kind === "diverging" ? activationRgb(2 * t - 1, UNIT_DIVERGING) : heatRgb(t, heatScale(0, 1, null));
-    stops.push(`rgb(${rgb[0]}, ${rgb[1]}, ${rgb[2]})`);
+  for (let i = 0; i <= n; i++) {
+    stops.push(css(s.kind === "diverging" ? divergingRgb((2 * i) / n - 1) : viridisRgb(i / n)));
   }
   return `linear-gradient(to right, ${stops.join(", ")})`;
 }

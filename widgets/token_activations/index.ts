@@ -101,6 +101,7 @@ class TokenActivationsView {
     for (let f = 0; f < nFeatures; f++) {
       const opt = el("option", "ms-ta-option", names[f] ?? `feature ${f}`);
       opt.value = String(f);
+      opt.title = names[f] ?? `feature ${f}`;
       this.select.append(opt);
     }
     this.select.addEventListener("change", () => this.choose(Number(this.select.value)));
@@ -205,7 +206,8 @@ class TokenActivationsView {
     const lo = scale.signed ? -scale.max : 0;
     this.legendLo.textContent = formatValue(lo);
     this.legendHi.textContent = formatValue(scale.max);
-    const stops = scale.signed ? [-1, -0.5, 0, 0.5, 1] : [0, 0.25, 0.5, 0.75, 1];
+    // stops at RdBu's anchors (every 0.2): CSS interpolates linearly in sRGB, as the map does
+    const stops = Array.from({ length: scale.signed ? 11 : 6 }, (_, i) => (scale.signed ? -1 : 0) + i * 0.2);
     const unit = { signed: scale.signed, max: 1 };
     this.legendBar.style.background = `linear-gradient(to right, ${stops.map((t) => activationCss(t, unit)).join(", ")})`;
     this.legendBar.title = scale.signed ? "diverging, centred at 0" : "sequential from 0";

@@ -46,16 +46,17 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..cache import ActivationCache, cached_run
-from ..hooks import HookFn, HookPoint, NameFilter, locked_hooks, name_hook_points
+from ..hooks import HookFn, HookPoint, locked_hooks, name_hook_points
 from . import _hf_families
 from ._hf_prefix import PrefixMixin
 from ._hf_routing import RoutingMixin
 from ._hf_tokens import TokenMixin
+from ._tl_compat import TLConfig, TLModel, bind_config
+from ._tl_weights import AttnWeights, HFEmbedWeights, MLPWeights
 
 
 @dataclass(frozen=True)
-class HFConfig:
+class HFConfig(TLConfig):
     """The shape of a wrapped model, in mechscope's vocabulary."""
 
     n_layers: int
@@ -72,9 +73,10 @@ class HFConfig:
     positional: str  # "learned" or "rotary"
     is_causal: bool  # decoders; False for BERT-family encoders
     output: str  # what forward returns: "logits" (an LM head) or "hidden" (last hidden state)
+    act_fn: str = ""  # the HF config's activation name ("gelu_new", "silu", ...)
 
 
-class _AttnPoints(nn.Module):
+class _AttnPoints(AttnWeights, nn.Module):
     def __init__(self):
         super().__init__()
         self.hook_q = HookPoint()  # [batch, pos, head, d_head]
@@ -85,7 +87,7 @@ class _AttnPoints(nn.Module):
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
 
 
-class _MLPPoints(nn.Module):
+class _MLPPoints(MLPWeights, nn.Module):
     def __init__(self, has_pre: bool):
         super().__init__()
         if has_pre:
@@ -113,7 +115,7 @@ class _NormPoints(nn.Module):
         self.hook_normalized = HookPoint()  # [batch, pos, d_model]
 
 
-class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
+class HFModel(PrefixMixin, RoutingMixin, TokenMixin, TLModel, HFEmbedWeights, nn.Module):
     """A Hugging Face model with mechscope's hook names. Build with :func:`wrap`.
 
     ``forward(tokens, attention_mask=None)`` returns the HF model's own output: logits
@@ -160,6 +162,9 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
         points = name_hook_points(self)
         self._hook_points = {n: p for n, p in points.items() if not n.startswith("hf_model.")}
         self._attn_points = {id(s["attn"]): self.blocks[i].attn for i, s in enumerate(self._sites)}
+        for i, s in enumerate(self._sites):  # TransformerLens' blocks[l].attn.W_Q etc.
+            self.blocks[i].attn._tl_source = self.blocks[i].mlp._tl_source = (s, self.cfg)
+        bind_config(self)
         # Mirror the HF model's mode without calling .train()/.eval() on it (that would reset
         # the mode of each of its submodules).
         for name, m in self.named_modules():
@@ -196,6 +201,11 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
             is_causal=bool(getattr(self._sites[0]["attn"], "is_causal", True))
             and self.family.residual != "post",
             output=out,
+            act_fn=str(
+                getattr(config, "activation_function", None)
+                or getattr(config, "hidden_act", None)
+                or ""
+            ),
         )
 
     def __repr__(self) -> str:
@@ -236,34 +246,6 @@ class HFModel(PrefixMixin, RoutingMixin, TokenMixin, nn.Module):
         Holds the model's lock (:func:`mechscope.hooks.model_lock`) until it exits.
         """
         return locked_hooks(self, self._hook_points, fwd_hooks)
-
-    def run_with_hooks(self, tokens, fwd_hooks, attention_mask=None) -> torch.Tensor:
-        """One forward pass with ``fwd_hooks`` installed; returns the output."""
-        with self.hooks(fwd_hooks):
-            return self(tokens, attention_mask=attention_mask)
-
-    def run_with_cache(
-        self,
-        tokens,
-        names: NameFilter = None,
-        *,
-        attention_mask=None,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-        remove_batch_dim: bool = False,
-        grad: bool = False,
-    ) -> tuple[torch.Tensor, ActivationCache]:
-        """Forward pass that records activations; see ``Transformer.run_with_cache``."""
-        return cached_run(
-            self,
-            tokens,
-            names,
-            device=device,
-            dtype=dtype,
-            remove_batch_dim=remove_batch_dim,
-            grad=grad,
-            attention_mask=attention_mask,
-        )
 
     # ---- weights, for the cache's analysis ----------------------------------
 
@@ -317,6 +299,9 @@ def _get(module: nn.Module, path: str):
     return obj
 
 
+_TL = "mechscope.models.tl"
+
+
 def wrap(hf_model: nn.Module, tokenizer=None) -> HFModel:
     """Wrap a Hugging Face model (and its tokenizer) as a mechscope HookedModel.
 
@@ -332,6 +317,15 @@ def wrap(hf_model: nn.Module, tokenizer=None) -> HFModel:
     mode is still in train mode after every call, also when a hook raises. Runs of one model
     from several threads are serialised (:func:`mechscope.hooks.model_lock`).
     """
+    mods = {c.__module__ for c in type(hf_model).__mro__}
+    if any(m.split(".")[0] == "nnsight" for m in mods):
+        from .nnsight import wrap_nnsight  # an nnsight model; no nnsight import otherwise
+
+        return wrap_nnsight(hf_model, tokenizer)
+    if _TL in mods or any(m.split(".")[0] == "transformer_lens" for m in mods):
+        from .tl import wrap_transformer_lens  # a TransformerLens model; no TL import otherwise
+
+        return wrap_transformer_lens(hf_model, tokenizer)
     if isinstance(hf_model, HFModel):
         return hf_model
     if not isinstance(hf_model, nn.Module) or not hasattr(hf_model, "config"):

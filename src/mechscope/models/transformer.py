@@ -20,13 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from .._core import as_tokens
-from ..cache import ActivationCache, cached_run
-from ..hooks import HookFn, HookPoint, NameFilter, locked_hooks, model_lock, name_hook_points
+from ..hooks import HookFn, HookPoint, locked_hooks, model_lock, name_hook_points
+from ._tl_compat import TLConfig, TLModel, bind_config
 from ._transformer_prefix import PrefixMixin
 
 
 @dataclass(frozen=True)
-class TransformerConfig:
+class TransformerConfig(TLConfig):
     n_layers: int
     d_model: int
     n_heads: int
@@ -171,12 +171,15 @@ class Block(nn.Module):
         return self.hook_resid_post(resid)
 
 
-class Transformer(PrefixMixin, nn.Module):
+class Transformer(PrefixMixin, TLModel, nn.Module):
     """Decoder-only transformer with hook points at TransformerLens-style paths.
 
     ``forward(tokens)`` takes ``[batch, pos]`` (or ``[pos]``) integer tokens and
     returns logits ``[batch, pos, d_vocab]``. ``tokenizer`` is optional; zoo
     models carry a :class:`~mechscope.models.tokenizer.WordTokenizer`.
+    ``run_with_cache``, ``run_with_hooks`` and TransformerLens' other model idioms
+    (``model.W_Q``, ``to_single_token``, ``add_hook``, ...) come from
+    :class:`~mechscope.models._tl_compat.TLModel`.
     """
 
     def __init__(self, cfg: TransformerConfig, tokenizer=None):
@@ -193,6 +196,7 @@ class Transformer(PrefixMixin, nn.Module):
         self.W_U = nn.Parameter(torch.empty(cfg.d_model, cfg.d_vocab))
         self.b_U = nn.Parameter(torch.zeros(cfg.d_vocab))
         self._hook_points = name_hook_points(self)
+        bind_config(self)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -309,42 +313,3 @@ class Transformer(PrefixMixin, nn.Module):
         (:func:`mechscope.hooks.model_lock`): other threads' runs wait until it exits.
         """
         return locked_hooks(self, self._hook_points, fwd_hooks)
-
-    def run_with_hooks(self, tokens, fwd_hooks) -> torch.Tensor:
-        """One forward pass with ``fwd_hooks`` installed; returns logits."""
-        with self.hooks(fwd_hooks):
-            return self(tokens)
-
-    def run_with_cache(
-        self,
-        tokens,
-        names: NameFilter = None,
-        *,
-        device: str | torch.device | None = None,
-        dtype: torch.dtype | None = None,
-        remove_batch_dim: bool = False,
-        grad: bool = False,
-    ) -> tuple[torch.Tensor, ActivationCache]:
-        """Forward pass that records activations. Returns ``(logits, cache)``.
-
-        names: a hook name, a list of names, a predicate ``fn(name) -> bool``, or
-            None for every hook point. Only these are kept (memory = what you ask for).
-        device, dtype: where and in which dtype to store cached tensors.
-        remove_batch_dim: drop the batch axis (needs batch size 1).
-        grad: keep autograd on, so the returned logits can be differentiated (cached
-            activations are always detached).
-        """
-        tokens = self._check_tokens(tokens)
-        if not isinstance(remove_batch_dim, bool):
-            raise TypeError(f"remove_batch_dim must be True or False, got {remove_batch_dim!r}.")
-        if remove_batch_dim and tokens.shape[0] != 1:
-            raise ValueError(f"remove_batch_dim=True needs batch size 1, got {tokens.shape[0]}.")
-        return cached_run(
-            self,
-            tokens,
-            names,
-            device=device,
-            dtype=dtype,
-            remove_batch_dim=remove_batch_dim,
-            grad=grad,
-        )

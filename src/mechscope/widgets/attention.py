@@ -13,13 +13,17 @@ can observe; setting ``selected`` from Python refocuses the view. ``layer`` inde
 widget's own layers (``from_cache(..., layer=[3, 5])`` has layers 0 and 1, labelled L3, L5).
 
 The pattern travels as one binary buffer (see ``_buffers``), never as JSON floats.
+A pattern too big to send whole (over 4 Mi weights, e.g. 32 layers x 32 heads x 512 tokens =
+268 M) is sent as max-pooled thumbnails (``_pooling``) plus the initially focused head; the
+full pattern stays in Python (not a synced trait, so not saved into the notebook), and the
+view fetches each head it focuses over the widget's comm (a ``{"type": "head"}`` custom
+message, answered with that head's float32 ``[query_pos, key_pos]`` pattern as a buffer).
 TypeScript side: ``widgets/attention/index.ts``.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,26 +32,35 @@ import anywidget
 import numpy as np
 import traitlets
 
-from mechscope.widgets import _buffers
+from mechscope.widgets import _buffers, _pooling, _static, _svg_grids
 
 _STATIC = Path(__file__).parent / "static"
 _PATTERN_HOOK = re.compile(r"^blocks\.(\d+)\.attn\.hook_pattern$")
 
 # Attention weights are probabilities; anything far outside [0, 1] is probably scores.
 _RANGE_TOLERANCE = 1e-3
-# Above this the notebook gets heavy and the browser slow; say so rather than hang.
-_WARN_PAYLOAD_BYTES = 64 * 2**20
+# Patterns of more weights than this are sent as thumbnails + one head (at uint8, 4 MiB:
+# GPT-2 small on 128 tokens, 2.4 M weights, is still sent whole, as before).
+_FULL_MAX_VALUES = _buffers.AUTO_BUDGET_BYTES
+# Thumbnails of every head, and the initially focused head at full resolution: together with
+# base64 in a saved notebook, under 5 MB.
+_THUMB_BUDGET_BYTES = 2 * 2**20
+_FOCUS_BUDGET_BYTES = 2**20
 
 
-class AttentionPatterns(anywidget.AnyWidget):
+class AttentionPatterns(_static.StaticFallback, anywidget.AnyWidget):
     """Attention patterns of a model on one prompt, as an interactive widget.
 
     Args:
         attention: ``[layer, head, query_pos, key_pos]`` attention probabilities (torch
             Tensor or numpy array); ``[head, query_pos, key_pos]`` is taken as one layer.
+            A pattern of over 4 Mi weights is shown as thumbnails plus one head at a time,
+            read from this array on request: it is kept by reference, not copied, so change
+            it in place and the heads shown afterwards change too.
         tokens: one string per position (``len(tokens) == key_pos``).
         dtype: encoding of the payload: ``"auto"`` (float32 if it fits 4 MiB, else float16
-            if that fits, else uint8), ``"float32"``, ``"float16"`` or ``"uint8"``.
+            if that fits, else uint8; thumbnails of a big pattern: uint8), ``"float32"``,
+            ``"float16"`` or ``"uint8"``.
         selected: ``[layer, head]`` to focus first; default ``[0, 0]``.
         title: shown above the widget.
         layer_labels: one label per layer (default ``L0``, ``L1``, ...).
@@ -69,6 +82,14 @@ class AttentionPatterns(anywidget.AnyWidget):
     # [layer, head, query, key] little-endian, C order, encoded as `dtype` (see _buffers).
     attention = traitlets.Bytes(b"").tag(sync=True)
     dtype = traitlets.Unicode("float32").tag(sync=True)
+    # 0: `attention` is the whole pattern. s > 0: it is [layer, head, side, side] thumbnails,
+    # maxima of s x s blocks (side = ceil(n_tokens / s)); heads come on request (see above).
+    thumb_stride = traitlets.Int(0).tag(sync=True)
+    # With thumbnails: the full [query, key] pattern of head `focus_head` as `focus_dtype`
+    # (b"" and [] when one head is over budget).
+    focus = traitlets.Bytes(b"").tag(sync=True)
+    focus_head = traitlets.List(traitlets.Int()).tag(sync=True)
+    focus_dtype = traitlets.Unicode("float32").tag(sync=True)
     layer_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     selected = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
@@ -88,27 +109,38 @@ class AttentionPatterns(anywidget.AnyWidget):
         tokens = _check_tokens(tokens, pattern.shape)
         _check_range(pattern)
         labels = _check_layer_labels(layer_labels, n_layers)
-        encoding = _buffers.resolve_dtype(dtype, pattern.size)
-        payload = _buffers.encode(pattern, encoding)
-        if len(payload) > _WARN_PAYLOAD_BYTES:
-            warnings.warn(
-                f"AttentionPatterns payload is {len(payload) / 2**20:.0f} MiB "
-                f"({n_layers} layers x {n_heads} heads x {n_k}^2 positions as {encoding}); "
-                "the notebook will be large and slow. Pass fewer layers "
-                "(from_cache(..., layer=[...])) or a shorter prompt, or dtype='uint8'.",
-                stacklevel=2,
-            )
+        chosen = _check_selected([0, 0] if selected is None else selected, n_layers, n_heads)
+        traits: dict[str, Any] = {}
+        if pattern.size <= _FULL_MAX_VALUES:
+            encoding = _buffers.resolve_dtype(dtype, pattern.size)
+            traits["attention"] = _buffers.encode(pattern, encoding)
+            self._full = None
+        else:
+            encoding = "uint8" if dtype == "auto" else _buffers.resolve_dtype(dtype, 0)
+            itemsize = _buffers.payload_nbytes(1, encoding)
+            stride = _pooling.choose_stride(n_layers * n_heads, n_k, itemsize, _THUMB_BUDGET_BYTES)
+            traits["attention"] = _buffers.encode(_pooling.max_pool(pattern, stride), encoding)
+            traits["thumb_stride"] = stride
+            focus_dtype = _buffers.choose_dtype(n_k * n_k, _FOCUS_BUDGET_BYTES)
+            if _buffers.payload_nbytes(n_k * n_k, focus_dtype) <= _FOCUS_BUDGET_BYTES:
+                head = pattern[chosen[0], chosen[1]]
+                traits.update(focus=_buffers.encode(head, focus_dtype), focus_head=chosen)
+                traits["focus_dtype"] = focus_dtype
+            # Kept by reference (a copy of 1 GiB costs seconds), through a read-only view.
+            self._full = pattern.view()
+            self._full.flags.writeable = False
         super().__init__(
             tokens=tokens,
             n_layers=n_layers,
             n_heads=n_heads,
             n_tokens=n_k,
-            attention=payload,
             dtype=encoding,
             layer_labels=labels,
             title=title,
-            selected=_check_selected([0, 0] if selected is None else selected, n_layers, n_heads),
+            selected=chosen,
+            **traits,
         )
+        self.on_msg(self._on_request)
 
     @classmethod
     def from_cache(
@@ -195,15 +227,63 @@ class AttentionPatterns(anywidget.AnyWidget):
         except ValueError as err:
             raise traitlets.TraitError(str(err)) from None
 
+    def _static_figure(self) -> _static.Figure:
+        return _svg_grids.attention_figure(self)
+
     def pattern(self) -> np.ndarray:
-        """The pattern as the browser sees it (decoded payload), ``[layer, head, q, k]``."""
+        """The whole pattern, ``[layer, head, q, k]``: as the browser sees it (decoded payload)
+        when it is sent whole, else the float32 copy kept in Python (read-only)."""
+        if self._full is not None:
+            return self._full
         n = self.n_tokens
         return _buffers.decode(self.attention, self.dtype, (self.n_layers, self.n_heads, n, n))
 
+    def thumbnails(self) -> np.ndarray:
+        """What the thumbnail grid is drawn from, ``[layer, head, side, side]`` (decoded): the
+        whole pattern when it is sent whole, else the max-pooled thumbnails."""
+        side = self.n_tokens
+        if self.thumb_stride:
+            side = -(-self.n_tokens // self.thumb_stride)
+        shape = (self.n_layers, self.n_heads, side, side)
+        return _buffers.decode(self.attention, self.dtype, shape)
+
+    def head_pattern(self, layer: int, head: int) -> np.ndarray:
+        """One head's ``[query_pos, key_pos]`` pattern, as the focused view shows it: float32
+        as given when the pattern is sent as thumbnails (this is what the view fetches over
+        the comm), else the decoded payload."""
+        ok = all(
+            isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in (layer, head)
+        )
+        if not ok or not (0 <= layer < self.n_layers and 0 <= head < self.n_heads):
+            raise ValueError(
+                f"layer={layer!r}, head={head!r} is not a head of this widget: it has "
+                f"{self.n_layers} layers and {self.n_heads} heads, so layer must be an int in "
+                f"0..{self.n_layers - 1} and head an int in 0..{self.n_heads - 1}."
+            )
+        if self._full is not None:
+            return np.array(self._full[layer, head], np.float32)
+        return self.pattern()[layer, head]
+
+    def _on_request(self, _widget: Any, content: Any, _received: Any) -> None:
+        """Answer the view's ``{"type": "head", "layer": l, "head": h}`` message with that
+        head's float32 pattern (one buffer), or ``{"type": "error", "message": ...}``."""
+        if not isinstance(content, dict) or content.get("type") != "head":
+            return
+        layer, head = content.get("layer"), content.get("head")
+        try:
+            data = self.head_pattern(layer, head)
+        except ValueError as err:
+            self.send({"type": "error", "layer": layer, "head": head, "message": str(err)})
+            return
+        reply = {"type": "head", "layer": layer, "head": head, "dtype": "float32"}
+        self.send(reply, [_buffers.encode(data, "float32")])
+
     def __repr__(self) -> str:
+        thumbs = f", thumb_stride={self.thumb_stride}" if self.thumb_stride else ""
         return (
             f"AttentionPatterns(n_layers={self.n_layers}, n_heads={self.n_heads}, "
-            f"n_tokens={self.n_tokens}, dtype={self.dtype!r}, selected={list(self.selected)})"
+            f"n_tokens={self.n_tokens}, dtype={self.dtype!r}{thumbs}, "
+            f"selected={list(self.selected)})"
         )
 
 
@@ -257,10 +337,10 @@ def _check_tokens(tokens: Sequence[str], shape: tuple[int, ...]) -> list[str]:
 
 
 def _check_range(pattern: np.ndarray) -> None:
-    finite = pattern[np.isfinite(pattern)]
-    if finite.size == 0:
+    found = _pooling.finite_range(pattern)  # layer by layer: no second 1 GiB copy
+    if found is None:
         return
-    lo, hi = float(finite.min()), float(finite.max())
+    lo, hi = found
     if lo < -_RANGE_TOLERANCE or hi > 1 + _RANGE_TOLERANCE:
         raise ValueError(
             f"attention values range over [{lo:.3g}, {hi:.3g}]; expected probabilities in "

@@ -28,7 +28,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from mechscope.widgets import _buffers
+from mechscope.widgets import _buffers, _static, _svg_tokens
 from mechscope.widgets.token_activations import (
     check_feature,
     check_feature_names,
@@ -38,7 +38,7 @@ from mechscope.widgets.token_activations import (
 _STATIC = Path(__file__).parent / "static"
 
 
-class FeatureDashboard(anywidget.AnyWidget):
+class FeatureDashboard(_static.StaticFallback, anywidget.AnyWidget):
     """Histogram, top-k contexts and logit effects of each feature, one feature at a time.
 
     Args:
@@ -214,6 +214,9 @@ class FeatureDashboard(anywidget.AnyWidget):
             return check_feature(proposal["value"], self.n_features)
         except ValueError as err:
             raise traitlets.TraitError(str(err)) from None
+
+    def _static_figure(self) -> _static.Figure:
+        return _svg_tokens.feature_dashboard_figure(self)
 
     # ---- decoded views of the payload (what the browser sees) ------------------------------
 

@@ -32,7 +32,7 @@ import anywidget
 import numpy as np
 import traitlets
 
-from mechscope.widgets import _buffers
+from mechscope.widgets import _buffers, _static, _svg_grids
 
 if TYPE_CHECKING:
     from mechscope.widgets.attention import AttentionPatterns
@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 _STATIC = Path(__file__).parent / "static"
 
 
-class Heatmap(anywidget.AnyWidget):
+class Heatmap(_static.StaticFallback, anywidget.AnyWidget):
     """Labelled heatmap of ``[rows, cols]`` values, or several panels sharing one scale.
 
     Args:
@@ -170,6 +170,9 @@ class Heatmap(anywidget.AnyWidget):
             return _check_selected(proposal["value"], (self.n_panels, self.n_rows, self.n_cols))
         except ValueError as err:
             raise traitlets.TraitError(str(err)) from None
+
+    def _static_figure(self) -> _static.Figure:
+        return _svg_grids.heatmap_figure(self)
 
     def values_array(self) -> np.ndarray:
         """The values as the browser sees them (decoded payload), ``[panel, row, col]``."""

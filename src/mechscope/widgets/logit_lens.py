@@ -27,12 +27,12 @@ import anywidget
 import numpy as np
 import traitlets
 
-from mechscope.widgets import _buffers
+from mechscope.widgets import _buffers, _static, _svg_grids
 
 _STATIC = Path(__file__).parent / "static"
 
 
-class LogitLens(anywidget.AnyWidget):
+class LogitLens(_static.StaticFallback, anywidget.AnyWidget):
     """Layers x positions grid of top-1 lens predictions; hover for the top-k.
 
     Args:
@@ -121,9 +121,7 @@ class LogitLens(anywidget.AnyWidget):
         )
 
     @classmethod
-    def from_result(
-        cls, result, *, batch_index: int = 0, k: int = 5, **kwargs: Any
-    ) -> LogitLens:
+    def from_result(cls, result, *, batch_index: int = 0, k: int = 5, **kwargs: Any) -> LogitLens:
         """From a :class:`mechscope.lens.LensResult`: prompt ``batch_index``, top ``k`` per cell."""
         n_batch = result.logits.shape[1]
         if (
@@ -165,6 +163,9 @@ class LogitLens(anywidget.AnyWidget):
             return self._check_selected(proposal["value"], self.n_layers, self.n_pos)
         except ValueError as err:
             raise traitlets.TraitError(str(err)) from None
+
+    def _static_figure(self) -> _static.Figure:
+        return _svg_grids.logit_lens_figure(self)
 
     def top_k_at(self, layer: int, pos: int) -> list[tuple[str, float]]:
         """``[(token, prob), ...]`` of one cell, as the browser decodes it (the hover list)."""

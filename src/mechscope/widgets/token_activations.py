@@ -27,12 +27,12 @@ import anywidget
 import numpy as np
 import traitlets
 
-from mechscope.widgets import _buffers
+from mechscope.widgets import _buffers, _static, _svg_tokens
 
 _STATIC = Path(__file__).parent / "static"
 
 
-class TokenActivations(anywidget.AnyWidget):
+class TokenActivations(_static.StaticFallback, anywidget.AnyWidget):
     """Texts coloured token by token by a chosen feature's activation.
 
     Args:
@@ -152,6 +152,9 @@ class TokenActivations(anywidget.AnyWidget):
             return check_feature(proposal["value"], self.n_features)
         except ValueError as err:
             raise traitlets.TraitError(str(err)) from None
+
+    def _static_figure(self) -> _static.Figure:
+        return _svg_tokens.token_activations_figure(self)
 
     def values_array(self) -> np.ndarray:
         """The values as the browser sees them (decoded payload), ``[text, pos, feature]``."""

@@ -200,6 +200,12 @@ SAE_RECIPES = {
     "grammar-2l-mlp0": train_grammar_2l_sae_mlp0,
     "stdlib-lm-mlp1": _lazy("recipes_stdlib_sae", "train_stdlib_lm_sae"),  # issue 21
 }
+# Transcoders (issue 14): zoo/transcoders/NAME.safetensors + NAME.json
+# (mechscope.transcoder.load_zoo_transcoder).
+TRANSCODER_RECIPES = {
+    "facts-ioi-2l-tc0": _lazy("recipes_transcoders", "train_facts_tc0"),
+    "facts-ioi-2l-tc1": _lazy("recipes_transcoders", "train_facts_tc1"),
+}
 
 
 def save(model: Transformer, card: dict, out: Path, checkpoints: dict | None = None) -> None:
@@ -233,7 +239,9 @@ def save(model: Transformer, card: dict, out: Path, checkpoints: dict | None = N
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("name", choices=sorted(RECIPES) + sorted(SAE_RECIPES))
+    p.add_argument(
+        "name", choices=sorted(RECIPES) + sorted(SAE_RECIPES) + sorted(TRANSCODER_RECIPES)
+    )
     p.add_argument(
         "--out", type=Path, default=ZOO, help="output folder (default: the package's zoo)"
     )
@@ -248,11 +256,12 @@ def main(argv=None) -> None:
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     kwargs = {"seed": args.seed} | ({"steps": args.steps} if args.steps else {})
-    if args.name in SAE_RECIPES:
-        sae, card = SAE_RECIPES[args.name](**kwargs)
-        weights = sae.save(args.out / "sae" / card["name"], card)
+    if args.name in SAE_RECIPES or args.name in TRANSCODER_RECIPES:
+        sub = "sae" if args.name in SAE_RECIPES else "transcoders"
+        sae, card = {**SAE_RECIPES, **TRANSCODER_RECIPES}[args.name](**kwargs)
+        weights = sae.save(args.out / sub / card["name"], card)
         card["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
-        sae.save(args.out / "sae" / card["name"], card)
+        sae.save(args.out / sub / card["name"], card)
         print(json.dumps(card["metrics"], indent=2))
         return
     model, card, *rest = RECIPES[args.name](**kwargs)

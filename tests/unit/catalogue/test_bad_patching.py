@@ -156,7 +156,7 @@ def test_acdc(bad, request, model_name, exc, names, args, kwargs):
 
 MASK = torch.ones(2, 5, dtype=torch.bool)
 SCRUB = [
-    ("hf_lacks_readable_blocks", "hf_gpt2", TypeError, ["ReadableBlocks", "W_E"], (Hypothesis({}), A, MASK)),
+    ("hf_lacks_readable_blocks", "hf_gpt2", TypeError, ["ReadableBlocks", "forward_from"], (Hypothesis({}), A, MASK)),
     ("loss_mask_shape", "induction_model", ValueError, ["loss_mask", "[2, 5]"], (Hypothesis({}), A, MASK[:, :3])),
     ("loss_mask_empty", "induction_model", ValueError, ["loss_mask"], (Hypothesis({}), A, ~MASK)),
     ("loss_mask_float", "induction_model", TypeError, ["loss_mask", "float"], (Hypothesis({}), A, MASK.float())),

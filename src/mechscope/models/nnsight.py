@@ -1,0 +1,267 @@
+"""``mechscope.wrap(nnsight_model)``: DESIGN.md hook names on an ``nnsight.LanguageModel``.
+
+nnsight (https://nnsight.net) runs a model inside ``with lm.trace(...)`` blocks, locally or
+on NDIF's hosted models (``remote=True``). Wrapping gives an :class:`NNsightModel`: the hook
+names, shapes, cache, weights and tokens of ``mechscope.wrap(hf_model, tokenizer)`` (the same
+families and module paths), but every forward pass is exactly one nnsight trace, and hooks
+fire from inside it (:mod:`._nnsight_plan`), so every analysis and widget runs unchanged::
+
+    lm = nnsight.LanguageModel("meta-llama/Llama-3.1-8B")         # or (hf_model, tokenizer=tok)
+    model = mechscope.load(lm, backend="nnsight", remote=True)     # or mechscope.wrap(lm)
+    activation_patch(model, clean, corrupted, metric, "resid_pre")  # <= n_layers + 1 traces
+
+Requests: a run (forward, ``run_with_cache``, ``run_with_hooks``) is one trace. An
+activation-patching sweep is two traces for the clean and corrupted runs plus one per batch
+of patched copies; copies of several layers share one batch (``batch_size`` / ``memory_mb``
+set its size), so a sweep whose copies fit in ``n_layers - 1`` batches stays within
+``n_layers + 1`` traces. There is no prefix reuse (``PrefixReuse``): copies run whole.
+
+Remote (``remote=True``): passed unchanged to every ``lm.trace``. nnsight reads the NDIF API
+key from ``NDIF_API_KEY`` or its config file (``nnsight.CONFIG.set_default_api_key``);
+mechscope never reads it into anything it keeps, and checks only that one is set and that
+the host answers, before any trace. ``remote="local"`` is nnsight's dry run of the remote
+path (the trace serialized and deserialized as NDIF would, local modules hidden, then run
+here; no key needed): try a notebook with it before spending requests. Not exercised against
+the real service in mechscope's tests (no network there): they send each remote trace
+through nnsight's own request serialization to a stand-in server that runs the deserialized
+body, on copies of every object it captured, and answers as NDIF does.
+
+Hooks in a remote trace run on the server, on copies, so what they store stays there. Hooks
+marked read-only (``fn.mechscope_read_only = True``; ``run_with_cache``'s are, see
+:mod:`mechscope.hooks`) therefore do not run in the trace: it saves the activation each would
+have seen (``nnsight.save``) and they run here once it returns, in forward order
+(:mod:`._nnsight_plan`; the dry run ``"local"`` does the same). Unmarked hooks (patching,
+steering, ablation: they edit) run in the trace. So ``run_with_cache``, ``activation_patch``
+(two cached runs, then the patched copies) and what reads a cache (probes, mean ablation) run
+remotely, in no more traces than locally. Known gap: other analyses' own recording hooks are
+unmarked and record on the server (attribution patching's gradients, path patching, feature
+circuits), and weight-based analyses need local weights (below).
+
+Packing for requests: a remote model's passes do not run on this CPU
+(``request_memory_mb``, read by the patching runner), so its sweeps skip the CPU's cap on
+rows per pass and fill a request up to ``REMOTE_MEMORY_MB`` (4096 MB of activations at
+mechscope's 4-byte estimate; ``memory_mb=`` / ``batch_size=`` override it). A per-head ``z``
+sweep of Llama-3.1-8B on 15 tokens: 214 copies a request, 8 traces (66 when packed as on a
+CPU); within ``n_layers + 1`` up to about 50 tokens. Each answer holds its copies' logits at
+every position (bf16: 0.25 MB per position and copy, about 4 GB for that sweep), whatever the
+packing.
+
+Not reachable: per-head ``attn.hook_q / k / v / attn_scores / pattern`` on an attention
+module whose forward has no ``attention_interface(...)`` call (raises NotImplementedError
+naming the hook). Reading them makes nnsight instrument that attention module's forward
+(``envoy.source``; inert outside a trace). Weight-based analyses (the logit lens's readout,
+direct logit attribution, ``W_Q``...) read the local module's weights, so they need a local
+(not meta) model.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+from urllib.parse import urlparse
+
+import torch
+
+from ..hooks import model_lock
+from . import _hf_families, _nnsight_plan
+from .hf import HFModel
+
+INSTALL = 'pip install "mechscope[nnsight]"'
+# Activation memory of one remote forward pass (MB, at mechscope's estimate of 4 bytes per
+# value, mechscope._patching_sites.bytes_per_sequence): NDIF runs a request on GPUs that hold
+# the model's weights plus room for activations, not in this machine's memory. Llama-3.1-8B
+# on 15 tokens: ~20 MB a sequence, so ~200 patched copies a request.
+REMOTE_MEMORY_MB = 4096
+KEY_HELP = (
+    "get a key at https://login.ndif.us, then set the environment variable NDIF_API_KEY "
+    "(or call nnsight.CONFIG.set_default_api_key(key) once)"
+)
+
+
+def require_nnsight():
+    """Import nnsight, or raise an ImportError naming the extra to install."""
+    try:
+        import nnsight
+    except ImportError as err:
+        raise ImportError(
+            f"The nnsight backend needs nnsight (>= 0.8), which is not installed. Install it "
+            f"with {INSTALL}."
+        ) from err
+    return nnsight
+
+
+def is_nnsight(model) -> bool:
+    """Whether ``model`` is an nnsight model (decided without importing nnsight)."""
+    return any(c.__module__.split(".")[0] == "nnsight" for c in type(model).__mro__)
+
+
+def check_remote() -> None:
+    """Before any remote work: an API key is configured and NDIF's host answers.
+
+    Raises ValueError (no key) or ConnectionError (host unreachable), each naming the fix.
+    """
+    from nnsight import CONFIG
+
+    if not CONFIG.API.APIKEY:
+        raise ValueError(f"remote=True needs an NDIF API key and none is set: {KEY_HELP}.")
+    url = urlparse(CONFIG.API.HOST)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname, port), timeout=5).close()
+    except OSError as err:
+        raise ConnectionError(
+            f"remote=True: NDIF at {CONFIG.API.HOST} cannot be reached ({err}). Check the "
+            f"network connection (and NDIF_HOST if you set it), or run locally with "
+            f"remote=False on a model that fits this machine."
+        ) from err
+
+
+@contextlib.contextmanager
+def _eval_mode(module: torch.nn.Module):
+    mods = list(module.modules())
+    saved = [m.training for m in mods]
+    try:
+        for m in mods:
+            m.training = False
+        yield
+    finally:
+        for m, flag in zip(mods, saved, strict=True):
+            m.training = flag
+
+
+class NNsightModel(HFModel):
+    """An nnsight ``LanguageModel`` with mechscope's hook names. Build with ``mechscope.wrap``
+    or ``mechscope.load(..., backend="nnsight")``. ``model.lm`` is the nnsight model."""
+
+    # No PrefixReuse: a restart mid-model is not a trace. Sweeps run whole copies, packed.
+    prefix_state = None
+    forward_suffix = None
+
+    def __init__(self, lm, tokenizer=None, remote: bool | str = False):
+        hf = lm._module
+        fam = _hf_families.detect(hf)
+        if fam.residual == "post" or hf.get_output_embeddings() is None:
+            decoders = ", ".join(f.name for f in _hf_families.FAMILIES if f.residual != "post")
+            raise ValueError(
+                f"The nnsight backend maps causal language models; {type(hf).__name__} "
+                f"({fam.name}) is not one. Supported: {decoders}. Use mechscope.wrap(hf_model, "
+                f"tokenizer) for encoders."
+            )
+        super().__init__(hf, tokenizer if tokenizer is not None else lm.tokenizer)
+        self.lm = lm  # an nnsight Envoy, not an nn.Module: no second module tree
+        self.remote = remote
+
+    def __repr__(self) -> str:
+        c = self.cfg
+        return (
+            f"NNsightModel({type(self.hf_model).__name__}, family={c.family!r}, "
+            f"n_layers={c.n_layers}, remote={self.remote})"
+        )
+
+    @property
+    def request_memory_mb(self) -> int | None:
+        """Activation memory (MB) of one forward pass where it runs, when that is not this
+        machine: ``REMOTE_MEMORY_MB`` with ``remote=True`` (and its dry run ``"local"``), None
+        locally. Patching sweeps read it: their default ``memory_mb``, and no CPU cap on rows
+        per pass (the logits come back to this CPU; the pass did not run on it)."""
+        return REMOTE_MEMORY_MB if self.remote else None
+
+    @property
+    def device(self) -> torch.device:
+        dev = super().device
+        return torch.device("cpu") if dev.type == "meta" else dev  # remote: inputs stay here
+
+    def forward(self, tokens, attention_mask=None) -> torch.Tensor:
+        """Logits ``[batch, pos, d_vocab]`` of one nnsight trace (hooks fire inside it)."""
+        ids, mask = self._prepare(tokens, attention_mask)
+        inputs = {"input_ids": ids, "use_cache": False}
+        if mask is not None:
+            inputs["attention_mask"] = mask
+            inputs["position_ids"] = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        if self.remote is True:
+            check_remote()
+        active = {n for n, p in self._hook_points.items() if p._forward_hooks}
+        base = _nnsight_plan.envoy_at(self.lm, self.hf_model.base_model_prefix)
+        with model_lock(self), _eval_mode(self.hf_model):
+            return _traced(self, base, inputs, active)
+
+
+def _traced(model: NNsightModel, base, inputs: dict, active: set[str]) -> torch.Tensor:
+    import nnsight
+
+    lm = model.lm
+    # Remote: read-only hooks (run_with_cache's) wait for the values the trace brings back.
+    plan = _nnsight_plan.read_only_plan(model, active) if model.remote else None
+    batch = inputs["input_ids"].shape[0]
+    with lm.trace(**inputs, remote=model.remote):
+        saved = _nnsight_plan.fire_points(model, base, active, batch, plan) if active else {}
+        saved = nnsight.save(saved)
+        logits = nnsight.save(lm.output.logits)
+    _nnsight_plan.replay(model, saved)
+    return logits
+
+
+def wrap_nnsight(lm, tokenizer=None, remote: bool | str = False) -> NNsightModel:
+    """``mechscope.wrap`` for an nnsight ``LanguageModel`` / ``TransformersModel``."""
+    require_nnsight()
+    if isinstance(lm, NNsightModel):
+        return lm
+    if not hasattr(lm, "trace") or not isinstance(getattr(lm, "_module", None), torch.nn.Module):
+        raise TypeError(
+            f"wrap() recognised {type(lm).__name__} as an nnsight object, but it is not a "
+            f"model with .trace(): wrap an nnsight.LanguageModel (LanguageModel(hf_model, "
+            f"tokenizer=tok) or LanguageModel('repo/id'))."
+        )
+    if remote not in (True, False, "local"):
+        raise ValueError(
+            f"remote={remote!r}: expected False (run here), True (run on NDIF) or 'local' "
+            f"(nnsight's dry run of the remote path, here)."
+        )
+    if remote is True:
+        check_remote()
+    return NNsightModel(lm, tokenizer, remote=remote)
+
+
+def load_nnsight(name, device: str = "cpu", *, remote: bool | str = False, **hf_kwargs):
+    """``mechscope.load(name_or_model, backend="nnsight", remote=...)``.
+
+    An nnsight model is wrapped as it is. A name: ``remote=True`` builds nnsight's weightless
+    (meta) copy of a model NDIF hosts, after checking the key, the host and that NDIF runs
+    it; ``remote=False`` loads the Hugging Face checkpoint (a local directory, or the hub
+    when online) into this process, as ``mechscope.load(name)`` does, and wraps it.
+    """
+    nnsight = require_nnsight()
+    if is_nnsight(name):
+        return wrap_nnsight(name, remote=remote)
+    if not isinstance(name, (str, os.PathLike)):
+        raise TypeError(
+            f"load(..., backend='nnsight') takes a model name or an nnsight.LanguageModel, got "
+            f"{type(name).__name__}."
+        )
+    name = os.fspath(name)
+    if remote is True:
+        check_remote()
+        if not nnsight.is_model_running(name):
+            raise ValueError(
+                f"load({name!r}, remote=True): NDIF does not run {name!r} now. See the hosted "
+                f"models with print(nnsight.status()), or load it locally with remote=False."
+            )
+        return wrap_nnsight(_language_model(nnsight, name, **hf_kwargs), remote=True)
+    from .. import _load
+
+    hf = _load.load(name, device=device, **hf_kwargs)
+    if not isinstance(hf, HFModel):
+        raise ValueError(
+            f"load({name!r}, backend='nnsight'): {name!r} is a mechscope zoo model, which "
+            f"nnsight cannot run (it is not a Hugging Face model). Load it without backend=."
+        )
+    return wrap_nnsight(_language_model(nnsight, hf.hf_model, tokenizer=hf.tokenizer))
+
+
+def _language_model(nnsight, model, **kwargs):
+    """nnsight's causal-LM wrapper: ``TransformersModel(..., task="text-generation")`` where it
+    exists (nnsight >= 0.8 deprecates ``LanguageModel`` for it), else ``LanguageModel``."""
+    if hasattr(nnsight, "TransformersModel"):
+        return nnsight.TransformersModel(model, task="text-generation", **kwargs)
+    return nnsight.LanguageModel(model, **kwargs)
