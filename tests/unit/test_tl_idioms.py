@@ -369,9 +369,14 @@ def test_cfg_tokens_and_from_pretrained(model):
     assert isinstance(model, HookedTransformer)
 
 
-def test_hooked_transformer_shim():
+def test_hooked_transformer_shim(monkeypatch):
     model = HookedTransformer.from_pretrained("induction-2l", fold_ln=True)
     assert isinstance(model, mechscope.Transformer) and model.cfg.n_layers == 2
+
+    def offline(name, **kwargs):  # what load() raises without network, without trying the hub
+        raise mechscope._load.ModelUnavailableError(f"{name!r} needs the Hugging Face hub.")
+
+    monkeypatch.setattr(mechscope.compat, "load", offline)
     with pytest.raises(
         mechscope._load.ModelUnavailableError,
         match="hf_model=.*induction-2l|induction-2l.*hf_model=",
