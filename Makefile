@@ -5,6 +5,10 @@ PY     := $(VENV)/bin/python
 # The CPU build installs from a local wheel on our machines; users may override (e.g. TORCH=torch).
 TORCH  ?= torch==2.13.0
 CHROMIUM ?= /usr/bin/chromium
+# `make test` runs in TEST_WORKERS processes (pytest-xdist; --dist loadscope keeps each notebook's
+# cells, and each test module, in one process), one torch thread each so they do not fight for cores.
+TEST_WORKERS ?= 2
+TEST_ENV ?= OMP_NUM_THREADS=1
 
 .PHONY: lab test test-fast widgets widgets-check clean-venv course site
 
@@ -41,7 +45,7 @@ $(VENV)/.browser: $(VENV)/.dev
 test: $(VENV)/.dev $(VENV)/.browser
 	@$(MAKE) --no-print-directory widgets-check
 	$(PY) -m ruff check src tests bench tools
-	$(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope tests notebooks --nbval-lax -p no:cacheprovider
 
 # Unit tests only (seconds): no notebooks, no browser.
 test-fast: $(VENV)/.dev

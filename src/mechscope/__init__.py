@@ -13,10 +13,14 @@ Core
     protocols         ``HookedModel`` and the capabilities an analysis may require
     models            ``Transformer``; ``wrap`` for Hugging Face models
 Observation (§4.2)
-    attribution       direct logit attribution, saliency, integrated gradients
+    attribution       direct logit attribution, saliency, SmoothGrad, integrated gradients
     lens              logit lens, tuned lens
     probes            linear probes, control tasks, selectivity, sparse probing
+    probes_mlp        non-linear (MLP) probes and their selectivity
+    ccs               contrast-consistent search: a truth direction without labels (§2)
+    similarity        representational similarity: linear and RBF CKA (§2)
     sae, sae_train    sparse autoencoders: the model, evaluation, training
+    monosemanticity   features per neuron against ground-truth labels (SoLU, L1: notebook 19)
     heads             previous-token, induction and duplicate-token head scores
     circuits          QK and OV circuits, composition scores, from the weights
     linear_rep        linear representations: word analogies, relation directions
@@ -26,17 +30,27 @@ Intervention (§4.3)
     patching_attr     attribution patching, the gradient estimate of patching
     path_patching     path patching
     acdc              ACDC-style automatic circuit discovery
+    ground_truth      compiled programs with known circuits; the discovery benchmark (§8)
     ablation          zero, mean and resample ablation
     steering          steering vectors (difference of means) and strength sweeps
     scrubbing         causal scrubbing of a hypothesis
     das               interchange interventions, distributed alignment search
 Development (§5.2)
     dynamics          training dynamics: metrics over checkpoints, when they change
+    llc               the local learning coefficient by SGLD (Lau et al. 2023)
+Safety cases (§6, §8)
+    backdoor          poisoned inputs from activations: spectral signatures, activation clustering
+Beyond language (§8)
+    vision            a hooked CNN on sklearn's 8x8 digits: feature visualisation, edge scores,
+                      max-activating examples (``import mechscope.vision``)
+    rl                a seeded gridworld, a hooked residual-MLP policy, rollouts and the goal
+                      edit that redirects it (``import mechscope.rl``)
 Tools
     toy               synthetic tasks and their data (superposition, induction, Othello, ...)
     zoo               the shipped models' weights, cards and training recipes
-    widgets           anywidget views: attention, heatmap, logit lens, features, tokens
+    widgets           anywidget views: attention, heatmap, logit lens, features, tokens, images
     plots             plotly figures for toy models and SAEs
+    explore           ``explore(model, prompt)``: a live app, every view updates as you type
     utils, compat     TransformerLens 3 idioms: ``utils.get_act_name``, ``compat.HookedTransformer``
                       (docs/from_transformerlens.md)
 """
@@ -52,9 +66,13 @@ from .attribution import (
     gradient_x_input,
     integrated_gradients,
     saliency,
+    smoothgrad,
 )
 from .cache import ActivationCache
+from .ccs import CCSResult, fit_ccs
 from .das import DASResult, das, interchange_accuracy, interchange_intervention
+from .explore import ExploreApp, explore
+from .ground_truth import BenchmarkResult, circuit_discovery_benchmark
 from .heads import HeadScoresResult, head_scores
 from .hooks import HookPoint
 from .lens import LensResult, TunedLens, logit_lens, train_tuned_lens, tuned_lens
@@ -64,8 +82,10 @@ from .patching import PatchResult, activation_patch
 from .patching_attr import attribution_patch, compare_to_exact
 from .path_patching import path_patch, path_patch_all
 from .probes import Probe, control_task, fit_probe, selectivity, sparse_probe
+from .probes_mlp import MLPProbe, fit_mlp_probe, mlp_selectivity
 from .protocols import HookedModel
 from .scrubbing import Claim, Hypothesis, ScrubResult, scrub
+from .similarity import CKAResult, cka, cka_matrix
 from .splice import SplicedModel, splice
 from .steering import SteeringSweepResult, steer, steering_sweep, steering_vector
 from .world import InterventionResult
@@ -74,10 +94,15 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ACDCResult",
+    "CCSResult",
+    "CKAResult",
+    "MLPProbe",
     "AblationResult",
     "ActivationCache",
+    "BenchmarkResult",
     "Claim",
     "DASResult",
+    "ExploreApp",
     "HFModel",
     "HeadScoresResult",
     "HookPoint",
@@ -100,11 +125,13 @@ __all__ = [
     "acdc",
     "activation_patch",
     "attribution_patch",
+    "circuit_discovery_benchmark",
     "compare_to_exact",
     "compat",
     "control_task",
     "das",
     "direct_logit_attribution",
+    "explore",
     "fit_probe",
     "gradient_x_input",
     "head_scores",
@@ -112,10 +139,16 @@ __all__ = [
     "interchange_accuracy",
     "interchange_intervention",
     "load",
+    "cka",
+    "cka_matrix",
+    "fit_ccs",
+    "fit_mlp_probe",
+    "mlp_selectivity",
     "logit_lens",
     "path_patch",
     "path_patch_all",
     "saliency",
+    "smoothgrad",
     "scrub",
     "splice",
     "SplicedModel",

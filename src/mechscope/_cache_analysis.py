@@ -257,6 +257,17 @@ class CacheAnalysis:
             w_u = norm["weight"].detach()[:, None] * w_u
         return w_u
 
+    def _unembed_rows(self, ids: torch.Tensor) -> torch.Tensor:
+        """Rows ``ids`` of ``_unembed().T``, ``[*ids.shape, d_model]``, without scaling the
+        whole ``[d_model, d_vocab]`` matrix (for GPT-2's 50,257 tokens that costs more than the
+        attribution itself)."""
+        model = self._model("logit_attrs")
+        rows = model.unembed_weights().detach().T.to(ids.device)[ids]
+        norm = model.final_norm()
+        if norm is not None and norm["weight"] is not None:
+            rows = rows * norm["weight"].detach().to(rows.device)
+        return rows
+
     def logit_attrs(
         self,
         stack: torch.Tensor,
@@ -271,11 +282,11 @@ class CacheAnalysis:
         result is the logit difference. Returns ``[component, batch, pos]``. Summed over a
         full decomposition plus ``unembed_offset()[tokens]`` it gives the logits.
         """
-        w_u = self._unembed().to(stack.device, stack.dtype)
         tokens = torch.as_tensor(tokens, device=stack.device)
-        direction = w_u.T[tokens]  # [*tokens.shape, d_model]
+        direction = self._unembed_rows(tokens).to(stack.dtype)  # [*tokens.shape, d_model]
         if incorrect_tokens is not None:
-            direction = direction - w_u.T[torch.as_tensor(incorrect_tokens, device=stack.device)]
+            wrong = torch.as_tensor(incorrect_tokens, device=stack.device)
+            direction = direction - self._unembed_rows(wrong).to(stack.dtype)
         try:
             return (stack * direction).sum(-1)
         except RuntimeError as err:

@@ -111,11 +111,22 @@ _IGNORED = {
 }
 
 
+def _act_fn(name: str) -> str:
+    """TransformerLens' ``"solu_ln"`` (SoLU then a LayerNorm) is mechscope's ``"solu"``; its
+    bare ``"solu"`` (no LayerNorm) has no mechscope equivalent."""
+    if name == "solu":
+        raise ValueError(
+            "act_fn='solu': TransformerLens' SoLU without a LayerNorm is not supported; "
+            "act_fn='solu_ln' (SoLU + LayerNorm, Elhage et al. 2022) is mechscope's 'solu'."
+        )
+    return {"solu_ln": "solu"}.get(name, name)
+
+
 def HookedTransformerConfig(**kwargs) -> TransformerConfig:  # noqa: N802 (TransformerLens' name)
     """TransformerLens' config fields -> a mechscope :class:`TransformerConfig`.
 
     Supported: n_layers, d_model, n_ctx, d_head, n_heads (default d_model // d_head), d_vocab,
-    d_mlp (default 4 * d_model), attn_only, act_fn ("gelu" / "relu"), normalization_type
+    d_mlp (default 4 * d_model), attn_only, act_fn ("gelu" / "relu" / "solu_ln"), normalization_type
     ("LN" / None), positional_embedding_type ("standard"), seed, initializer_range. Options
     that change nothing here (device, use_attn_result, ...) are ignored; anything else is an
     error naming the field.
@@ -143,7 +154,7 @@ def HookedTransformerConfig(**kwargs) -> TransformerConfig:  # noqa: N802 (Trans
         d_vocab=kw.pop("d_vocab"),
         n_ctx=kw.pop("n_ctx"),
         d_mlp=d_mlp,
-        act_fn=kw.pop("act_fn", "gelu"),
+        act_fn=_act_fn(kw.pop("act_fn", "gelu")),
         normalization="ln" if norm == "LN" else None,
         init_std=kw.pop("initializer_range", 0.02),
         seed=kw.pop("seed", None) or 0,

@@ -7,6 +7,7 @@ from mechscope.attribution import (
     integrated_gradients,
     logit_metric,
     saliency,
+    smoothgrad,
 )
 from mechscope.metrics import logit_diff
 
@@ -215,3 +216,57 @@ def test_gradient_bad_inputs(mlp_model, tokens):
         integrated_gradients(mlp_model, tokens, m, baseline="mean")
     with pytest.raises(TypeError, match="integer"):
         saliency(mlp_model, tokens.float(), m)
+
+
+# ---- SmoothGrad --------------------------------------------------------------------
+
+
+def test_smoothgrad_without_noise_is_the_gradient(mlp_model, tokens):
+    m = logit_metric(3)
+    gxi = gradient_x_input(mlp_model, tokens, m)
+    sg = smoothgrad(mlp_model, tokens, m, n_samples=3, sigma=0.0)
+    # per_dim is the mean gradient; gradient x input's per_dim is gradient * x
+    x = mlp_model.run_with_cache(tokens, names="hook_embed")[1]["hook_embed"]
+    torch.testing.assert_close(sg.per_dim * x, gxi.per_dim, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sg.attributions, gxi.attributions, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(sg.f_input, gxi.f_input)
+    assert sg.method == "smoothgrad"
+
+
+def test_smoothgrad_averages_the_noisy_gradients(mlp_model, tokens):
+    """The mean of n one-sample SmoothGrads with the same noise equals one n-sample run: check
+    it against a hand loop over noisy inputs, and that seeds are reproducible and the global
+    RNG is untouched."""
+    m = logit_metric(3)
+    state = torch.random.get_rng_state()
+    a = smoothgrad(mlp_model, tokens, m, n_samples=4, sigma=0.2, seed=7)
+    b = smoothgrad(mlp_model, tokens, m, n_samples=4, sigma=0.2, seed=7)
+    c = smoothgrad(mlp_model, tokens, m, n_samples=4, sigma=0.2, seed=8)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert torch.equal(a.per_dim, b.per_dim) and not torch.equal(a.per_dim, c.per_dim)
+    # by hand: the same noise, one noisy input at a time
+    x = mlp_model.run_with_cache(tokens, names="hook_embed")[1]["hook_embed"]
+    span = (x.flatten(1).amax(1) - x.flatten(1).amin(1)).view(-1, 1, 1)
+    noise = torch.randn((4, *x.shape), generator=torch.Generator().manual_seed(7))
+    grads = []
+    for k in range(4):
+        leaf = (x + 0.2 * span * noise[k]).requires_grad_(True)
+        out = mlp_model.run_with_hooks(
+            tokens, fwd_hooks=[("hook_embed", lambda act, hook, v=leaf: v)]
+        )
+        (g,) = torch.autograd.grad(m(out).sum(), leaf)
+        grads.append(g)
+    torch.testing.assert_close(a.per_dim, torch.stack(grads).mean(0), rtol=1e-4, atol=1e-6)
+
+
+def test_smoothgrad_bad_inputs_and_hygiene(mlp_model, tokens):
+    m = logit_metric(3)
+    before = _state(mlp_model)
+    with pytest.raises(ValueError, match="n_samples=0"):
+        smoothgrad(mlp_model, tokens, m, n_samples=0)
+    with pytest.raises(ValueError, match="sigma=-0.1"):
+        smoothgrad(mlp_model, tokens, m, sigma=-0.1)
+    with pytest.raises(KeyError, match="hook_embd"):
+        smoothgrad(mlp_model, tokens, m, hook="hook_embd")
+    smoothgrad(mlp_model, tokens, m, n_samples=2)
+    _assert_same(mlp_model, before)

@@ -28,6 +28,8 @@ export interface Model {
   /** [layer, head] of the focused head; two-way. */
   selected: number[];
   title: string;
+  /** Position highlighted across linked views (hovered in the strip), -1 for none; two-way. */
+  highlight_token: number;
 }
 
 // Thumbnails are at most this many pixels a side: larger heads are max-pooled so that
@@ -99,6 +101,7 @@ class AttentionView {
   private readonly onData = coalesce(() => this.build());
   private readonly onSelected = () => this.applySelected();
   private readonly onTitle = () => this.renderTitle();
+  private readonly onHighlight = () => this.applyHighlight();
   private readonly onMsg = (msg: Record<string, unknown>, buffers?: BinaryLike[]) => this.receive(msg, buffers);
   private unlisten: () => void = () => {};
 
@@ -107,7 +110,9 @@ class AttentionView {
     private readonly root: HTMLElement,
   ) {
     root.classList.add("ms-attention");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, { selected: this.onSelected, title: this.onTitle });
+    this.unlisten = listen(model, DATA_KEYS, this.onData, {
+      selected: this.onSelected, title: this.onTitle, highlight_token: this.onHighlight,
+    });
     this.comm()?.on("msg:custom", this.onMsg);
     this.build();
   }
@@ -169,6 +174,7 @@ class AttentionView {
 
     this.drawThumbs();
     this.showFocus();
+    this.applyHighlight();
     this.root.setAttribute("data-rendered", "true");
   }
 
@@ -361,8 +367,11 @@ class AttentionView {
     strip.append(...this.tokenEls);
     strip.addEventListener("mouseover", (ev) => {
       const t = (ev.target as Element).closest<HTMLElement>(".ms-attn-token");
-      if (t) this.setQuery(Number(t.dataset.index));
+      if (!t) return;
+      this.setQuery(Number(t.dataset.index));
+      this.hoverToken(Number(t.dataset.index));
     });
+    strip.addEventListener("mouseleave", () => this.hoverToken(-1));
     wrap.append(this.caption, strip);
     return wrap;
   }
@@ -550,6 +559,27 @@ class AttentionView {
     this.caption.textContent =
       `Attention from token ${q} \u201c${displayToken(this.tokens[q])}\u201d in ` +
       `${this.layerLabel(this.layer)}H${this.head}; hover a token to change it.`;
+  }
+
+  /** The user hovers token `i` of the strip (-1: left it): tell Python and linked views. */
+  private hoverToken(i: number): void {
+    if (this.model.get("highlight_token") === i) return;
+    this.model.set("highlight_token", i);
+    this.model.save_changes();
+    this.markHighlight(i);
+  }
+
+  /** `highlight_token` changed (a linked view's hover): mark it and read attention from it. */
+  private applyHighlight(): void {
+    if (!this.ok) return;
+    const i = this.model.get("highlight_token");
+    this.markHighlight(i);
+    if (i >= 0 && i < this.n && i !== this.query) this.setQuery(i);
+  }
+
+  private markHighlight(i: number): void {
+    this.tokenEls.forEach((t, k) => t.classList.toggle("ms-attn-token-hl", k === i));
+    this.root.dataset.highlight = String(i);
   }
 
   private hoverCell(ev: MouseEvent): void {

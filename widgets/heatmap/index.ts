@@ -29,6 +29,8 @@ export interface Model {
   vmax: number;
   /** [panel, row, col] of the selected cell, or [] for none; two-way. */
   selected: number[];
+  /** Column highlighted across linked views (the hovered cell's), -1 for none; two-way. */
+  highlight_token: number;
 }
 
 const DATA_KEYS = [
@@ -72,6 +74,9 @@ class HeatmapView {
   private readonly onData = coalesce(() => this.build());
   private readonly onSelected = () => this.applySelected();
   private readonly onTitle = () => this.renderTitle();
+  private readonly onHighlight = () => this.markColumn(this.model.get("highlight_token"));
+  /** Column labels by panel, for the highlighted column. */
+  private colLabels: HTMLElement[][] = [];
   private unlisten: () => void = () => {};
 
   constructor(
@@ -79,7 +84,9 @@ class HeatmapView {
     private readonly root: HTMLElement,
   ) {
     root.classList.add("ms-heatmap");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, { selected: this.onSelected, title: this.onTitle });
+    this.unlisten = listen(model, DATA_KEYS, this.onData, {
+      selected: this.onSelected, title: this.onTitle, highlight_token: this.onHighlight,
+    });
     this.build();
   }
 
@@ -94,6 +101,7 @@ class HeatmapView {
     this.titleEl = null;
     this.cells = [];
     this.marks = [];
+    this.colLabels = [];
     this.sel = null;
     this.root.removeAttribute("data-rendered");
     clearChildren(this.root);
@@ -135,6 +143,7 @@ class HeatmapView {
     });
     panels.addEventListener("mouseleave", () => {
       this.readout.textContent = "hover a cell for its value";
+      this.hoverColumn(-1);
     });
     panels.addEventListener("click", (ev) => {
       const c = this.cellAt(ev);
@@ -145,6 +154,7 @@ class HeatmapView {
     this.renderTitle();
     this.ok = true;
     this.showSelected(this.indexOf(m.get("selected")));
+    this.markColumn(m.get("highlight_token"));
     this.root.setAttribute("data-rendered", "true");
   }
 
@@ -216,11 +226,13 @@ class HeatmapView {
     const cornerEl = el("div", "ms-hm-corner", corner);
     cornerEl.title = corner;
     grid.append(cornerEl);
+    const labels: HTMLElement[] = (this.colLabels[p] = []);
     for (let c = 0; c < this.nC; c++) {
       const shown = c % step === 0;
       const text = displayToken(colLabels[c]);
       const lab = el("div", shown ? "ms-hm-collabel" : "ms-hm-collabel ms-hm-collabel-skip", shown ? text : "");
       lab.title = `${colTitle || "col"} ${c}: ${text}`;
+      labels.push(lab);
       grid.append(lab);
     }
     const base = p * this.nR * this.nC;
@@ -325,6 +337,22 @@ class HeatmapView {
 
   private hover(p: number, r: number, c: number): void {
     this.readout.textContent = this.describe(p, r, c);
+    this.hoverColumn(c);
+  }
+
+  /** The mouse is over column `c` (-1: left the panels): tell Python and linked views. */
+  private hoverColumn(c: number): void {
+    if (!this.ok || this.model.get("highlight_token") === c) return;
+    this.model.set("highlight_token", c);
+    this.model.save_changes();
+    this.markColumn(c);
+  }
+
+  /** Mark column `c`'s label in every panel (-1 or out of range: none). */
+  private markColumn(c: number): void {
+    if (!this.ok) return;
+    for (const labels of this.colLabels) labels.forEach((lab, i) => lab.classList.toggle("ms-hm-col-hl", i === c));
+    this.root.dataset.highlight = String(c);
   }
 
   /** Flat cell index of a `selected` value, or null when it is empty or out of range. */

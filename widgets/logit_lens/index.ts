@@ -13,6 +13,8 @@ export interface Model extends LensPayload {
   title: string;
   /** [layer, pos] of the selected cell, or [] for none; two-way. */
   selected: number[];
+  /** Position (column) highlighted across linked views, -1 for none; two-way. */
+  highlight_token: number;
 }
 
 const DATA_KEYS = [
@@ -50,6 +52,9 @@ class LogitLensView {
   private readonly onData = coalesce(() => this.build());
   private readonly onSelected = () => this.applySelected();
   private readonly onTitle = () => this.renderTitle();
+  private readonly onHighlight = () => this.markColumn(this.model.get("highlight_token"));
+  /** Column labels by position (only the window's, for a big lens). */
+  private colLabels = new Map<number, HTMLElement>();
   private unlisten: () => void = () => {};
 
   constructor(
@@ -57,7 +62,9 @@ class LogitLensView {
     private readonly root: HTMLElement,
   ) {
     root.classList.add("ms-logit-lens");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, { selected: this.onSelected, title: this.onTitle });
+    this.unlisten = listen(model, DATA_KEYS, this.onData, {
+      selected: this.onSelected, title: this.onTitle, highlight_token: this.onHighlight,
+    });
     this.build();
   }
 
@@ -105,9 +112,14 @@ class LogitLensView {
     this.pager = big ? this.buildPager(d) : null;
     grid.addEventListener("mouseover", (ev) => {
       const c = (ev.target as Element).closest<HTMLElement>(".ms-ll-cell");
-      if (c) this.show(Number(c.dataset.layer), Number(c.dataset.pos), true);
+      if (!c) return;
+      this.show(Number(c.dataset.layer), Number(c.dataset.pos), true);
+      this.hoverColumn(Number(c.dataset.pos));
     });
-    grid.addEventListener("mouseleave", () => this.showSelectedOrHint());
+    grid.addEventListener("mouseleave", () => {
+      this.showSelectedOrHint();
+      this.hoverColumn(-1);
+    });
     grid.addEventListener("click", (ev) => {
       const c = (ev.target as Element).closest<HTMLElement>(".ms-ll-cell");
       if (c) this.select(Number(c.dataset.layer), Number(c.dataset.pos));
@@ -116,6 +128,7 @@ class LogitLensView {
     this.renderTitle();
     this.mark(this.indexOf(m.get("selected")));
     this.showSelectedOrHint();
+    this.markColumn(m.get("highlight_token"));
     this.root.setAttribute("data-rendered", "true");
   }
 
@@ -147,9 +160,12 @@ class LogitLensView {
     grid.append(el("div", "ms-ll-corner", "layer \u2193 input \u2192"));
     grid.style.gridTemplateColumns = `auto repeat(${this.span}, minmax(44px, max-content))`;
     const end = this.start + this.span;
+    this.colLabels = new Map();
     for (let p = this.start; p < end; p++) {
       const lab = el("div", "ms-ll-collabel", displayToken(toks[p]));
       lab.title = `pos ${p}: ${displayToken(toks[p])}`;
+      lab.classList.toggle("ms-ll-col-hl", p === this.model.get("highlight_token"));
+      this.colLabels.set(p, lab);
       grid.append(lab);
     }
     for (let l = 0; l < d.nLayers; l++) {
@@ -238,6 +254,21 @@ class LogitLensView {
       row.append(tok, barBox, el("span", "ms-ll-topk-prob", formatProb(g.prob)));
       this.topkEl.append(row);
     }
+  }
+
+  /** The mouse is over position `p` (-1: left the grid): tell Python and linked views. */
+  private hoverColumn(p: number): void {
+    if (this.model.get("highlight_token") === p) return;
+    this.model.set("highlight_token", p);
+    this.model.save_changes();
+    this.markColumn(p);
+  }
+
+  /** Mark position `p`'s column label (-1 or outside the window: none). */
+  private markColumn(p: number): void {
+    if (!this.d) return;
+    for (const [q, lab] of this.colLabels) lab.classList.toggle("ms-ll-col-hl", q === p);
+    this.root.dataset.highlight = String(p);
   }
 
   private showSelectedOrHint(): void {

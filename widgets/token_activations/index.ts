@@ -27,6 +27,8 @@ export interface Model {
   /** Index of the shown feature; two-way. */
   feature: number;
   title: string;
+  /** Position highlighted (in every text) across linked views, -1 for none; two-way. */
+  highlight_token: number;
 }
 
 const DATA_KEYS = ["tokens", "n_texts", "n_pos", "n_features", "values", "dtype", "feature_names"];
@@ -48,6 +50,7 @@ class TokenActivationsView {
   private readonly onData = coalesce(() => this.build());
   private readonly onFeature = () => this.applyFeature();
   private readonly onTitle = () => this.renderTitle();
+  private readonly onHighlight = () => this.markPosition(this.model.get("highlight_token"));
   private unlisten: () => void = () => {};
 
   constructor(
@@ -55,7 +58,9 @@ class TokenActivationsView {
     private readonly root: HTMLElement,
   ) {
     root.classList.add("ms-token-acts");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, { feature: this.onFeature, title: this.onTitle });
+    this.unlisten = listen(model, DATA_KEYS, this.onData, {
+      feature: this.onFeature, title: this.onTitle, highlight_token: this.onHighlight,
+    });
     this.build();
   }
 
@@ -129,13 +134,17 @@ class TokenActivationsView {
     // One delegated listener for every token (thousands of spans).
     texts.addEventListener("mouseover", (ev) => {
       const t = (ev.target as Element).closest<HTMLElement>(".ms-tok");
-      if (t) this.hover(Number(t.dataset.text), Number(t.dataset.pos));
+      if (!t) return;
+      this.hover(Number(t.dataset.text), Number(t.dataset.pos));
+      this.hoverPosition(Number(t.dataset.pos));
     });
+    texts.addEventListener("mouseleave", () => this.hoverPosition(-1));
 
     this.root.append(this.titleEl, controls, texts);
     this.renderTitle();
     this.ok = true;
     this.paint();
+    this.markPosition(m.get("highlight_token"));
     this.root.setAttribute("data-rendered", "true");
   }
 
@@ -212,6 +221,21 @@ class TokenActivationsView {
     this.legendBar.style.background = `linear-gradient(to right, ${stops.map((t) => activationCss(t, unit)).join(", ")})`;
     this.legendBar.title = scale.signed ? "diverging, centred at 0" : "sequential from 0";
     this.readout.textContent = `${name}: hover a token for its value`;
+  }
+
+  /** The mouse is over position `p` (-1: left the texts): tell Python and linked views. */
+  private hoverPosition(p: number): void {
+    if (!this.ok || this.model.get("highlight_token") === p) return;
+    this.model.set("highlight_token", p);
+    this.model.save_changes();
+    this.markPosition(p);
+  }
+
+  /** Mark the token at position `p` of every text (-1: none). */
+  private markPosition(p: number): void {
+    if (!this.ok) return;
+    for (const spans of this.tokenEls) spans.forEach((s, i) => s.classList.toggle("ms-tok-hl", i === p));
+    this.root.dataset.highlight = String(p);
   }
 
   private hover(text: number, pos: number): void {

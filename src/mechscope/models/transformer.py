@@ -34,7 +34,7 @@ class TransformerConfig(TLConfig):
     d_vocab: int
     n_ctx: int  # longest sequence the positional embedding covers
     d_mlp: int | None = None  # None = attention-only (no MLP blocks at all)
-    act_fn: str = "gelu"  # "gelu" or "relu"; used only with MLPs
+    act_fn: str = "gelu"  # "gelu", "relu" or "solu" (SoLU + LayerNorm); used only with MLPs
     normalization: str | None = (
         "ln"  # "ln" = LayerNorm before each sublayer and the unembed; None = none
     )
@@ -43,8 +43,8 @@ class TransformerConfig(TLConfig):
     seed: int = 0  # seed of the initial weights
 
     def __post_init__(self):
-        if self.act_fn not in ("gelu", "relu"):
-            raise ValueError(f"act_fn={self.act_fn!r}; expected 'gelu' or 'relu'.")
+        if self.act_fn not in ("gelu", "relu", "solu"):
+            raise ValueError(f"act_fn={self.act_fn!r}; expected 'gelu', 'relu' or 'solu'.")
         if self.normalization not in ("ln", None):
             raise ValueError(f"normalization={self.normalization!r}; expected 'ln' or None.")
         if self.positional != "learned":
@@ -128,16 +128,39 @@ class Attention(nn.Module):
         return torch.einsum("bqhe,hed->bqd", z, self.W_O) + self.b_O
 
 
+def solu(pre: torch.Tensor) -> torch.Tensor:
+    """Softmax Linear Unit, ``x * softmax(x)`` over the neuron dim (``[..., d_mlp]``).
+
+    Elhage et al. (2022), "Softmax Linear Units": neurons compete for the softmax's mass,
+    so few fire per token. In a model it is followed by a LayerNorm (``act_fn="solu"``).
+    """
+    return pre * pre.softmax(dim=-1)
+
+
 class MLP(nn.Module):
+    """``W_out act(W_in x + b_in) + b_out``. With ``act_fn="solu"`` the activation is SoLU then
+    a LayerNorm over the neurons (Elhage et al. 2022): ``hook_post`` is after that LayerNorm
+    (what ``W_out`` reads), the SoLU output before it is ``hook_mid`` (TransformerLens' name),
+    and the LayerNorm is ``ln`` (weights ``ln.w``, ``ln.b``)."""
+
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
         self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
         self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
         self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
         self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
-        self.act = F.gelu if cfg.act_fn == "gelu" else F.relu
+        self.act_fn = cfg.act_fn
         self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
+        if cfg.act_fn == "solu":
+            self.hook_mid = HookPoint()  # [batch, pos, d_mlp], SoLU output before the LayerNorm
+            self.ln = LayerNorm(cfg.d_mlp)
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
+
+    def act(self, pre: torch.Tensor) -> torch.Tensor:
+        """The nonlinearity, ``hook_pre`` -> ``hook_post`` values (``[..., d_mlp]``)."""
+        if self.act_fn == "solu":
+            return self.ln(self.hook_mid(solu(pre)))
+        return F.gelu(pre) if self.act_fn == "gelu" else F.relu(pre)
 
     def forward(self, x):
         pre = self.hook_pre(x @ self.W_in + self.b_in)

@@ -4,6 +4,7 @@ from mechscope.widgets.attention import AttentionPatterns
 from mechscope.widgets.attribution_graph import AttributionGraph
 from mechscope.widgets.feature_dashboard import FeatureDashboard
 from mechscope.widgets.heatmap import Heatmap, link_heads
+from mechscope.widgets.image_grid import ImageGrid
 from mechscope.widgets.logit_lens import LogitLens
 from mechscope.widgets.token_activations import TokenActivations
 
@@ -12,6 +13,7 @@ __all__ = [
     "AttributionGraph",
     "FeatureDashboard",
     "Heatmap",
+    "ImageGrid",
     "LogitLens",
     "TokenActivations",
     "link_heads",

@@ -93,6 +93,8 @@ class AttentionPatterns(_static.StaticFallback, anywidget.AnyWidget):
     layer_labels = traitlets.List(traitlets.Unicode()).tag(sync=True)
     selected = traitlets.List(traitlets.Int(), default_value=[0, 0]).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    # position (strip token) highlighted across linked views, -1 none; two-way (hover sets it).
+    highlight_token = traitlets.Int(-1).tag(sync=True)
 
     def __init__(
         self,

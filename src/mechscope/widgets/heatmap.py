@@ -88,6 +88,8 @@ class Heatmap(_static.StaticFallback, anywidget.AnyWidget):
     vmin = traitlets.Float(0.0).tag(sync=True)
     vmax = traitlets.Float(1.0).tag(sync=True)
     selected = traitlets.List(traitlets.Int(), default_value=[]).tag(sync=True)
+    # column highlighted across linked views, -1 none; two-way (hover sets it).
+    highlight_token = traitlets.Int(-1).tag(sync=True)
 
     def __init__(
         self,

@@ -66,6 +66,8 @@ class LogitLens(_static.StaticFallback, anywidget.AnyWidget):
     title = traitlets.Unicode("").tag(sync=True)
     # [layer, pos] of the selected cell, [] for none; two-way.
     selected = traitlets.List(traitlets.Int()).tag(sync=True)
+    # position highlighted across linked views, -1 none; two-way (hover sets it).
+    highlight_token = traitlets.Int(-1).tag(sync=True)
 
     def __init__(
         self,

@@ -68,6 +68,8 @@ class TokenActivations(_static.StaticFallback, anywidget.AnyWidget):
     feature_names = traitlets.List(traitlets.Unicode()).tag(sync=True)
     feature = traitlets.Int(0).tag(sync=True)
     title = traitlets.Unicode("").tag(sync=True)
+    # position (in every text) highlighted across linked views, -1 none; two-way (hover sets it).
+    highlight_token = traitlets.Int(-1).tag(sync=True)
 
     def __init__(
         self,

@@ -194,6 +194,19 @@ RECIPES = {
     "othello-mini": _lazy("recipes_world", "train_othello_mini"),
     # issue 18: a real language model on the Python standard library's source
     "stdlib-lm": _lazy("recipes_stdlib", "train_stdlib_lm"),
+    # issue 18 §5.1, notebook 19: GELU vs SoLU vs an activation L1 penalty, same task and size
+    "grammar-1l-gelu": _lazy("recipes_intrinsic", "train_grammar_1l_gelu"),
+    "grammar-1l-solu": _lazy("recipes_intrinsic", "train_grammar_1l_solu"),
+    "grammar-1l-gelu-l1": _lazy("recipes_intrinsic", "train_grammar_1l_gelu_l1"),
+    "grammar-1l-relu": _lazy("recipes_intrinsic", "train_grammar_1l_relu"),
+    "grammar-1l-relu-l1": _lazy("recipes_intrinsic", "train_grammar_1l_relu_l1"),
+    # issue 18 (§3.3): the greater-than circuit (Hanna et al. 2023) on made-up years
+    "greater-than-2l": _lazy("recipes_greater_than", "train_greater_than_2l"),
+    # issue 19: a planted backdoor (safety cases) and its clean control
+    "backdoor-2l": _lazy("recipes_backdoor", "train_backdoor_2l"),
+    "backdoor-2l-clean": _lazy("recipes_backdoor", "train_backdoor_2l_clean"),
+    # issue 19: truth without labels (CCS, CKA)
+    "facts-truth-2l": _lazy("recipes_truth", "train_facts_truth_2l"),
 }
 # SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
 SAE_RECIPES = {
@@ -206,6 +219,10 @@ TRANSCODER_RECIPES = {
     "facts-ioi-2l-tc0": _lazy("recipes_transcoders", "train_facts_tc0"),
     "facts-ioi-2l-tc1": _lazy("recipes_transcoders", "train_facts_tc1"),
 }
+# Vision models (issue 19): zoo/vision/NAME.safetensors + NAME.json (mechscope.vision.load_zoo_cnn).
+VISION_RECIPES = {"digits-cnn": _lazy("recipes_vision", "train_digits_cnn")}
+# Reinforcement learning (issue 19): zoo/rl/NAME.safetensors + NAME.json (mechscope.rl.load_zoo_agent).
+RL_RECIPES = {"gridworld-agent": _lazy("recipes_rl", "train_gridworld_agent")}
 
 
 def save(model: Transformer, card: dict, out: Path, checkpoints: dict | None = None) -> None:
@@ -240,7 +257,12 @@ def save(model: Transformer, card: dict, out: Path, checkpoints: dict | None = N
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument(
-        "name", choices=sorted(RECIPES) + sorted(SAE_RECIPES) + sorted(TRANSCODER_RECIPES)
+        "name",
+        choices=sorted(RECIPES)
+        + sorted(SAE_RECIPES)
+        + sorted(TRANSCODER_RECIPES)
+        + sorted(VISION_RECIPES)
+        + sorted(RL_RECIPES),
     )
     p.add_argument(
         "--out", type=Path, default=ZOO, help="output folder (default: the package's zoo)"
@@ -262,6 +284,12 @@ def main(argv=None) -> None:
         weights = sae.save(args.out / sub / card["name"], card)
         card["sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
         sae.save(args.out / sub / card["name"], card)
+        print(json.dumps(card["metrics"], indent=2))
+        return
+    if args.name in VISION_RECIPES or args.name in RL_RECIPES:
+        sub = "vision" if args.name in VISION_RECIPES else "rl"
+        model, card = {**VISION_RECIPES, **RL_RECIPES}[args.name](**kwargs)
+        save(model, card, args.out / sub)
         print(json.dumps(card["metrics"], indent=2))
         return
     model, card, *rest = RECIPES[args.name](**kwargs)
