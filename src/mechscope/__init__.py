@@ -15,18 +15,31 @@ Core
 Observation (§4.2)
     attribution       direct logit attribution, saliency, SmoothGrad, integrated gradients
     lens              logit lens, tuned lens
+    lens_extra        attention lens (heads in the vocabulary), linear shortcut (Din et al.)
+    information_flow  information-flow routes: per-edge contribution shares (Ferrando & Voita)
     probes            linear probes, control tasks, selectivity, sparse probing
     probes_mlp        non-linear (MLP) probes and their selectivity
     ccs               contrast-consistent search: a truth direction without labels (§2)
     similarity        representational similarity: linear and RBF CKA (§2)
-    sae, sae_train    sparse autoencoders: the model, evaluation, training
+    sae, sae_train    sparse autoencoders (ReLU, TopK, gated): the model, evaluation, training,
+                      shrinkage, single-feature detectors of known properties (coverage)
     monosemanticity   features per neuron against ground-truth labels (SoLU, L1: notebook 19)
+    irreducibility    is a 2-D feature one feature? separability and mixture index (Engels 2024)
     heads             previous-token, induction and duplicate-token head scores
     circuits          QK and OV circuits, composition scores, from the weights
+    universality      universal neurons across seeds: max activation correlation (Gurnee 2024)
     linear_rep        linear representations: word analogies, relation directions
     world             world-model probes, and interventions along them
+Features as hook points, feature circuits (§4.4)
+    splice            an SAE or transcoder spliced in: features and error as hook points
+    transcoder        per-layer transcoders
+    attribution_graph attribution graphs over transcoder features (Ameisen et al. 2025)
+    feature_circuits  sparse feature circuits (Marks et al. 2024)
+    explain           automated explanations scored by simulation (Bills et al. 2023, §5.4)
 Intervention (§4.3)
     patching          activation patching sweeps (denoising / noising)
+    causal_tracing    Meng et al.'s causal tracing: Gaussian noise on the subject, restore one state
+    patchscopes       decode a hidden state by patching it into an inspection prompt
     patching_attr     attribution patching, the gradient estimate of patching
     path_patching     path patching
     acdc              ACDC-style automatic circuit discovery
@@ -35,6 +48,9 @@ Intervention (§4.3)
     steering          steering vectors (difference of means) and strength sweeps
     scrubbing         causal scrubbing of a hypothesis
     das               interchange interventions, distributed alignment search
+Intrinsic interpretability (§5.1)
+    bilinear          a bilinear MLP read from its weights (Sharkey 2023; Pearce et al. 2024)
+    bimt              brain-inspired modular training (Liu et al. 2023)
 Development (§5.2)
     dynamics          training dynamics: metrics over checkpoints, when they change
     llc               the local learning coefficient by SGLD (Lau et al. 2023)
@@ -51,6 +67,9 @@ Tools
     widgets           anywidget views: attention, heatmap, logit lens, features, tokens, images
     plots             plotly figures for toy models and SAEs
     explore           ``explore(model, prompt)``: a live app, every view updates as you type
+    taxonomy          every method on the review's four axes (§4.1), with its notebook
+    publish, cli      offline HTML export and the course site (``mechscope export``)
+    course            exercise checks, student and instructor editions
     utils, compat     TransformerLens 3 idioms: ``utils.get_act_name``, ``compat.HookedTransformer``
                       (docs/from_transformerlens.md)
 """
@@ -69,17 +88,27 @@ from .attribution import (
     smoothgrad,
 )
 from .cache import ActivationCache
+from .causal_tracing import CausalTraceResult, causal_trace
 from .ccs import CCSResult, fit_ccs
 from .das import DASResult, das, interchange_accuracy, interchange_intervention
 from .explore import ExploreApp, explore
 from .ground_truth import BenchmarkResult, circuit_discovery_benchmark
 from .heads import HeadScoresResult, head_scores
 from .hooks import HookPoint
+from .information_flow import InformationFlowResult, information_flow
 from .lens import LensResult, TunedLens, logit_lens, train_tuned_lens, tuned_lens
+from .lens_extra import (
+    AttentionLensResult,
+    LinearShortcut,
+    attention_lens,
+    fit_linear_shortcut,
+    linear_shortcut_lens,
+)
 from .models import Transformer, TransformerConfig
 from .models.hf import HFModel, wrap
 from .patching import PatchResult, activation_patch
 from .patching_attr import attribution_patch, compare_to_exact
+from .patchscopes import PatchscopeResult, patchscope
 from .path_patching import path_patch, path_patch_all
 from .probes import Probe, control_task, fit_probe, selectivity, sparse_probe
 from .probes_mlp import MLPProbe, fit_mlp_probe, mlp_selectivity
@@ -162,5 +191,16 @@ __all__ = [
     "utils",
     "wrap",
     "zoo_models",
+    "AttentionLensResult",
+    "CausalTraceResult",
+    "InformationFlowResult",
+    "LinearShortcut",
+    "PatchscopeResult",
+    "attention_lens",
+    "causal_trace",
+    "fit_linear_shortcut",
+    "information_flow",
+    "linear_shortcut_lens",
+    "patchscope",
     "__version__",
 ]

@@ -37,15 +37,18 @@ def record(model, tokens: torch.Tensor, hook: str, metric=None, replace=None, ba
 
     def save(act, hook):
         store["x"] = act.detach()
-        return replace
 
+    save.mechscope_read_only = True  # a remote model calls it here, after its pass
+    hooks = [(hook, save)]
+    if replace is not None:
+        hooks.append((hook, lambda act, hook: replace))
     kwargs = {}
     if baseline and "attention_mask" in inspect.signature(model.forward).parameters:
         # A pad baseline is meant as real tokens: every position is attended to (a wrapped
         # HF model refuses unmasked padding otherwise). The input itself gets no mask, so
         # padded prompts still fail loudly, in the same way as in the gradient passes.
         kwargs["attention_mask"] = torch.ones_like(tokens)
-    with torch.no_grad(), model.hooks([(hook, save)]):
+    with torch.no_grad(), model.hooks(hooks):
         logits = model(tokens, **kwargs)
         f = None if metric is None else metric_values(metric, logits, tokens.shape[0]).detach()
     return store["x"], f
@@ -78,12 +81,20 @@ def grad_at(model, tokens, hook: str, values: torch.Tensor, metric: Metric, batc
 
     k = leaf.shape[0] // batch
     rows = tokens.repeat(k, 1) if k > 1 else tokens
-    with torch.enable_grad(), frozen(model), model.hooks([(hook, replace)]):
-        logits = model(rows)
+
+    def per_row(logits):
         # unbind, not slicing: the backward of k slices would allocate k zero tensors the
         # size of all the logits; unbind's backward stacks the k gradients once.
         parts = logits.view(k, batch, *logits.shape[1:]).unbind(0)
-        f = torch.cat([metric_values(metric, part, batch) for part in parts])
+        return torch.cat([metric_values(metric, part, batch) for part in parts])
+
+    in_pass = getattr(model, "metric_grads", None)
+    if in_pass is not None:  # the backward runs inside the model's own pass (nnsight, NDIF)
+        with frozen(model), model.hooks([(hook, lambda act, hook: values.detach())]):
+            f, _, grads = in_pass(rows, [hook], per_row)
+        return f, grads[hook]
+    with torch.enable_grad(), frozen(model), model.hooks([(hook, replace)]):
+        f = per_row(model(rows))
         (grad,) = torch.autograd.grad(f.sum(), leaf)
     return f.detach(), grad
 

@@ -23,7 +23,12 @@ raise. Parallel-residual models (Pythia) are additive and have no ``hook_resid_m
 
 from __future__ import annotations
 
+import weakref
+
 import torch
+
+# id(model) -> (weights' key, weakref to the model, W_U with the norm folded in); see _unembed.
+_UNEMBED_CACHE: dict = {}
 
 PosSlice = int | slice | list[int] | torch.Tensor | None
 
@@ -249,13 +254,30 @@ class CacheAnalysis:
         return x / scale.to(x.dtype)
 
     def _unembed(self) -> torch.Tensor:
-        """``W_U`` with the final norm's weight folded in: ``[d_model, d_vocab]``."""
+        """``W_U`` with the final norm's weight folded in: ``[d_model, d_vocab]``.
+
+        Cached per weight tensor (a live app reads the lens on every edit; for GPT-2 the
+        product is 38M multiplies): the cache is keyed by the weights' storage and their
+        in-place version counters, so editing either weight recomputes it."""
         model = self._model("logit_attrs")
         w_u = model.unembed_weights().detach()
         norm = model.final_norm()
-        if norm is not None and norm["weight"] is not None:
-            w_u = norm["weight"].detach()[:, None] * w_u
-        return w_u
+        g = None if norm is None or norm["weight"] is None else norm["weight"].detach()
+        key = tuple(
+            None if t is None else (t.untyped_storage().data_ptr(), t.shape, t.stride(),
+                                    t.dtype, t.device, t._version)
+            for t in (w_u, g)
+        )  # fmt: skip
+        hit = _UNEMBED_CACHE.get(id(model))
+        if hit is not None and hit[0] == key and hit[1]() is model:
+            return hit[2]
+        out = w_u if g is None else g[:, None] * w_u
+        if len(_UNEMBED_CACHE) >= 4:
+            _UNEMBED_CACHE.pop(next(iter(_UNEMBED_CACHE)))
+        if hit is None:  # the entry (a GPT-2 W_U is 150 MB) goes when the model does
+            weakref.finalize(model, _UNEMBED_CACHE.pop, id(model), None)
+        _UNEMBED_CACHE[id(model)] = (key, weakref.ref(model), out)
+        return out
 
     def _unembed_rows(self, ids: torch.Tensor) -> torch.Tensor:
         """Rows ``ids`` of ``_unembed().T``, ``[*ids.shape, d_model]``, without scaling the

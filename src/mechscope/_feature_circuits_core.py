@@ -204,6 +204,7 @@ def label(point: str, pos: int, index: int, str_tokens: list[str]) -> str:
 
 def spliced_points(model, sae, hooks) -> tuple[SplicedModel, list[str]]:
     """The spliced model and its node points in forward order (extra ``hooks`` checked)."""
+    not_remote(model)
     spliced = splice(model, sae)
     names = spliced.hook_names()
     extra = [] if hooks is None else resolve_names(hooks, names, what="hooks")
@@ -215,6 +216,20 @@ def spliced_points(model, sae, hooks) -> tuple[SplicedModel, list[str]]:
             )
     splice_points = {f"{h}.{p}" for h in spliced.saes for p in ("hook_sae_acts", "hook_sae_error")}
     return spliced, [n for n in names if n in splice_points or n in extra]
+
+
+def not_remote(model) -> None:
+    """Feature circuits splice SAEs in with hooks whose own hook points fire inside the
+    model's pass; a remote nnsight pass runs them on the server's copies, so their values
+    never come back. Raise before any request."""
+    if getattr(model, "remote", False):
+        raise NotImplementedError(
+            f"Feature circuits do not run on a remote nnsight model (remote="
+            f"{model.remote!r}): the spliced SAE's hook points (hook_sae_acts / hook_sae_error) "
+            f"fire inside the pass, on the server's copies, and their values and gradients "
+            f"do not come back. Run them on a local model (remote=False), or patch and "
+            f"attribute the SAE's site itself (attribution_patch) remotely."
+        )
 
 
 def check_shapes(points, acts) -> None:

@@ -63,6 +63,12 @@ class TargetRun:
         logits = self.model(self.tokens.repeat(n, 1))
         return logits if keep is None else logits[:, keep]
 
+    def copy_metric(self, n: int, metric) -> torch.Tensor | None:
+        """``[n]``: the mean ``metric`` of each of ``n`` full copies, computed where the model
+        runs (a model with ``copy_metric``, e.g. nnsight: only n numbers come back), or None."""
+        in_pass = getattr(self.model, "copy_metric", None)
+        return None if in_pass is None else in_pass(self.tokens.repeat(n, 1), metric, n)
+
     def run(
         self,
         start: int,

@@ -129,7 +129,12 @@ def sweep(model, site, target, sources, metric, first, target_v, batch_size, mem
                     hooks.append((site_names[layer], patch_hook(site, chunk, src, offset=n)))
                     n += len(idx)
                 with model.hooks(hooks):
-                    record(target.run_full(n, keep), part)
+                    per_copy = target.copy_metric(n, metric)  # None: the logits come back
+                    if per_copy is None:
+                        record(target.run_full(n, keep), part)
+                if per_copy is not None:
+                    at = [(layer, i) for layer, idx in part for i in idx]
+                    values[tuple(torch.tensor(at).T)] = per_copy.to(values.dtype)
             continue
         # Causal: the copies of every layer share one pass, each entering at its block.
         rows = batch * (n_pos - start)

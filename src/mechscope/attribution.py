@@ -125,6 +125,8 @@ def direct_logit_attribution(
             "direct_logit_attribution needs a cache with its batch axis; run_with_cache "
             "without remove_batch_dim=True."
         )
+    if getattr(cache.model, "weightless", False):  # remote nnsight: a few KB from the server
+        return _weightless_dla(cache, answer_ids, wrong_ids, by, pos)
     if by == "head":
         stack, labels = cache.stack_head_results(pos_slice=pos, apply_ln=True)
     else:
@@ -135,6 +137,22 @@ def direct_logit_attribution(
     wrong = None if wrong_ids is None else _ids_for(wrong_ids, shape, "wrong_ids", n_vocab)
     values = cache.logit_attrs(stack, answer, wrong)
     offset = off[answer] - (off[wrong] if wrong is not None else 0)
+    return LogitAttributionResult(values=values, labels=labels, offset=offset, by=by)
+
+
+def _weightless_dla(cache, answer_ids, wrong_ids, by: str, pos) -> LogitAttributionResult:
+    """DLA of a weightless (remote nnsight) model: the answer and wrong ids' readout rows,
+    offsets and (by head) ``W_O`` projected on them come from one trace on the server."""
+    from .models import _nnsight_readout
+
+    z = cache[f"blocks.{cache.model.cfg.n_layers - 1}.hook_resid_post"]
+    shape = z[:, pos].shape[:-1] if pos is not None else z.shape[:-1]
+    n_vocab = cache.model.cfg.d_vocab
+    answer = _ids_for(answer_ids, shape, "answer_ids", n_vocab)
+    wrong = None if wrong_ids is None else _ids_for(wrong_ids, shape, "wrong_ids", n_vocab)
+    values, labels, offset = _nnsight_readout.direct_logit_attribution(
+        cache, answer, wrong, by, pos
+    )
     return LogitAttributionResult(values=values, labels=labels, offset=offset, by=by)
 
 

@@ -15,6 +15,10 @@ activations are unlike the rest: the poisoned inputs reach the target class by a
 - :func:`detect_poison` runs either method class by class and flags inputs;
   :func:`precision_recall` scores flags against the truth, beside a random flagger whose
   expected precision is the poisoned share.
+- :func:`obfuscation_loss` is the attacker's side (Bailey et al. 2024, "Obfuscated
+  Activations Bypass LLM Latent-Space Defenses"): a differentiable penalty that makes the
+  poisoned inputs' activations match the clean ones' first two moments, so a fine-tune can keep
+  the backdoor while the detectors above stop seeing it.
 
 Shapes: ``acts [n, d]`` float, ``labels [n]`` int (the model's predicted class), scores
 ``[n]``; masks ``[n]`` bool. Everything is deterministic (seeded where random).
@@ -31,6 +35,7 @@ __all__ = [
     "DetectionResult",
     "activation_clustering",
     "detect_poison",
+    "obfuscation_loss",
     "precision_recall",
     "spectral_signature",
 ]
@@ -210,3 +215,35 @@ def precision_recall(flagged, poisoned) -> tuple[float, float]:
     precision = hits / n_flag if n_flag else float("nan")
     recall = hits / n_pois if n_pois else float("nan")
     return precision, recall
+
+
+def obfuscation_loss(acts, poisoned) -> torch.Tensor:
+    """Scalar, differentiable: how far the poisoned rows of ``acts [n, d]`` are from the clean
+    rows in mean and covariance, in units of the clean rows' total variance ``v``::
+
+        |mean_p - mean_c|^2 / v  +  |cov_p - cov_c|_F^2 / v^2
+
+    Zero when the two groups share their first two moments, which is all a spectral signature
+    (the top direction of the centred class) and a two-means split can see. Add it to a
+    fine-tuning loss to hide a backdoor from them (Bailey et al. 2024's obfuscation attack,
+    here against Tran et al. 2018 and Chen et al. 2018); ``poisoned [n]`` bool, at least two
+    rows on each side. Keeps the autograd graph (no detach, float dtype kept).
+    """
+    acts = torch.as_tensor(acts)
+    if acts.dim() != 2 or not acts.is_floating_point():
+        raise ValueError(
+            f"acts must be a float tensor [n, d], got shape {list(acts.shape)} dtype "
+            f"{acts.dtype}; take one position, e.g. the hook's value [:, -1]."
+        )
+    poisoned = _mask(poisoned, acts.shape[0], "poisoned")
+    n_p = int(poisoned.sum())
+    if n_p < 2 or acts.shape[0] - n_p < 2:
+        raise ValueError(
+            f"poisoned marks {n_p} of {acts.shape[0]} rows; give at least 2 poisoned and 2 "
+            "clean rows (a covariance needs two)."
+        )
+    p, c = acts[poisoned], acts[~poisoned]
+    v = c.var(0).sum().clamp_min(1e-12)
+    mean_gap = (p.mean(0) - c.mean(0)).pow(2).sum() / v
+    cov_gap = (torch.cov(p.T) - torch.cov(c.T)).pow(2).sum() / v**2
+    return mean_gap + cov_gap

@@ -76,11 +76,23 @@ def _weights(model, layer: int) -> dict[str, torch.Tensor]:
             f"{type(model).__name__} has no attention blocks with per-head weights "
             "(expected model.blocks[l].attn.W_Q etc., as in mechscope.Transformer)."
         )
+    _local_weights(model, "qk_circuit / ov_circuit")
     n = len(blocks)
     if not 0 <= layer < n:
         raise ValueError(f"layer={layer} is out of range; this model has layers 0..{n - 1}.")
     attn = blocks[layer].attn
     return {k: getattr(attn, k).detach() for k in ("W_Q", "W_K", "W_V", "W_O")}
+
+
+def _local_weights(model, what: str) -> None:
+    """A weightless remote model (nnsight's meta copy for NDIF) has no weights to read here."""
+    if getattr(model, "weightless", False):
+        raise ValueError(
+            f"{what} reads W_Q/W_K/W_V/W_O (and W_E/W_U), but this remote model is nnsight's "
+            f"weightless copy: the weights are on NDIF's server. Run the analysis there, one "
+            f"layer a trace: model.fetch(mechscope.circuits.qk_circuit, layer) (any function "
+            f"of (model, *args)), or load the model locally with remote=False."
+        )
 
 
 def qk_circuit(model, layer: int) -> FactoredMatrix:
@@ -97,12 +109,14 @@ def ov_circuit(model, layer: int) -> FactoredMatrix:
 
 def full_qk_circuit(model, layer: int) -> FactoredMatrix:
     """Token-to-token attention scores through the direct path: ``W_E W_QK W_E^T``, ``[head, d_vocab, d_vocab]``."""
+    _local_weights(model, "full_qk_circuit")
     W_E = model.W_E.detach()
     return W_E @ qk_circuit(model, layer) @ W_E.T
 
 
 def full_ov_circuit(model, layer: int) -> FactoredMatrix:
     """Effect on the logits of attending to each token: ``W_E W_OV W_U``, ``[head, d_vocab, d_vocab]``."""
+    _local_weights(model, "full_ov_circuit")
     return model.W_E.detach() @ ov_circuit(model, layer) @ model.W_U.detach()
 
 
@@ -112,6 +126,7 @@ def copying_scores(model, layer: int) -> torch.Tensor:
     ``sum(lambda) / sum(|lambda|)`` over the eigenvalues of ``W_E W_OV W_U`` (Elhage et al.
     2021): near 1 when attending to a token raises that token's own logit (copying).
     """
+    _local_weights(model, "copying_scores")
     eig = full_ov_circuit(model, layer).eigenvalues()
     return (eig.sum(-1) / eig.abs().sum(-1)).real
 
@@ -129,6 +144,7 @@ def composition_scores(model, kind: str, early_layer: int, late_layer: int) -> t
     (V: ``W_OV W_OV'``). Scores of random matrices are about ``sqrt(d_head / d_model)``-ish; compare
     with :func:`composition_baseline`.
     """
+    _local_weights(model, "composition_scores")
     if kind not in ("Q", "K", "V"):
         raise ValueError(f"kind={kind!r}; expected 'Q', 'K' or 'V'.")
     if not early_layer < late_layer:

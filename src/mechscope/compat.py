@@ -119,6 +119,11 @@ def _act_fn(name: str) -> str:
             "act_fn='solu': TransformerLens' SoLU without a LayerNorm is not supported; "
             "act_fn='solu_ln' (SoLU + LayerNorm, Elhage et al. 2022) is mechscope's 'solu'."
         )
+    if name == "bilinear":
+        raise ValueError(
+            "act_fn='bilinear': TransformerLens has no bilinear MLP; build mechscope's own with "
+            "mechscope.models.TransformerConfig(act_fn='bilinear', ...) instead."
+        )
     return {"solu_ln": "solu"}.get(name, name)
 
 

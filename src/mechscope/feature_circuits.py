@@ -294,6 +294,7 @@ def _ablator(model, circuit, tokens, metric, kind, reference):
             f"reference has {ref.shape[1]} positions, tokens {toks.shape[1]}: mean ablation is "
             "per position, so give prompts of the same length."
         )
+    _c.not_remote(model)
     spliced = splice(model, circuit.saes)
     return _c.Ablator(spliced, circuit.points, toks, metric, kind, ref)
 

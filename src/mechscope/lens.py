@@ -157,9 +157,13 @@ def logit_lens(model, tokens, *, attention_mask=None) -> LensResult:
     own scale) and the unembedding applied to every ``hook_resid_pre`` and the final residual.
     """
     analysis = _check_lensable(model, "logit_lens")
-    stack, tokens = _residual_stack(model, tokens, attention_mask)
-    with torch.no_grad():
-        logits = _readout(analysis, stack)
+    if getattr(model, "weightless", False):  # remote nnsight: read out where the weights are
+        tokens = as_tokens(model, tokens)
+        logits = model.lens_logits(tokens, _resid_names(model), _readout, attention_mask)
+    else:
+        stack, tokens = _residual_stack(model, tokens, attention_mask)
+        with torch.no_grad():
+            logits = _readout(analysis, stack)
     labels = [f"{i}_pre" for i in range(model.cfg.n_layers)] + ["final_post"]
     return LensResult(
         logits, labels, tokens.cpu(), _str_tokens(model, tokens), "logit", _decoder(model)

@@ -125,8 +125,15 @@ def _target_grads(model, target_t, metric, hooks, batch):
     respect to those leaves (``torch.autograd.grad``), so it works when the model's
     parameters do not require grad, and no parameter's ``.grad`` is written. The zero leaf
     keeps the activation on the graph, so an early site's gradient includes every path
-    through later sites.
+    through later sites. A model with ``metric_grads`` (nnsight, also remote) takes the
+    same gradients inside its own trace.
     """
+    in_pass = getattr(model, "metric_grads", None)
+    if in_pass is not None:  # the backward runs inside the model's own pass (nnsight, NDIF)
+        value, acts, grads = in_pass(
+            target_t, hooks, lambda logits: metric_values(metric, logits, batch).mean()
+        )
+        return float(value), acts, grads
     acts: dict[str, torch.Tensor] = {}
     leaves: dict[str, torch.Tensor] = {}
 

@@ -113,6 +113,8 @@ def path_patch_all(
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     senders = [(la, h) for la in range(n_layers) for h in range(n_heads)]
     batch, n_pos = run.target_t.shape
+    if memory_mb is None:  # a model whose passes run elsewhere gives its own budget
+        memory_mb = getattr(model, "request_memory_mb", None)
     per_chunk = copies_per_chunk(model, batch, n_pos, batch_size, memory_mb)
     out = []
     for start in range(0, len(senders), per_chunk):
@@ -236,6 +238,8 @@ class _Runs:
         def record(act, hook):
             recorded[hook.name] = act.detach().clone()
 
+        record.mechscope_read_only = True  # a remote model calls it here, after the pass
+
         def freeze(act, hook):  # every head's z from the target run, sender i's from the source
             layer = self.z_names.index(hook.name)
             tgt, src = self.tgt[hook.name], self.src[hook.name]  # [batch, pos, head, d_head]
@@ -265,7 +269,10 @@ class _Runs:
             step1 = [(r, record) for r in rec_names] + [(z, freeze) for z in self.z_names]
             with model.hooks(step1):
                 model(tokens)
+            in_pass = getattr(model, "copy_metric", None)  # nnsight: computed where it runs
             with model.hooks([(r, put) for r in rec_names]):
+                if in_pass is not None:
+                    return in_pass(tokens, self.metric, n).float().cpu()
                 logits = model(tokens)
             out = torch.empty(n)
             for i in range(n):

@@ -11,11 +11,14 @@ feature that superposition had mixed:
 
 ``b_dec`` is subtracted before the encoder (the pre-encoder bias equals the decoder
 bias, Bricken 2023). Decoder rows have unit norm, so a feature's activation is its
-size along its direction. Two activations:
+size along its direction. Three activations:
 
 - ``"relu"``: ReLU, with an L1 penalty on ``f`` in training (Bricken 2023);
 - ``"topk"``: keep the ``k`` largest pre-activations (ReLU'd), zero the rest; sparsity is
-  set by ``k`` directly (Gao et al. 2024, "Scaling and evaluating sparse autoencoders").
+  set by ``k`` directly (Gao et al. 2024, "Scaling and evaluating sparse autoencoders");
+- ``"gated"``: a gate decides which features fire, a separate magnitude path how much, so
+  the L1 penalty no longer shrinks the magnitudes (Rajamanoharan et al. 2024; two extra
+  parameters ``r_mag``, ``b_mag`` ``[d_sae]``, see :mod:`mechscope._sae_gated`).
 
 Training lives in :mod:`mechscope.sae_train`; this module has the model, its
 metrics, splicing it into a model's forward pass, and save / load.
@@ -33,7 +36,11 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from torch import nn
 
+from . import _sae_gated
 from ._core import as_tokens
+from ._sae_coverage import PropertyF1Result as PropertyF1Result
+from ._sae_coverage import property_f1 as property_f1
+from ._sae_gated import relative_reconstruction_bias as relative_reconstruction_bias
 from ._sae_results import CELossResult, SAEEvalResult
 from ._safetensors import check_safetensors, load_safetensors
 
@@ -44,14 +51,14 @@ MAX_D_SAE = 2**24  # a sanity bound: 16M features is beyond any CPU, and catches
 class SAEConfig:
     d_in: int  # width of the activations it reads, e.g. d_mlp for blocks.{l}.mlp.hook_post
     d_sae: int  # number of features (dictionary size); 2-32 x d_in is usual
-    activation: str = "relu"  # "relu" (+ L1 penalty in training) or "topk"
+    activation: str = "relu"  # "relu" (+ L1 penalty in training), "topk" or "gated"
     k: int | None = None  # features kept per input; "topk" only
     site: str | None = None  # hook name the activations come from, if any
     seed: int = 0  # seeds the initial weights
 
     def __post_init__(self):
-        if self.activation not in ("relu", "topk"):
-            raise ValueError(f"activation={self.activation!r}; expected 'relu' or 'topk'.")
+        if self.activation not in ("relu", "topk", "gated"):
+            raise ValueError(f"activation={self.activation!r}; expected 'relu', 'topk' or 'gated'.")
         if not isinstance(self.d_in, int) or self.d_in < 1:
             raise ValueError(
                 f"d_in={self.d_in!r}; expected an integer >= 1 (the activation width)."
@@ -102,7 +109,8 @@ def check_finite(acts: torch.Tensor, hook: str | None) -> None:
 
 class SAE(nn.Module):
     """A sparse autoencoder. Weights: ``W_enc [d_in, d_sae]``, ``b_enc [d_sae]``,
-    ``W_dec [d_sae, d_in]`` (unit-norm rows: the feature directions), ``b_dec [d_in]``."""
+    ``W_dec [d_sae, d_in]`` (unit-norm rows: the feature directions), ``b_dec [d_in]``;
+    a gated SAE also ``r_mag``, ``b_mag`` ``[d_sae]`` (``b_enc`` is its gate bias)."""
 
     def __init__(self, cfg: SAEConfig):
         super().__init__()
@@ -114,6 +122,9 @@ class SAE(nn.Module):
         self.W_enc = nn.Parameter(W_dec.T.clone().contiguous())  # tied init (Gao 2024)
         self.b_enc = nn.Parameter(torch.zeros(cfg.d_sae))
         self.b_dec = nn.Parameter(torch.zeros(cfg.d_in))
+        if cfg.activation == "gated":  # relu / topk SAEs keep exactly their four tensors
+            self.r_mag = nn.Parameter(torch.zeros(cfg.d_sae))
+            self.b_mag = nn.Parameter(torch.zeros(cfg.d_sae))
         self.card: dict = {}
 
     def _check(self, x: torch.Tensor) -> torch.Tensor:
@@ -145,6 +156,8 @@ class SAE(nn.Module):
         pre = self.pre_activations(x)
         if self.cfg.activation == "relu":
             return F.relu(pre)
+        if self.cfg.activation == "gated":
+            return _sae_gated.gated_features(self.r_mag, self.b_mag, self.b_enc, pre)
         values, idx = pre.topk(self.cfg.k, dim=-1, sorted=False)
         return torch.zeros_like(pre).scatter_(-1, idx, F.relu(values))
 

@@ -7,6 +7,9 @@ tensor of activations ``[..., d_in]`` (from ``model.run_with_cache`` or
 - ReLU + L1 (Bricken et al. 2023): loss = ``||x - x̂||^2 + l1_coefficient * sum_i f_i``
   (decoder rows are unit norm, so ``f_i`` is the feature's size). The L1 coefficient
   ramps up linearly over ``l1_warmup_steps`` (Anthropic, "Circuits Updates", April 2024).
+- Gated (Rajamanoharan et al. 2024): loss = ``||x - x̂||^2 + l1_coefficient * ||ReLU(π_gate)||_1
+  + ||x - x̂_frozen(ReLU(π_gate))||^2``: the penalty and an auxiliary reconstruction through a
+  frozen decoder train the gate; the magnitudes feel no penalty, so they do not shrink.
 - TopK (Gao et al. 2024): loss = ``||x - x̂||^2 + aux_k_coefficient * AuxK``, where AuxK
   asks the ``k_aux`` largest *dead* latents to reconstruct the residual error, which
   revives dead features.
@@ -26,8 +29,26 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import _sae_gated
 from ._core import as_tokens
 from .sae import SAE, SAEConfig, check_finite, check_hook_name, evaluate
+
+
+def _synthetic(n_features: int, d: int, n_samples: int, p_active: float, seed: int):
+    """``(acts [n_samples, d], features [n_features, d], coefficients [n_samples, n_features])``."""
+    if n_features < 1 or d < 1 or n_samples < 1:
+        raise ValueError(
+            f"n_features={n_features}, d={d}, n_samples={n_samples}; all must be >= 1."
+        )
+    if not 0 < p_active <= 1:
+        raise ValueError(f"p_active={p_active}; expected a probability in (0, 1].")
+    # Offset so that this stream never equals an SAE's init stream (SAEConfig.seed), which
+    # would start the SAE on the true features.
+    gen = torch.Generator().manual_seed(0x5EED0000 + seed)
+    features = F.normalize(torch.randn(n_features, d, generator=gen), dim=-1)
+    coeff = torch.rand(n_samples, n_features, generator=gen)
+    coeff = coeff * (torch.rand(n_samples, n_features, generator=gen) < p_active)
+    return coeff @ features, features, coeff
 
 
 def synthetic_superposition(
@@ -42,21 +63,24 @@ def synthetic_superposition(
 
     Each sample is ``sum_i a_i * features_i`` with ``a_i`` uniform in [0, 1] with probability
     ``p_active`` (else 0); ``features`` are random unit vectors, more of them than dimensions,
-    so they are in superposition.
+    so they are in superposition. The ``a_i`` themselves: :func:`synthetic_coefficients`.
     """
-    if n_features < 1 or d < 1 or n_samples < 1:
-        raise ValueError(
-            f"n_features={n_features}, d={d}, n_samples={n_samples}; all must be >= 1."
-        )
-    if not 0 < p_active <= 1:
-        raise ValueError(f"p_active={p_active}; expected a probability in (0, 1].")
-    # Offset so that this stream never equals an SAE's init stream (SAEConfig.seed), which
-    # would start the SAE on the true features.
-    gen = torch.Generator().manual_seed(0x5EED0000 + seed)
-    features = F.normalize(torch.randn(n_features, d, generator=gen), dim=-1)
-    coeff = torch.rand(n_samples, n_features, generator=gen)
-    coeff = coeff * (torch.rand(n_samples, n_features, generator=gen) < p_active)
-    return coeff @ features, features
+    acts, features, _ = _synthetic(n_features, d, n_samples, p_active, seed)
+    return acts, features
+
+
+def synthetic_coefficients(
+    n_features: int = 64,
+    d: int = 32,
+    n_samples: int = 50_000,
+    *,
+    p_active: float = 0.05,
+    seed: int = 0,
+) -> torch.Tensor:
+    """The true feature activations ``a`` ``[n_samples, n_features]`` behind
+    :func:`synthetic_superposition` with the same arguments (``acts = a @ features``): the
+    ground truth to measure an SAE's feature magnitudes against (e.g. shrinkage)."""
+    return _synthetic(n_features, d, n_samples, p_active, seed)[2]
 
 
 @torch.no_grad()
@@ -126,7 +150,7 @@ def train_sae(
     """Train an SAE on ``acts`` ``[..., d_in]`` for ``steps`` Adam steps of ``batch_size`` rows.
 
     Rows are shuffled once per pass (seeded by ``cfg.seed``); ``b_dec`` starts at the mean
-    activation. ``l1_coefficient`` applies to ``"relu"`` SAEs; ``aux_k_coefficient`` (1/32 as
+    activation. ``l1_coefficient`` applies to ``"relu"`` and ``"gated"`` SAEs; ``aux_k_coefficient`` (1/32 as
     in Gao 2024) and ``dead_window`` (inputs without firing before a latent counts as dead)
     to ``"topk"``. Returns the SAE in eval mode; ``sae.card["training"]`` records the run.
     """
@@ -147,7 +171,7 @@ def train_sae(
     opt = torch.optim.Adam(sae.parameters(), lr=lr, fused=True)
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     order, pos = torch.randperm(n, generator=gen), 0
-    topk = cfg.activation == "topk"
+    topk, gated = cfg.activation == "topk", cfg.activation == "gated"
     k_aux = max(1, cfg.d_in // 2)
     # Inputs since each latent last fired, plus one sink slot (index d_sae) that absorbs the
     # top-k picks that did not fire (value <= 0), so the update uses a fixed-size index.
@@ -167,7 +191,10 @@ def train_sae(
             err = _topk_decode(values, idx, sae.W_dec) + (sae.b_dec - x)  # x̂ - x
             fired_idx = idx.masked_fill(values.detach() <= 0, cfg.d_sae).flatten()
         else:
-            f = F.relu(pre)
+            if gated:
+                f = _sae_gated.gated_features(sae.r_mag, sae.b_mag, sae.b_enc, pre)
+            else:
+                f = F.relu(pre)
             err = torch.addmm(sae.b_dec - x, f, sae.W_dec)  # x̂ - x
         mse = err.pow(2).sum(-1).mean()
         loss = mse
@@ -183,7 +210,10 @@ def train_sae(
                 loss = loss + aux_k_coefficient * scale * aux
         else:
             ramp = min(1.0, (step + 1) / l1_warmup_steps) if l1_warmup_steps else 1.0
-            loss = loss + ramp * l1_coefficient * f.sum(-1).mean()
+            if gated:
+                loss = loss + _sae_gated.gate_loss(sae, x, pre, ramp * l1_coefficient)
+            else:
+                loss = loss + ramp * l1_coefficient * f.sum(-1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         with torch.no_grad():
@@ -216,4 +246,10 @@ def train_sae(
     return sae.eval()
 
 
-__all__ = ["collect_activations", "evaluate", "synthetic_superposition", "train_sae"]
+__all__ = [
+    "collect_activations",
+    "evaluate",
+    "synthetic_coefficients",
+    "synthetic_superposition",
+    "train_sae",
+]

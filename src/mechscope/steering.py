@@ -328,6 +328,8 @@ def steering_sweep(
             base_logits = model(toks)
         base_logp = base_logits[:, read_pos].double().log_softmax(-1)  # [batch, d_vocab]
         toks = toks.to(base_logits.device)
+        if memory_mb is None:  # a model whose passes run elsewhere gives its own budget
+            memory_mb = getattr(model, "request_memory_mb", None)
         per_chunk = copies_per_chunk(model, batch, n_pos, batch_size, memory_mb)
         logps = []
         for start in range(0, len(s_all), per_chunk):

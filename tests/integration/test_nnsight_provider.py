@@ -174,15 +174,20 @@ ON_SERVER = "MECHSCOPE_TEST_ON_FAKE_NDIF"  # set while the "server" runs a trace
 
 
 @pytest.fixture
-def ndif_server(ndif, monkeypatch):
-    """``remote=True`` traces run as on NDIF, with no network. nnsight's own RemoteBackend
-    serializes each trace (mechscope and this module by value, as for NDIF); where it would
-    open the connection (``RemoteBackend.request``), the "server" deserializes the request,
-    resolves the model's modules to the hosted model (here the same local one, as NDIF's
-    copy of the weights), runs the deserialized body, so every Python object that body uses
-    is the server's copy, and answers with the body's new values as ``torch.save`` bytes, which
-    nnsight's own ``finalize`` / push hand back. ``host(lm)`` makes ``lm`` a hosted model."""
+def ndif_server(ndif, monkeypatch, tmp_path):
+    """``remote=True`` traces run as on NDIF, with no network. ``host(hf)`` gives the client's
+    model as NDIF's users get it: nnsight's weightless copy (every parameter on the meta
+    device, as ``LanguageModel(repo_id)`` without ``dispatch``), while the "server" holds
+    ``hf`` itself (NDIF's copy of the weights). nnsight's own RemoteBackend serializes each
+    trace (mechscope and this module by value, as for NDIF); where it would open the
+    connection (``RemoteBackend.request``), the server deserializes the request against ITS
+    model's modules (nnsight's persistent ids), runs the deserialized body, so every Python
+    object that body uses is the server's copy, and answers with the body's new values as
+    ``torch.save`` bytes, which nnsight's own ``finalize`` / push hand back. So a weight read
+    on the client sees meta tensors and fails. ``host.traffic`` lists ``(request bytes,
+    response bytes)`` per trace."""
     hosted = {}
+    traffic = []
 
     def request(self, request, tracer):
         blob = self._serialize(tracer)
@@ -203,16 +208,27 @@ def ndif_server(ndif, monkeypatch):
             import zstandard
 
             data = zstandard.ZstdCompressor().compress(data)
+        traffic.append((len(blob), len(data)))
         return self.finalize(data)
 
     monkeypatch.setattr(RemoteBackend, "request", request)
     # nnsight names a hosted model by its hub id; these local models have none.
-    monkeypatch.setattr(nnsight.LanguageModel, "to_model_key", lambda lm: f"test:{id(lm)}")
+    keys = {}
+    monkeypatch.setattr(nnsight.LanguageModel, "to_model_key", lambda lm: keys[id(lm)])
 
-    def host(lm):
-        hosted[lm.to_model_key()] = lm
-        return lm
+    def host(hf):
+        where = tmp_path / f"hosted{len(hosted)}"  # what a hub repo gives the client: config
+        hf.config.save_pretrained(where)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            client = nnsight.LanguageModel(str(where), tokenizer=TOK)  # no dispatch: meta
+        server = _lm(hf)
+        keys[id(client)] = keys[id(server)] = f"test:{id(server)}"
+        hosted[keys[id(server)]] = server
+        assert all(p.is_meta for p in client._module.parameters())
+        return client
 
+    host.traffic = traffic
     return host
 
 
@@ -220,7 +236,7 @@ def test_remote_cache_comes_back_and_patching_runs(ndif_server, counted):
     """On the server, hooks fill the server's copies: run_with_cache's hooks must run here,
     on the activations the trace brings back (before the fix: "never fired")."""
     hf = build_hf("llama")
-    remote = mechscope.load(ndif_server(_lm(hf)), backend="nnsight", remote=True)
+    remote = mechscope.load(ndif_server(hf), backend="nnsight", remote=True)
     local = mechscope.wrap(_lm(hf))
     seen = []
 
@@ -258,7 +274,7 @@ def test_remote_per_head_sweep_fits_n_layers_plus_one(ndif_server, counted):
     with torch.no_grad():
         for p in hf.parameters():
             p.copy_(torch.randn(p.shape, generator=gen) * 0.3)
-    model = mechscope.load(ndif_server(_lm(hf.eval())), backend="nnsight", remote=True)
+    model = mechscope.load(ndif_server(hf.eval()), backend="nnsight", remote=True)
     clean = torch.tensor([[1, 4, 5, 6, 7, 8, 9, 10, 11, 5]])
     corrupted = torch.tensor([[1, 4, 5, 6, 7, 8, 12, 10, 11, 5]])
     metric = logit_diff(torch.tensor([7]), torch.tensor([13]))

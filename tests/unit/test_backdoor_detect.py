@@ -79,3 +79,40 @@ def test_errors_name_the_argument():
         backdoor.detect_poison(torch.randn(8, 3), torch.zeros(8).long(), frac=1.5)
     with pytest.raises(ValueError, match="labels"):
         backdoor.detect_poison(torch.randn(8, 3), torch.zeros(8))
+
+
+def test_obfuscation_loss_values_and_gradient():
+    acts, truth = _planted()
+    loss = backdoor.obfuscation_loss(acts, truth)
+    # the planted group sits 5 units out along one axis of a unit-variance blob: mean gap ~25/16
+    assert 1.0 < float(loss) < 3.0
+    # identical moments give zero: poisoned rows an exact copy of the clean rows
+    twin = torch.cat([acts[:20], acts[:20]])
+    assert float(backdoor.obfuscation_loss(twin, torch.arange(40) >= 20)) < 1e-10
+    # scale-free: the loss is in units of the clean variance
+    assert torch.allclose(backdoor.obfuscation_loss(10 * acts, truth), loss, rtol=1e-4)
+    # differentiable, and minimising it (by moving the poisoned rows) hides them from the detector
+    shift = torch.zeros(acts.shape[1], requires_grad=True)
+    scale = torch.ones(acts.shape[1], requires_grad=True)
+    opt = torch.optim.Adam([shift, scale], lr=0.1)
+    for _ in range(200):
+        moved = torch.where(truth[:, None], acts * scale + shift, acts)
+        obf = backdoor.obfuscation_loss(moved, truth)
+        opt.zero_grad()
+        obf.backward()
+        opt.step()
+    labels = torch.zeros(len(truth), dtype=torch.long)
+    before = backdoor.precision_recall(backdoor.detect_poison(acts, labels).flagged, truth)[0]
+    after = backdoor.precision_recall(
+        backdoor.detect_poison(moved.detach(), labels).flagged, truth
+    )[0]
+    assert float(obf.detach()) < 0.05 * float(loss) and before > 0.6 and after < 0.4
+
+
+def test_obfuscation_loss_errors_name_the_argument():
+    with pytest.raises(ValueError, match="acts"):
+        backdoor.obfuscation_loss(torch.zeros(8, 3, 2), torch.zeros(8).bool())
+    with pytest.raises(ValueError, match="poisoned"):
+        backdoor.obfuscation_loss(torch.randn(8, 3), torch.zeros(7).bool())
+    with pytest.raises(ValueError, match="at least 2 poisoned"):
+        backdoor.obfuscation_loss(torch.randn(8, 3), torch.arange(8) == 0)

@@ -122,3 +122,31 @@ def test_model_without_norm_or_mlp():
     assert labels == ["embed", "pos_embed", "0_attn_out"]
     attrs = cache.logit_attrs(stack, tokens).sum(0) + cache.unembed_offset()[tokens]
     assert torch.allclose(attrs, logits.gather(-1, tokens[..., None])[..., 0], atol=1e-5)
+
+
+def test_the_folded_unembedding_is_cached_and_follows_weight_edits(tiny, run, tokens):
+    """The lens reads W_U with the final norm folded in on every call; it is cached, but an
+    in-place edit of either weight (version counter) recomputes it, and a new model never
+    gets another model's matrix."""
+    from mechscope import lens
+
+    _, cache = run
+    first = cache._unembed()
+    assert cache._unembed() is first  # cached
+    norm = tiny.final_norm()["weight"]
+    torch.testing.assert_close(first, norm[:, None] * tiny.unembed_weights())
+    before = lens.logit_lens(tiny, tokens).logits.clone()
+    with torch.no_grad():
+        norm.mul_(2.0)  # an in-place edit: the cached product is stale
+    try:
+        second = cache._unembed()
+        assert second is not first
+        torch.testing.assert_close(second, norm[:, None] * tiny.unembed_weights())
+        assert not torch.allclose(lens.logit_lens(tiny, tokens).logits, before)
+    finally:
+        with torch.no_grad():
+            norm.div_(2.0)
+    other = Transformer(tiny.cfg)
+    _, other_cache = other.run_with_cache(tokens)
+    o = other_cache._unembed()
+    torch.testing.assert_close(o, other.final_norm()["weight"][:, None] * other.unembed_weights())

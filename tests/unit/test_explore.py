@@ -244,3 +244,33 @@ def test_typescript_model_lists_exactly_the_synced_traits(name):
     base = set(ipywidgets.DOMWidget.class_trait_names(sync=True))
     synced = set(getattr(module, cls).class_trait_names(sync=True)) - base
     assert "highlight_token" in keys and keys == synced
+
+
+def test_edits_compute_on_one_thread_and_restore_the_setting(model, app, monkeypatch):
+    """An edit is a few tokens: the app computes on one torch thread (thread sync dominates on
+    a busy CPU) and leaves the user's setting as it was, even when the compute fails."""
+    from mechscope.explore import _compute
+
+    outer = torch.get_num_threads()
+    torch.set_num_threads(2)  # the user's setting (CI runs with OMP_NUM_THREADS=1)
+    before = torch.get_num_threads()
+    seen = []
+    real = _compute._compute
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(_compute, "_compute", spy)
+    app.prompt = "red fox sun cup red owl"
+    assert seen == [1] and torch.get_num_threads() == before
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(_compute, "_compute", boom)
+    app.prompt = "red fox sun cup red cat"
+    try:
+        assert "boom" in app.message and torch.get_num_threads() == before == 2
+    finally:
+        torch.set_num_threads(outer)

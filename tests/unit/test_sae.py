@@ -183,7 +183,7 @@ def test_nan_from_a_model_site_names_the_hook(tiny, tokens):
         ({"d_sae": 16, "activation": "topk", "k": 0}, r"1 <= k <= 16"),
         ({"d_sae": 16, "activation": "topk"}, r"1 <= k <= 16"),
         ({"d_sae": 16, "k": 4}, "only used with activation='topk'"),
-        ({"d_sae": 16, "activation": "gated"}, "'relu' or 'topk'"),
+        ({"d_sae": 16, "activation": "jumprelu"}, "'relu', 'topk' or 'gated'"),
     ],
 )
 def test_out_of_range_sizes_give_the_valid_range(kwargs, match):

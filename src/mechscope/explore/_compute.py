@@ -9,6 +9,7 @@ per component, Elhage et al. 2021); ``logit_lens`` (nostalgebraist 2020) reads e
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -119,8 +120,29 @@ def token_id(model, text: str, what: str) -> int | None:
     return int(ids[0])
 
 
+@contextlib.contextmanager
+def one_thread():
+    """Compute on one torch thread, then restore the caller's setting.
+
+    An interactive edit is a few tokens: thread synchronisation costs more than it saves, and
+    on a shared or busy CPU it dominates (a 16-token edit of a GPT-2-small-sized model took
+    0.66 s on one thread and 2.85 s on two, on a loaded 2-core machine; bench/explore.py).
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 def compute(model, inputs: Inputs, *, k: int = 10) -> Snapshot:
-    """Run the model on ``inputs`` and every analysis the panels show."""
+    """Run the model on ``inputs`` and every analysis the panels show (on one thread)."""
+    with one_thread():
+        return _compute(model, inputs, k=k)
+
+
+def _compute(model, inputs: Inputs, *, k: int = 10) -> Snapshot:
     start = time.perf_counter()
     tokens = prompt_tokens(model, inputs.prompt, "prompt")
     corrupted, warning = None, ""

@@ -55,15 +55,31 @@ def _call(point: nn.Module, hook_id, hook, x: torch.Tensor):
 class Firing:
     """Passes values through hook points inside a trace. ``plan`` None: every hook runs here
     (``point(x)``). Else (a remote trace) the hooks ``plan`` marks read-only do not run: the
-    value each would have seen goes into ``saved[(name, hook index)]``, in forward order."""
+    value each would have seen goes into ``saved[(name, hook index)]``, in forward order.
+    ``grads``: points whose value (after their hooks) gets a zero leaf added, so that a
+    backward pass inside the trace gives the gradient at them (``leaves``; values in ``acts``).
+    ``keep``: points whose value (after their hooks) goes into ``acts`` (read in the trace)."""
 
-    def __init__(self, plan: dict[str, tuple[bool, ...]] | None):
+    def __init__(self, plan: dict[str, tuple[bool, ...]] | None, grads=(), keep=()):
         self.plan = plan
         self.saved: dict[tuple[str, int], torch.Tensor] = {}
+        self.grads = set(grads)
+        self.keep = set(keep)
+        self.acts: dict[str, torch.Tensor] = {}
+        self.leaves: dict[str, torch.Tensor] = {}
 
     def __call__(self, point: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if not point._forward_hooks:
-            return x
+        if point._forward_hooks:
+            x = self._hooks(point, x)
+        if point.name in self.keep:
+            self.acts[point.name] = x
+        if point.name in self.grads:
+            leaf = torch.zeros_like(x, requires_grad=True)
+            self.acts[point.name], self.leaves[point.name] = x.detach(), leaf
+            x = x + leaf
+        return x
+
+    def _hooks(self, point: nn.Module, x: torch.Tensor) -> torch.Tensor:
         marks = self.plan.get(point.name) if self.plan else None
         if not marks:
             return point(x)
@@ -78,7 +94,7 @@ class Firing:
 
     def heads(self, point: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Hook a ``[batch, head, pos, d_head]`` tensor as ``[batch, pos, head, d_head]``."""
-        if not point._forward_hooks:
+        if not point._forward_hooks and point.name not in self.grads | self.keep:
             return x
         xt = x.transpose(1, 2)
         out = self(point, xt)
@@ -97,6 +113,13 @@ def replay(model, saved: dict[tuple[str, int], torch.Tensor]) -> None:
                 f"returned a tensor; a remote run cannot apply that edit after the pass. "
                 f"Remove the mark from a hook that edits activations, or return None."
             )
+
+
+def nnsight_save(value):
+    """``nnsight.save(value)``: bring ``value`` back from the trace it was computed in."""
+    import nnsight
+
+    return nnsight.save(value)
 
 
 def envoy_at(root, path: str):
@@ -195,16 +218,15 @@ def _norm(model, ln_envoy, fire: Firing) -> None:
         ln_envoy.output = y + b if b is not None else y
 
 
-def fire_points(model, base, active: set[str], batch: int, plan=None) -> dict:
+def fire_points(model, base, active: set[str], batch: int, fire: Firing) -> None:
     """Inside a trace: pass each active hook point's value through it, in forward order.
 
     model: the :class:`mechscope.models.nnsight.NNsightModel`; base: the envoy of the HF
-    base model (``lm.transformer``, ``lm.model``, ...); active: names of points with hooks;
-    plan: None (run every hook here), or :func:`read_only_plan`'s hooks to leave for
-    :func:`replay`. Returns the values those hooks would have seen (empty without a plan).
+    base model (``lm.transformer``, ``lm.model``, ...); active: names of points with hooks
+    (or a gradient to take); fire: the :class:`Firing` that passes values through them (it
+    keeps what read-only hooks would have seen, and the gradient leaves).
     """
     fam = model.family
-    fire = Firing(plan)
 
     def on(name: str) -> bool:
         return name in active
@@ -274,4 +296,3 @@ def fire_points(model, base, active: set[str], batch: int, plan=None) -> dict:
                 block.output = (new, *out[1:]) if isinstance(out, tuple) else new
     if fam.ln_final and (on("ln_final.hook_scale") or on("ln_final.hook_normalized")):
         _norm(model, envoy_at(base, fam.ln_final), fire)
-    return fire.saved

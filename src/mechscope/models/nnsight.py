@@ -21,37 +21,55 @@ key from ``NDIF_API_KEY`` or its config file (``nnsight.CONFIG.set_default_api_k
 mechscope never reads it into anything it keeps, and checks only that one is set and that
 the host answers, before any trace. ``remote="local"`` is nnsight's dry run of the remote
 path (the trace serialized and deserialized as NDIF would, local modules hidden, then run
-here; no key needed): try a notebook with it before spending requests. Not exercised against
-the real service in mechscope's tests (no network there): they send each remote trace
-through nnsight's own request serialization to a stand-in server that runs the deserialized
-body, on copies of every object it captured, and answers as NDIF does.
+here; no key needed): try a notebook with it before spending requests. mechscope's tests
+(no network) send each remote trace through nnsight's own serialization to a stand-in
+server that runs the body on copies of what it captured and answers as NDIF does.
 
 Hooks in a remote trace run on the server, on copies, so what they store stays there. Hooks
-marked read-only (``fn.mechscope_read_only = True``; ``run_with_cache``'s are, see
-:mod:`mechscope.hooks`) therefore do not run in the trace: it saves the activation each would
-have seen (``nnsight.save``) and they run here once it returns, in forward order
-(:mod:`._nnsight_plan`; the dry run ``"local"`` does the same). Unmarked hooks (patching,
-steering, ablation: they edit) run in the trace. So ``run_with_cache``, ``activation_patch``
-(two cached runs, then the patched copies) and what reads a cache (probes, mean ablation) run
-remotely, in no more traces than locally. Known gap: other analyses' own recording hooks are
-unmarked and record on the server (attribution patching's gradients, path patching, feature
-circuits), and weight-based analyses need local weights (below).
+marked read-only (``fn.mechscope_read_only = True``; ``run_with_cache``'s, path patching's
+and the attribution methods' recording hooks are, see :mod:`mechscope.hooks`) therefore do
+not run in the trace: it saves the activation each would have seen (``nnsight.save``) and
+they run here once it returns, in forward order (:mod:`._nnsight_plan`; the dry run
+``"local"`` does the same). Unmarked hooks (patching, steering, ablation: they edit) run in
+the trace. Gradients are taken inside the trace (:meth:`NNsightModel.metric_grads`: a zero
+leaf added at each hook point, the metric and ``torch.autograd.grad`` in the same trace
+body), so only activations and gradients come back. The metric (and the backward pass)
+runs where the model runs, so it must be a function of the logits alone (mechscope.metrics').
+
+Weights: NDIF's client model is weightless (``LanguageModel(repo_id)``: meta tensors;
+:attr:`NNsightModel.weightless`), so what reads weights asks the server inside a trace
+(:mod:`._nnsight_readout`): the logit lens reads out (final norm, unembedding) in the trace
+that records the residual stream (1 trace; back: fp32 logits ``[layer + 1, batch, pos,
+d_vocab]``, for Llama-3.1-8B 17 MB per position, never ``W_U``'s 1.05 GB); direct logit
+attribution on a remote cache fetches the answer / wrong ids' ``W_U`` rows (norm weight
+folded), their offsets and, by head, ``W_O`` projected on them (1 trace, a few KB; 8B:
+~0.5 MB per prompt). ``model.fetch(fn, *args)`` runs any ``fn(model, *args)`` there (e.g.
+``circuits.qk_circuit``, one layer a trace); ``mechscope.circuits`` on the weightless model
+raises, naming that fix, before any request.
+
+Runs remotely, in no more traces than locally, with the local numbers to 1e-5 (tested through
+a stand-in server that runs nnsight's own serialization, against a weightless client):
+``run_with_cache``, ``activation_patch``, ``attribution_patch``, ``path_patch``,
+``integrated_gradients`` / ``saliency``, ``steer`` / ``steering_sweep``, ``logit_lens``,
+``direct_logit_attribution``, what reads a cache (probes, mean ablation). Not remotely:
+feature circuits (the spliced SAE's hook points fire on the server's copies: they raise before
+any request), the tuned lens, weight analyses except through ``fetch``. Not exercised against
+the real service: whether NDIF runs a request with gradients enabled (the stand-in does;
+under ``torch.inference_mode`` ``metric_grads`` would raise there), and mechscope's functions
+in the trace body reach NDIF by reference (the server needs mechscope installed, or
+``nnsight.register(mechscope)`` to ship it by value).
 
 Packing for requests: a remote model's passes do not run on this CPU
-(``request_memory_mb``, read by the patching runner), so its sweeps skip the CPU's cap on
-rows per pass and fill a request up to ``REMOTE_MEMORY_MB`` (4096 MB of activations at
-mechscope's 4-byte estimate; ``memory_mb=`` / ``batch_size=`` override it). A per-head ``z``
-sweep of Llama-3.1-8B on 15 tokens: 214 copies a request, 8 traces (66 when packed as on a
-CPU); within ``n_layers + 1`` up to about 50 tokens. Each answer holds its copies' logits at
-every position (bf16: 0.25 MB per position and copy, about 4 GB for that sweep), whatever the
-packing.
+(``request_memory_mb``), so its sweeps fill a request up to ``REMOTE_MEMORY_MB`` (4096 MB of
+activations at 4 bytes a value; ``memory_mb=`` / ``batch_size=`` override it): a per-head
+``z`` sweep of Llama-3.1-8B on 15 tokens is 214 copies a request, 8 traces (66 packed as on
+a CPU). Its copies come back as one metric value each (:meth:`NNsightModel.copy_metric`),
+not as their logits (bf16: 0.25 MB per position and copy).
 
 Not reachable: per-head ``attn.hook_q / k / v / attn_scores / pattern`` on an attention
 module whose forward has no ``attention_interface(...)`` call (raises NotImplementedError
 naming the hook). Reading them makes nnsight instrument that attention module's forward
-(``envoy.source``; inert outside a trace). Weight-based analyses (the logit lens's readout,
-direct logit attribution, ``W_Q``...) read the local module's weights, so they need a local
-(not meta) model.
+(``envoy.source``; inert outside a trace).
 """
 
 from __future__ import annotations
@@ -63,8 +81,9 @@ from urllib.parse import urlparse
 
 import torch
 
+from .. import _core
 from ..hooks import model_lock
-from . import _hf_families, _nnsight_plan
+from . import _hf_families, _nnsight_plan, _nnsight_readout
 from .hf import HFModel
 
 INSTALL = 'pip install "mechscope[nnsight]"'
@@ -130,6 +149,17 @@ def _eval_mode(module: torch.nn.Module):
             m.training = flag
 
 
+def _guarded(name: str, weight: str):
+    """HFModel's weight accessor ``name``, refused on a weightless model (see ``_guard``)."""
+
+    def read(self, *args):
+        self._guard(f"{name} ({weight})")
+        return getattr(HFModel, name)(self, *args)
+
+    read.__name__, read.__doc__ = name, getattr(HFModel, name).__doc__
+    return read
+
+
 class NNsightModel(HFModel):
     """An nnsight ``LanguageModel`` with mechscope's hook names. Build with ``mechscope.wrap``
     or ``mechscope.load(..., backend="nnsight")``. ``model.lm`` is the nnsight model."""
@@ -172,8 +202,82 @@ class NNsightModel(HFModel):
         dev = super().device
         return torch.device("cpu") if dev.type == "meta" else dev  # remote: inputs stay here
 
+    @property
+    def weightless(self) -> bool:
+        """True for nnsight's meta copy of a remote model (``LanguageModel(repo_id)``): no
+        weights here, so weight reads go through :meth:`fetch` (False on the server)."""
+        return _nnsight_readout.is_weightless(self.hf_model)
+
     def forward(self, tokens, attention_mask=None) -> torch.Tensor:
         """Logits ``[batch, pos, d_vocab]`` of one nnsight trace (hooks fire inside it)."""
+        return self._run(tokens, attention_mask)
+
+    def fetch(self, fn, *args):
+        """``fn(model, *args)`` computed where the weights are, in one trace on a one-token
+        input (remote: on NDIF, where ``model`` has its weights), and brought back. E.g.
+        ``model.fetch(mechscope.circuits.qk_circuit, 3)`` gives layer 3's QK circuit of a
+        remote model (fn must be importable on the server, or shipped by value)."""
+        if self.remote is True:
+            check_remote()
+        one = torch.zeros(1, 1, dtype=torch.long)
+        with model_lock(self), torch.no_grad(), self.lm.trace(input_ids=one, remote=self.remote):
+            out = _nnsight_plan.nnsight_save(fn(self, *args))
+        return out
+
+    def lens_logits(self, tokens, names: list[str], readout, attention_mask=None):
+        """Logit-lens logits ``[len(names), batch, pos, d_vocab]`` (float32) from one trace:
+        the residual streams ``names`` are read out (``readout(analysis, stack)``, the final
+        norm and unembedding) where the model runs, so no weights come here."""
+        reduce = _nnsight_readout.LensReadout(self, names, readout)
+        with torch.no_grad():
+            return self._run(tokens, attention_mask, reduce=reduce, keep=names)
+
+    def _guard(self, what: str) -> None:
+        if self.weightless:
+            raise ValueError(
+                f"{what} reads weights, and this remote model is nnsight's weightless (meta) "
+                f"copy: they are on NDIF's server. Compute what you need there with "
+                f"model.fetch(fn, *args) (fn(model, *args) runs in a trace on the server), or "
+                f"load the model locally (mechscope.load(name, backend='nnsight'))."
+            )
+
+    head_output_weights = _guarded("head_output_weights", "W_O")
+    attn_output_bias = _guarded("attn_output_bias", "b_O")
+    unembed_weights = _guarded("unembed_weights", "W_U")
+    unembed_bias = _guarded("unembed_bias", "b_U")
+
+    def copy_metric(self, tokens, metric, n: int) -> torch.Tensor:
+        """``[n]``: the mean of ``metric`` over each of ``n`` equal row blocks of ``tokens``
+        (patched copies of the same prompts, copy-major), from one trace that computes it
+        where the model runs, so only ``n`` numbers come back, not the copies' logits.
+        metric: logits ``[batch, pos, d_vocab]`` -> ``[batch]`` (it runs on the server when
+        remote: a mechscope.metrics helper, or any function of the logits alone)."""
+        return self._run(tokens, reduce=_PerCopy(metric, n))
+
+    def metric_grads(self, tokens, names, metric):
+        """One trace with its backward pass inside: ``(value, {name: activation}, {name:
+        gradient})``. value = ``metric(logits)`` (detached); gradients are of ``value.sum()``
+        w.r.t. each hook point's value after its hooks (zeros where it has no path to the
+        value). Used by attribution patching and integrated gradients, so that the gradient
+        is taken where the forward pass ran (on NDIF with ``remote=True``): only the
+        activations and gradients come back. Raises ValueError when ``metric`` is not
+        differentiable."""
+        names = list(names)
+        with torch.enable_grad():
+            value, acts, grads = self._run(tokens, reduce=metric, grads=names)
+        if grads is None:
+            raise ValueError(
+                "metric(logits) is not differentiable (it does not depend on the logits "
+                "through autograd, e.g. it calls .item(), argmax or torch.no_grad). "
+                "Gradients need a differentiable metric such as logit_diff."
+            )
+        out = {
+            n: torch.zeros_like(acts[n]) if g is None else g
+            for n, g in zip(names, grads, strict=True)
+        }
+        return value, acts, out
+
+    def _run(self, tokens, attention_mask=None, reduce=None, grads=(), keep=()):
         ids, mask = self._prepare(tokens, attention_mask)
         inputs = {"input_ids": ids, "use_cache": False}
         if mask is not None:
@@ -182,12 +286,28 @@ class NNsightModel(HFModel):
         if self.remote is True:
             check_remote()
         active = {n for n, p in self._hook_points.items() if p._forward_hooks}
+        active |= set(grads) | set(keep)
         base = _nnsight_plan.envoy_at(self.lm, self.hf_model.base_model_prefix)
         with model_lock(self), _eval_mode(self.hf_model):
-            return _traced(self, base, inputs, active)
+            return _traced(self, base, inputs, active, reduce, tuple(grads), tuple(keep))
 
 
-def _traced(model: NNsightModel, base, inputs: dict, active: set[str]) -> torch.Tensor:
+class _PerCopy:
+    """logits ``[n * batch, ...]`` -> ``[n]``: the mean metric of each copy (copy-major)."""
+
+    def __init__(self, metric, n: int):
+        self.metric, self.n = metric, n
+
+    def __call__(self, logits: torch.Tensor) -> torch.Tensor:
+        batch = logits.shape[0] // self.n
+        parts = logits.view(self.n, batch, *logits.shape[1:]).unbind(0)
+        return torch.stack([_core.metric_values(self.metric, p, batch).mean() for p in parts])
+
+
+def _traced(model, base, inputs: dict, active: set[str], reduce=None, grads=(), keep=()):
+    """One trace: hooks fire inside it; returns the logits, or ``reduce(logits)`` computed
+    inside the trace, or with ``grads`` ``(reduce(logits), activations, gradients)``, or
+    with ``keep`` ``reduce({name: activation})`` (the points ``keep`` names)."""
     import nnsight
 
     lm = model.lm
@@ -195,11 +315,24 @@ def _traced(model: NNsightModel, base, inputs: dict, active: set[str]) -> torch.
     plan = _nnsight_plan.read_only_plan(model, active) if model.remote else None
     batch = inputs["input_ids"].shape[0]
     with lm.trace(**inputs, remote=model.remote):
-        saved = _nnsight_plan.fire_points(model, base, active, batch, plan) if active else {}
-        saved = nnsight.save(saved)
-        logits = nnsight.save(lm.output.logits)
+        fire = _nnsight_plan.Firing(plan, grads, keep)
+        if active:
+            _nnsight_plan.fire_points(model, base, active, batch, fire)
+        saved = nnsight.save(fire.saved)
+        out = lm.output.logits
+        if keep:  # a readout of kept activations (the logit lens), where the weights are
+            out = reduce(fire.acts)
+        elif reduce is not None:
+            out = reduce(out)
+        if grads:  # the backward pass, where the forward ran (autograd, as locally)
+            leaves = [fire.leaves[n] for n in grads]
+            g = None
+            if out.requires_grad:
+                g = torch.autograd.grad(out.sum(), leaves, allow_unused=True)
+            out = (out.detach(), fire.acts, g)
+        out = nnsight.save(out)
     _nnsight_plan.replay(model, saved)
-    return logits
+    return out
 
 
 def wrap_nnsight(lm, tokenizer=None, remote: bool | str = False) -> NNsightModel:

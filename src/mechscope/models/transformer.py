@@ -34,7 +34,9 @@ class TransformerConfig(TLConfig):
     d_vocab: int
     n_ctx: int  # longest sequence the positional embedding covers
     d_mlp: int | None = None  # None = attention-only (no MLP blocks at all)
-    act_fn: str = "gelu"  # "gelu", "relu" or "solu" (SoLU + LayerNorm); used only with MLPs
+    # "gelu", "relu", "solu" (SoLU + LayerNorm) or "bilinear" ((x W_in + b_in) * (x W_gate),
+    # no nonlinearity: Sharkey 2023); used only with MLPs
+    act_fn: str = "gelu"
     normalization: str | None = (
         "ln"  # "ln" = LayerNorm before each sublayer and the unembed; None = none
     )
@@ -43,8 +45,10 @@ class TransformerConfig(TLConfig):
     seed: int = 0  # seed of the initial weights
 
     def __post_init__(self):
-        if self.act_fn not in ("gelu", "relu", "solu"):
-            raise ValueError(f"act_fn={self.act_fn!r}; expected 'gelu', 'relu' or 'solu'.")
+        if self.act_fn not in ("gelu", "relu", "solu", "bilinear"):
+            raise ValueError(
+                f"act_fn={self.act_fn!r}; expected 'gelu', 'relu', 'solu' or 'bilinear'."
+            )
         if self.normalization not in ("ln", None):
             raise ValueError(f"normalization={self.normalization!r}; expected 'ln' or None.")
         if self.positional != "learned":
@@ -141,7 +145,9 @@ class MLP(nn.Module):
     """``W_out act(W_in x + b_in) + b_out``. With ``act_fn="solu"`` the activation is SoLU then
     a LayerNorm over the neurons (Elhage et al. 2022): ``hook_post`` is after that LayerNorm
     (what ``W_out`` reads), the SoLU output before it is ``hook_mid`` (TransformerLens' name),
-    and the LayerNorm is ``ln`` (weights ``ln.w``, ``ln.b``)."""
+    and the LayerNorm is ``ln`` (weights ``ln.w``, ``ln.b``). With ``act_fn="bilinear"`` there is
+    no nonlinearity: ``hook_post = hook_pre * hook_pre_linear`` with ``hook_pre_linear = x @ W_gate``
+    (Sharkey 2023; Pearce et al. 2024), so the weights alone define each output's quadratic form."""
 
     def __init__(self, cfg: TransformerConfig):
         super().__init__()
@@ -154,16 +160,27 @@ class MLP(nn.Module):
         if cfg.act_fn == "solu":
             self.hook_mid = HookPoint()  # [batch, pos, d_mlp], SoLU output before the LayerNorm
             self.ln = LayerNorm(cfg.d_mlp)
+        if cfg.act_fn == "bilinear":  # registered last: other models' init draws are unchanged
+            self.W_gate = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+            self.hook_pre_linear = HookPoint()  # [batch, pos, d_mlp], x @ W_gate
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
 
     def act(self, pre: torch.Tensor) -> torch.Tensor:
         """The nonlinearity, ``hook_pre`` -> ``hook_post`` values (``[..., d_mlp]``)."""
+        if self.act_fn == "bilinear":
+            raise ValueError(
+                "act_fn='bilinear' has no elementwise activation: hook_post = hook_pre * "
+                "(x @ W_gate) needs the MLP's input x; call the MLP itself (mlp(x))."
+            )
         if self.act_fn == "solu":
             return self.ln(self.hook_mid(solu(pre)))
         return F.gelu(pre) if self.act_fn == "gelu" else F.relu(pre)
 
     def forward(self, x):
         pre = self.hook_pre(x @ self.W_in + self.b_in)
+        if self.act_fn == "bilinear":
+            post = self.hook_post(pre * self.hook_pre_linear(x @ self.W_gate))
+            return post @ self.W_out + self.b_out
         return self.hook_post(self.act(pre)) @ self.W_out + self.b_out
 
 

@@ -10,7 +10,10 @@ size, seed, data and steps, differing only in the MLP:
   penalty ``l1_coefficient * sum_i |post_i| * ||W_out[i]||`` added to the loss. The ``||W_out[i]||`` factor matters: with a
   bare ``sum_i |post_i|`` the model shrinks its activations and grows ``W_out`` to match,
   meeting the penalty without becoming any sparser (the scale trick sparse autoencoders
-  avoid the same way, Anthropic's "April update" 2024).
+  avoid the same way, Anthropic's "April update" 2024);
+- ``grammar-1l-bilinear``: a bilinear MLP, ``W_out((x W_in) * (x W_gate))`` with no
+  nonlinearity and ``b_in`` held at zero (Sharkey 2023; Pearce et al. 2024), so its weights
+  alone define a quadratic form per output direction (mechscope.bilinear).
 
 Each card's metrics (held-out loss and features per neuron against the current word's class,
 mechscope.monosemanticity) are re-measured from the shipped weights by
@@ -35,6 +38,8 @@ VARIANTS = {
     "relu": ("relu", 0.0),
     "relu-l1": ("relu", 3e-3),
 }
+# not in VARIANTS (notebook 19's five-way comparison): the bilinear model has its own section
+BILINEAR = {"bilinear": ("bilinear", 0.0)}
 INTRINSIC_EVAL = {"n": 256, "seed": 12345}  # held-out sequences the cards are measured on
 FEATURE_NAMES = tuple(CLASSES)  # the 15 word classes: the ground-truth features
 SEQ_LEN = 24
@@ -102,14 +107,17 @@ def config(act_fn: str, seed: int = 0) -> TransformerConfig:
 
 def train_intrinsic(variant: str, steps: int = 1200, seed: int = 0):
     """Train one of :data:`VARIANTS` (see the module docstring)."""
-    if variant not in VARIANTS:
-        raise ValueError(f"variant={variant!r}; expected one of {sorted(VARIANTS)}.")
-    act_fn, l1 = VARIANTS[variant]
+    table = {**VARIANTS, **BILINEAR}
+    if variant not in table:
+        raise ValueError(f"variant={variant!r}; expected one of {sorted(table)}.")
+    act_fn, l1 = table[variant]
     tok = WordTokenizer(VOCAB)
     cfg = config(act_fn, seed)
     data = {"seq_len": SEQ_LEN, "batch": 64, "pool": 4096, "pool_seed": 1_000_000 + seed}
     optim = {"name": "AdamW", "lr": 3e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
     model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
+    if act_fn == "bilinear":  # no bias: out = W_out((x W_in) * (x W_gate)) is purely quadratic
+        model.blocks[0].mlp.b_in.requires_grad_(False)  # its grad stays None: AdamW skips it
     # One pool of sequences, drawn in a seeded order: generating the grammar is slower than
     # a training step of a model this small.
     pool, _ = grammar_batch(data["pool"], SEQ_LEN, data["pool_seed"])
@@ -134,7 +142,8 @@ def train_intrinsic(variant: str, steps: int = 1200, seed: int = 0):
     card = {
         "name": f"grammar-1l-{variant}",
         "description": "1-layer transformer on grammar-2l's language; MLP: "
-        + {"gelu": "GELU", "relu": "ReLU", "solu": "SoLU + LayerNorm (Elhage et al. 2022)"}.get(
+        + {"gelu": "GELU", "relu": "ReLU", "solu": "SoLU + LayerNorm (Elhage et al. 2022)",
+           "bilinear": "bilinear, (x W_in) * (x W_gate), b_in = 0 (Sharkey 2023)"}.get(
             variant, f"{act_fn.upper()} + activation L1 penalty ({l1} * sum |post| * ||W_out row||)"
         ),
         "dtype": "float16",
@@ -156,7 +165,10 @@ def train_intrinsic(variant: str, steps: int = 1200, seed: int = 0):
         "loss; mechscope.monosemanticity.features_per_neuron of blocks.0.mlp.hook_post "
         "(SoLU also hook_mid) against the current word's class (15 classes), threshold 0.5",
         "references": ["Elhage et al. 2022, Softmax Linear Units",
-                       "Elhage et al. 2022, Toy Models of Superposition"],
+                       "Elhage et al. 2022, Toy Models of Superposition"]
+        + (["Sharkey 2023, A technical note on bilinear layers for interpretability",
+            "Pearce et al. 2024, Bilinear MLPs enable weight-based mechanistic interpretability"]
+           if act_fn == "bilinear" else []),
     }  # fmt: skip
     with torch.no_grad():
         for p in model.parameters():
@@ -183,3 +195,7 @@ def train_grammar_1l_relu(steps: int = 1200, seed: int = 0):
 
 def train_grammar_1l_relu_l1(steps: int = 1200, seed: int = 0):
     return train_intrinsic("relu-l1", steps=steps, seed=seed)
+
+
+def train_grammar_1l_bilinear(steps: int = 1200, seed: int = 0):
+    return train_intrinsic("bilinear", steps=steps, seed=seed)

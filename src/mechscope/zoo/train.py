@@ -200,6 +200,9 @@ RECIPES = {
     "grammar-1l-gelu-l1": _lazy("recipes_intrinsic", "train_grammar_1l_gelu_l1"),
     "grammar-1l-relu": _lazy("recipes_intrinsic", "train_grammar_1l_relu"),
     "grammar-1l-relu-l1": _lazy("recipes_intrinsic", "train_grammar_1l_relu_l1"),
+    "grammar-1l-bilinear": _lazy("recipes_intrinsic", "train_grammar_1l_bilinear"),
+    # review §3.3, notebook 04 §6: a second seed of grammar-1l-gelu, for universal neurons
+    "grammar-1l-gelu-seed1": _lazy("recipes_universality", "train_grammar_1l_gelu_seed1"),
     # issue 18 (§3.3): the greater-than circuit (Hanna et al. 2023) on made-up years
     "greater-than-2l": _lazy("recipes_greater_than", "train_greater_than_2l"),
     # issue 19: a planted backdoor (safety cases) and its clean control

@@ -1,8 +1,9 @@
-"""Exercises of notebook 03 (sparse dictionary learning): the SAE encoder (ReLU and TopK),
-the SAE loss and the dead-feature count.
+"""Exercises of notebook 03 (sparse dictionary learning): the SAE encoder (ReLU, TopK and
+Gated), the SAE loss and the dead-feature count.
 
 Bricken et al. (2023), "Towards Monosemanticity"; Gao et al. (2024), "Scaling and evaluating
-sparse autoencoders"; Anthropic (2024), "Circuits Updates - April 2024" (the L1 penalty
+sparse autoencoders"; Rajamanoharan et al. (2024), "Improving Dictionary Learning with
+Gated Sparse Autoencoders"; Anthropic (2024), "Circuits Updates - April 2024" (the L1 penalty
 weighted by decoder norms).
 """
 
@@ -215,3 +216,54 @@ def dead_features(f: torch.Tensor) -> int:
     """Feature activations ``f [batch, d_sae]`` -> the number of features that fire (> 0)
     on none of the inputs."""
     return int((f <= 0).all(dim=0).sum())
+
+
+# ---- 03.gated_encode ------------------------------------------------------------------
+
+
+def _gated_cases():
+    gen = torch.Generator().manual_seed(4)
+    x, W_enc, b_gate, b_dec = _random_sae(5)
+    r_mag = torch.randn(32, generator=gen) * 0.5
+    b_mag = torch.randn(32, generator=gen) * 0.3
+    neurons, (W_zoo, b_zoo, _, b_dec_zoo) = _grammar()
+    r_zoo = torch.randn(W_zoo.shape[1], generator=gen) * 0.3
+    b_mag_zoo = torch.randn(W_zoo.shape[1], generator=gen) * 0.2 - 0.1
+    return {
+        "random gated SAE, x [10, 8], d_sae 32": (x, W_enc, b_gate, r_mag, b_mag, b_dec),
+        "grammar-2l-mlp0's encoder, random r_mag / b_mag, on neurons [64, 256]": (
+            neurons, W_zoo, b_zoo, r_zoo, b_mag_zoo, b_dec_zoo,
+        ),
+    }
+
+
+@exercise(
+    "03.gated_encode",
+    notebook=NB,
+    title="The Gated SAE encoder",
+    difficulty=2,
+    minutes=10,
+    cases=_gated_cases,
+    mistakes=[
+        ("gated on the magnitude path (pi_mag > 0) instead of the gate path",
+         lambda x, We, bg, r, bm, bd: torch.relu((x - bd) @ We * r.exp() + bm)),
+        ("multiplied by ReLU(pi_gate) instead of the 0/1 gate: the sizes shrink again",
+         lambda x, We, bg, r, bm, bd: torch.relu(_pre(x, We, bg, bd))
+         * torch.relu((x - bd) @ We * r.exp() + bm)),
+        ("scaled W_enc by r_mag, not exp(r_mag)",
+         lambda x, We, bg, r, bm, bd: (_pre(x, We, bg, bd) > 0)
+         * torch.relu((x - bd) @ We * r + bm)),
+    ],
+)
+def gated_encode(
+    x: torch.Tensor, W_enc: torch.Tensor, b_gate: torch.Tensor, r_mag: torch.Tensor,
+    b_mag: torch.Tensor, b_dec: torch.Tensor,
+) -> torch.Tensor:
+    """Gated SAE features (Rajamanoharan et al. 2024): ``1[pi_gate > 0] * ReLU(pi_mag)`` with
+    ``pi_gate = (x - b_dec) @ W_enc + b_gate`` and ``pi_mag = (x - b_dec) @ (W_enc *
+    exp(r_mag)) + b_mag``. ``x [batch, d_in]``, ``W_enc [d_in, d_sae]``, ``b_gate``, ``r_mag``,
+    ``b_mag`` ``[d_sae]``, ``b_dec [d_in]`` -> ``[batch, d_sae]``."""
+    centred = x - b_dec
+    gate = centred @ W_enc + b_gate > 0
+    mag = torch.relu(centred @ (W_enc * r_mag.exp()) + b_mag)
+    return gate * mag
