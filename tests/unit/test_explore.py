@@ -176,6 +176,24 @@ def test_typing_is_debounced_to_one_recompute(model):
     assert app.generation == 1 and app.str_tokens == ["<bos>", "cat", "dog"]
 
 
+def test_a_slow_model_waits_longer_before_recomputing(model):
+    """After a slow computation a pause mid-word (longer than debounce_s, shorter than a
+    quarter of the last computation) starts nothing; the last keystroke's text is computed."""
+    app = explore(model, PROMPT, debounce_s=0.02)
+    app._last_compute_s = 0.8  # as if the model took 0.8 s: wait 0.2 s after a keystroke
+
+    async def type_keys():
+        app.boxes["prompt"].value = "red fox"
+        await asyncio.sleep(0.08)  # a pause longer than debounce_s
+        assert app.generation == 0
+        app.boxes["prompt"].value = "red fox sun"
+        await asyncio.sleep(0.4)
+
+    asyncio.run(type_keys())
+    assert app.generation == 1 and app.str_tokens == ["<bos>", "red", "fox", "sun"]
+    assert 0 < app._last_compute_s < 0.8  # measured again on the real computation
+
+
 def test_features_panel_for_a_spliced_sae(model):
     sae = SAE(SAEConfig(d_in=64, d_sae=32, site="blocks.0.hook_resid_post", seed=3))
     spliced = mechscope.splice(model, sae)

@@ -25,12 +25,17 @@ from __future__ import annotations
 
 import asyncio
 import html
+import time
 
 import ipywidgets
 import traitlets
 
 from ._compute import InputError, Inputs, compute, patch, patch_sites
 from ._panels import Panels, note, status_html, top_k_html
+
+# On a slow model the app waits this fraction of the last computation's time after a keystroke
+# (at least debounce_s) before recomputing.
+SLOW_MODEL_WAIT = 0.25
 
 _INPUTS = ("prompt", "corrupted", "answer", "wrong")
 
@@ -56,14 +61,15 @@ class ExploreApp(ipywidgets.VBox):
     generation = traitlets.Int(0)
     patched = traitlets.Bool(False)
     # Seconds of quiet after a keystroke before recomputing.
-    debounce_s = traitlets.Float(0.05)
+    debounce_s = traitlets.Float(0.03)
 
     def __init__(self, model, prompt: str, *, corrupted: str = "", answer: str = "",
-                 wrong: str = "", k: int = 10, debounce_s: float = 0.05) -> None:  # fmt: skip
+                 wrong: str = "", k: int = 10, debounce_s: float = 0.03) -> None:  # fmt: skip
         self.model = model
         self.k = k
         self._gen = 0  # generation of the newest request
         self._timer: asyncio.TimerHandle | None = None
+        self._last_compute_s = 0.0  # the last recompute's seconds (sets the typing wait)
         self._quiet = False  # True while the app itself writes its traits / boxes
         inputs = Inputs(prompt, corrupted, answer, wrong)
         try:
@@ -191,7 +197,10 @@ class ExploreApp(ipywidgets.VBox):
         except RuntimeError:  # no event loop (a script, a test): no keystrokes to wait for
             self._commit()
             return
-        self._timer = loop.call_later(self.debounce_s, self._commit)
+        # A slow model waits longer: a pause mid-word must not start a computation the next
+        # keystroke makes stale (the kernel cannot take the keystroke until it finishes).
+        wait = max(self.debounce_s, SLOW_MODEL_WAIT * self._last_compute_s)
+        self._timer = loop.call_later(wait, self._commit)
 
     def _commit(self) -> None:
         """The boxes' values become the app's inputs: one recompute for all of them."""
@@ -222,6 +231,7 @@ class ExploreApp(ipywidgets.VBox):
         self._gen += 1
         gen = self._gen
         inputs = Inputs(self.prompt, self.corrupted, self.answer, self.wrong)
+        start = time.perf_counter()
         try:
             snap = compute(self.model, inputs, k=self.k)
         except InputError as err:
@@ -230,6 +240,7 @@ class ExploreApp(ipywidgets.VBox):
         except Exception as err:  # noqa: BLE001 (the app shows it: never a traceback)
             self._say(f"Could not compute this prompt: {type(err).__name__}: {err}")
             return
+        self._last_compute_s = time.perf_counter() - start
         if gen == self._gen:  # a newer request may have been computed meanwhile
             self._show(snap, gen)
 
@@ -313,7 +324,7 @@ class ExploreApp(ipywidgets.VBox):
 
 
 def explore(model, prompt: str = "", *, corrupted: str = "", answer: str = "", wrong: str = "",
-            k: int = 10, debounce_s: float = 0.05) -> ExploreApp:  # fmt: skip
+            k: int = 10, debounce_s: float = 0.03) -> ExploreApp:  # fmt: skip
     """Explore ``model`` live: type a prompt and every view updates (see the module docstring).
 
     Args:
@@ -325,7 +336,9 @@ def explore(model, prompt: str = "", *, corrupted: str = "", answer: str = "", w
         wrong: scores ``logit(answer) - logit(wrong)`` (default: none, or the corrupted
             prompt's top prediction when there is a corrupted prompt).
         k: how many next-token predictions to list.
-        debounce_s: seconds of quiet after a keystroke before recomputing.
+        debounce_s: seconds of quiet after a keystroke before recomputing (at least; on a
+            slow model a quarter of the last computation's time, so that a pause mid-word
+            does not start work the next keystroke makes stale).
 
     Returns:
         An :class:`ExploreApp` (display it; drive it from Python by setting ``app.prompt``).
