@@ -43,8 +43,9 @@ def detail(exercises) -> str:
         "| --- | --- | --- | :---: | ---: |",
     ]
     for e in exercises:
+        title = e.title.replace("|", "\\|")  # a pipe in a title would split the table cell
         lines.append(
-            f"| {e.notebook} | `{e.name}` | {e.title} | {STARS.get(e.difficulty, e.difficulty)} "
+            f"| {e.notebook} | `{e.name}` | {title} | {STARS.get(e.difficulty, e.difficulty)} "
             f"| {e.minutes} |"
         )
     return "\n".join(lines)
