@@ -20,6 +20,7 @@ Signed float data (activations, logit effects) uses ``float32`` or ``float16``; 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -163,3 +164,18 @@ def decode(buf: bytes | memoryview, dtype: str, shape: tuple[int, ...]) -> np.nd
     else:
         out = raw.astype(np.float32)
     return out.reshape(shape)
+
+
+def check_center(center: Any) -> float | None:
+    """A colour map's centre: a finite number (diverging map, its white point) or None
+    (sequential map). Shared by the widgets that take ``center=``."""
+    if center is None:
+        return None
+    if isinstance(center, bool) or not isinstance(center, (int, float, np.number)):
+        raise ValueError(
+            f"center must be a number (white point of the diverging map) or None (sequential "
+            f"map), got {type(center).__name__} ({center!r})."
+        )
+    if not math.isfinite(float(center)):
+        raise ValueError(f"center={center!r} is not finite; expected a finite number or None.")
+    return float(center)

@@ -23,7 +23,6 @@ TypeScript side: ``widgets/heatmap/index.ts``.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -109,7 +108,7 @@ class Heatmap(_static.StaticFallback, anywidget.AnyWidget):
     ) -> None:
         arr, given = _as_values(values)
         n_panels, n_rows, n_cols = arr.shape
-        center = _check_center(center)
+        center = _buffers.check_center(center)
         vmin, vmax = _fixed_scale(color_scale(arr, center), vmin, vmax, center)
         super().__init__(
             n_panels=n_panels,
@@ -313,19 +312,6 @@ def _as_values(values: Any) -> tuple[np.ndarray, tuple[int, ...]]:
     if arr.size == 0:
         raise ValueError(f"values has shape {tuple(arr.shape)}, which holds no values.")
     return np.ascontiguousarray(arr), given
-
-
-def _check_center(center: Any) -> float | None:
-    if center is None:
-        return None
-    if isinstance(center, bool) or not isinstance(center, (int, float, np.number)):
-        raise ValueError(
-            f"center must be a number (white point of the diverging map) or None (sequential "
-            f"map), got {type(center).__name__} ({center!r})."
-        )
-    if not math.isfinite(float(center)):
-        raise ValueError(f"center={center!r} is not finite; expected a finite number or None.")
-    return float(center)
 
 
 def _check_labels(

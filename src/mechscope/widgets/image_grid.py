@@ -84,7 +84,7 @@ class ImageGrid(_static.StaticFallback, anywidget.AnyWidget):
     ) -> None:
         arr = _as_images(images)  # [n, h, w, c]
         n, h, w, c = arr.shape
-        center = _check_center(center)
+        center = _buffers.check_center(center)
         lo, hi = color_scale(arr, center) if c == 1 else (0.0, 1.0)
         if vmin is not None or vmax is not None:
             if center is not None:
@@ -157,19 +157,6 @@ def _as_images(images: Any) -> np.ndarray:
             "Fix: pick the ones to look at, e.g. images[top_k_indices]."
         )
     return np.ascontiguousarray(arr, dtype=np.float32)
-
-
-def _check_center(center: Any) -> float | None:
-    if center is None:
-        return None
-    if isinstance(center, bool) or not isinstance(center, (int, float, np.number)):
-        raise ValueError(
-            f"center must be a number (white point of the diverging map) or None (sequential "
-            f"map), got {type(center).__name__} ({center!r})."
-        )
-    if not math.isfinite(float(center)):
-        raise ValueError(f"center={center!r} is not finite; expected a finite number or None.")
-    return float(center)
 
 
 def _check_labels(labels: Sequence[Any] | None, n: int) -> list[str]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ...monosemanticity import features_per_neuron as _fpn
+from ... import monosemanticity
 from . import exercise
 
 NB = "19_intrinsic_interpretability"
@@ -98,7 +98,7 @@ def _global_max(acts, labels, n_classes):
 def features_per_neuron(acts, labels, n_classes) -> torch.Tensor:
     """``acts [n, neuron]``, ``labels [n]`` in ``0..n_classes-1`` -> ``[neuron]`` ints: how many
     features have a class mean at least half-way from the neuron's lowest to its highest."""
-    return _fpn(acts, labels, n_classes=n_classes).values
+    return monosemanticity.features_per_neuron(acts, labels, n_classes=n_classes).values
 
 
 def _l1_cases():
