@@ -527,6 +527,17 @@ class LabPage:
         if not_run:
             self.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
 
+    def wait_kernel(self, name: str, expr: str, expected: str, timeout: float = 10) -> None:
+        """Poll ``kernel_eval(name, expr)`` until it prints ``expected``.
+
+        A browser-side change (a click that sets a trait) reaches the kernel over the comm
+        asynchronously: the DOM can show it before Python has it, so a single read races."""
+        self.wait_until(
+            f"the kernel to see {expr} == {expected}",
+            lambda: ((got := self.kernel_eval(name, expr)) == expected, got),
+            timeout,
+        )
+
     def kernel_eval(self, name: str, expr: str) -> str:
         """``print(expr)`` in the notebook's kernel; its stdout (checks what Python sees)."""
         return self.page.evaluate(

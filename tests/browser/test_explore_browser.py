@@ -145,7 +145,7 @@ def test_explore_in_jupyterlab(lab_page, lab_server):
     lab.wait_attr(attention, "data-highlight", "3", "hovering lens position 3")
     lab.wait_attr(patching, "data-highlight", "3", "hovering lens position 3 (patching)")
     assert "ms-attn-token-hl" in attention.locator(".ms-attn-token").nth(3).get_attribute("class")
-    assert lab.kernel_eval(name, "app.attention.selected, app.lens.selected") == "[1, 2] [1, 4]"
+    lab.wait_kernel(name, "app.attention.selected, app.lens.selected", "[1, 2] [1, 4]")
     lab.guard.assert_clean()
 
 

@@ -88,8 +88,8 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
         "clicking the heatmap cell did not focus that head in the attention widget",
     )
     assert "ms-hm-cell-selected" in (target.get_attribute("class") or "")
-    assert lab.kernel_eval(name, "attn.selected, heads.selected") == (
-        f"[{layer}, {head}] [0, {layer}, {head}]"
+    lab.wait_kernel(
+        name, "attn.selected, heads.selected", f"[{layer}, {head}] [0, {layer}, {head}]"
     )
     assert attn.locator(".ms-attn-focus-label").text_content() == f"L{layer}H{head}"
 
@@ -156,7 +156,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     )
     cell(1, 0, 2).click()
     lab.wait_attr(small, "data-selected", "1,0,2", "clicking a cell did not select it")
-    assert lab.kernel_eval(name, "small.selected") == "[1, 0, 2]"
+    lab.wait_kernel(name, "small.selected", "[1, 0, 2]")
     lab.kernel_eval(name, "setattr(small, 'selected', [0, 1, 3])")
     lab.wait_attr(small, "data-selected", "0,1,3", "setting small.selected in Python")
     assert "ms-hm-cell-selected" in (cell(0, 1, 3).get_attribute("class") or "")

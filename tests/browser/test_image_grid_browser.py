@@ -89,7 +89,7 @@ def test_image_grid_hovers_selects_and_renders(lab_page, artifacts_dir):
     # ---- click selects (Python sees it); Python sets it back --------------------------------
     cells.nth(4).click()
     lab.wait_attr(grid, "data-selected", "4", "the clicked image is not selected")
-    assert lab.kernel_eval(NOTEBOOK, "grid.selected") == "4"
+    lab.wait_kernel(NOTEBOOK, "grid.selected", "4")
     assert "ms-ig-selected" in (cells.nth(4).get_attribute("class") or "")
     lab.kernel_eval(NOTEBOOK, "setattr(grid, 'selected', 1)")
     lab.wait_attr(grid, "data-selected", "1", "setting grid.selected in Python")

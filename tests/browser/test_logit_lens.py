@@ -97,7 +97,7 @@ def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     # ---- click selects (Python sees it); Python sets it back --------------------------------
     target.click()
     lab.wait_attr(lens, "data-selected", f"{layer},{pos}", "the clicked cell is not selected")
-    assert lab.kernel_eval(NOTEBOOK, "lens.selected") == f"[{layer}, {pos}]"
+    lab.wait_kernel(NOTEBOOK, "lens.selected", f"[{layer}, {pos}]")
     assert "ms-ll-selected" in (target.get_attribute("class") or "")
     lab.kernel_eval(NOTEBOOK, "setattr(lens, 'selected', [0, 1])")
     lab.wait_attr(lens, "data-selected", "0,1", "setting lens.selected in Python")

@@ -59,7 +59,7 @@ def test_clicked_head_arrives_at_full_resolution(lab_server, lab_page, artifacts
     lab.wait_attr(w, "data-resolution", "full", "the clicked head's full pattern did not arrive")
     canvas = w.locator("canvas.ms-attn-focus")
     assert canvas.evaluate("c => [c.width, c.height]") == [512, 512]
-    assert lab.kernel_eval(NOTEBOOK, "w.selected") == "[2, 5]"
+    lab.wait_kernel(NOTEBOOK, "w.selected", "[2, 5]")
 
     # hovered cells read the kernel's exact weights, not their thumbnail block's maximum
     targets = lab.kernel_eval(
