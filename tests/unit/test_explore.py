@@ -162,15 +162,28 @@ def test_hover_links_every_per_position_view(app):
     assert app.lens.highlight_token == -1
 
 
+async def _until(predicate, timeout: float = 15.0) -> None:
+    """Let the event loop run until ``predicate()`` holds (the debounced recompute landed).
+
+    Polling, not one fixed sleep: on a loaded CI machine a recompute can take longer than any
+    fixed wait, and these tests assert how many recomputes ran, not how fast."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate() and loop.time() < deadline:
+        await asyncio.sleep(0.02)
+
+
 def test_typing_is_debounced_to_one_recompute(model):
-    app = explore(model, PROMPT, debounce_s=0.05)
+    # keys 5 ms apart against a 0.5 s debounce: a margin no scheduler hiccup closes
+    app = explore(model, PROMPT, debounce_s=0.5)
 
     async def type_keys():
         for text in ("c", "ca", "cat", "cat dog"):
             app.boxes["prompt"].value = text
             await asyncio.sleep(0.005)
         assert app.generation == 0  # nothing yet: still typing
-        await asyncio.sleep(0.2)
+        await _until(lambda: app.generation >= 1)
+        await asyncio.sleep(0.6)  # long enough for a second (wrong) recompute to show up
 
     asyncio.run(type_keys())
     assert app.generation == 1 and app.str_tokens == ["<bos>", "cat", "dog"]
@@ -180,18 +193,19 @@ def test_a_slow_model_waits_longer_before_recomputing(model):
     """After a slow computation a pause mid-word (longer than debounce_s, shorter than a
     quarter of the last computation) starts nothing; the last keystroke's text is computed."""
     app = explore(model, PROMPT, debounce_s=0.02)
-    app._last_compute_s = 0.8  # as if the model took 0.8 s: wait 0.2 s after a keystroke
+    app._last_compute_s = 8.0  # as if the model took 8 s: wait 2 s after a keystroke
 
     async def type_keys():
         app.boxes["prompt"].value = "red fox"
-        await asyncio.sleep(0.08)  # a pause longer than debounce_s
+        await asyncio.sleep(0.3)  # a pause much longer than debounce_s
         assert app.generation == 0
         app.boxes["prompt"].value = "red fox sun"
-        await asyncio.sleep(0.4)
+        await _until(lambda: app.generation >= 1)
+        await asyncio.sleep(0.3)
 
     asyncio.run(type_keys())
     assert app.generation == 1 and app.str_tokens == ["<bos>", "red", "fox", "sun"]
-    assert 0 < app._last_compute_s < 0.8  # measured again on the real computation
+    assert 0 < app._last_compute_s < 8.0  # measured again on the real computation
 
 
 def test_features_panel_for_a_spliced_sae(model):
