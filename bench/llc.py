@@ -10,17 +10,13 @@ within their chains' spread, not bit for bit.
 
 from __future__ import annotations
 
-import sys
 import time
-from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tools"))
-from llc_sweep import SETTINGS, induction_problem  # noqa: E402
-
-from mechscope.llc import estimate_llc, next_token_loss  # noqa: E402
-from mechscope.models import zoo  # noqa: E402
+from mechscope.llc import estimate_llc, next_token_loss
+from mechscope.models import zoo
+from mechscope.zoo.llc_sweep import SETTINGS, induction_problem
 
 STEP, CHAINS = 2500, 2
 

@@ -1,5 +1,4 @@
 import math
-import time
 
 import pytest
 import torch
@@ -165,11 +164,9 @@ def test_sparse_probe_finds_the_carrying_neurons():
         sparse_probe(x, y, 0)
 
 
-def test_logistic_fit_is_fast_at_n_1e4_d_256():
+def test_logistic_fit_at_n_1e4_d_256():
+    """The bench's problem size (speed lives in bench/probes.py, never in a timed test)."""
     torch.manual_seed(0)
     x, y, _ = _planted(n=10_000, d=256, n_cls=3)
-    fit_probe(x[:50], y[:50], steps=2)  # the first L-BFGS call pays torch.optim's imports
-    t0 = time.perf_counter()
     p = fit_probe(x, y, steps=100)
-    assert time.perf_counter() - t0 < 10.0  # seconds, on a shared 2-core CPU
     assert p.test_accuracy > 0.85
