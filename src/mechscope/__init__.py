@@ -25,6 +25,8 @@ Observation (§4.2)
                       shrinkage, single-feature detectors of known properties (coverage)
     monosemanticity   features per neuron against ground-truth labels (SoLU, L1: notebook 19)
     irreducibility    is a 2-D feature one feature? separability and mixture index (Engels 2024)
+    disentangle       DCI disentanglement against known factors (Eastwood 2018); held-out eta²
+                      of the token: input-pattern vs abstract features
     heads             previous-token, induction and duplicate-token head scores
     circuits          QK and OV circuits, composition scores, from the weights
     universality      universal neurons across seeds: max activation correlation (Gurnee 2024)
@@ -36,18 +38,21 @@ Features as hook points, feature circuits (§4.4)
     attribution_graph attribution graphs over transcoder features (Ameisen et al. 2025)
     feature_circuits  sparse feature circuits (Marks et al. 2024)
     explain           automated explanations scored by simulation (Bills et al. 2023, §5.4)
+    n2g               neuron-to-graph: token-pattern graphs that predict a feature (Foote 2023)
 Intervention (§4.3)
     patching          activation patching sweeps (denoising / noising)
     causal_tracing    Meng et al.'s causal tracing: Gaussian noise on the subject, restore one state
     patchscopes       decode a hidden state by patching it into an inspection prompt
     patching_attr     attribution patching, the gradient estimate of patching
     path_patching     path patching
+    edge_attribution  edge attribution patching: EAP, EAP-IG (Syed et al. 2023; Hanna et al. 2024)
     acdc              ACDC-style automatic circuit discovery
     ground_truth      compiled programs with known circuits; the discovery benchmark (§8)
     ablation          zero, mean and resample ablation
     steering          steering vectors (difference of means) and strength sweeps
     scrubbing         causal scrubbing of a hypothesis
     das               interchange interventions, distributed alignment search
+    reft              LoReFT: trained low-rank edits of a representation (Wu et al. 2024)
 Intrinsic interpretability (§5.1)
     bilinear          a bilinear MLP read from its weights (Sharkey 2023; Pearce et al. 2024)
     bimt              brain-inspired modular training (Liu et al. 2023)
@@ -61,6 +66,8 @@ Beyond language (§8)
                       max-activating examples (``import mechscope.vision``)
     rl                a seeded gridworld, a hooked residual-MLP policy, rollouts and the goal
                       edit that redirects it (``import mechscope.rl``)
+    distill           a policy distilled into a decision tree: fidelity, if/else rules (the
+                      review's neurosymbolic programs; policy extraction, Bastani et al. 2018)
 Tools
     toy               synthetic tasks and their data (superposition, induction, Othello, ...)
     zoo               the shipped models' weights, cards and training recipes
@@ -91,6 +98,8 @@ from .cache import ActivationCache
 from .causal_tracing import CausalTraceResult, causal_trace
 from .ccs import CCSResult, fit_ccs
 from .das import DASResult, das, interchange_accuracy, interchange_intervention
+from .distill import DistilledTree, distill_tree
+from .edge_attribution import EdgeAttributionResult, edge_attribution_patch
 from .explore import ExploreApp, explore
 from .ground_truth import BenchmarkResult, circuit_discovery_benchmark
 from .heads import HeadScoresResult, head_scores
@@ -113,6 +122,7 @@ from .path_patching import path_patch, path_patch_all
 from .probes import Probe, control_task, fit_probe, selectivity, sparse_probe
 from .probes_mlp import MLPProbe, fit_mlp_probe, mlp_selectivity
 from .protocols import HookedModel
+from .reft import ReFT, train_reft
 from .scrubbing import Claim, Hypothesis, ScrubResult, scrub
 from .similarity import CKAResult, cka, cka_matrix
 from .splice import SplicedModel, splice
@@ -131,6 +141,8 @@ __all__ = [
     "BenchmarkResult",
     "Claim",
     "DASResult",
+    "DistilledTree",
+    "EdgeAttributionResult",
     "ExploreApp",
     "HFModel",
     "HeadScoresResult",
@@ -143,6 +155,7 @@ __all__ = [
     "LogitAttributionResult",
     "PatchResult",
     "Probe",
+    "ReFT",
     "ScrubResult",
     "SteeringSweepResult",
     "Transformer",
@@ -160,6 +173,8 @@ __all__ = [
     "control_task",
     "das",
     "direct_logit_attribution",
+    "distill_tree",
+    "edge_attribution_patch",
     "explore",
     "fit_probe",
     "gradient_x_input",
@@ -186,6 +201,7 @@ __all__ = [
     "steer",
     "steering_sweep",
     "steering_vector",
+    "train_reft",
     "train_tuned_lens",
     "tuned_lens",
     "utils",

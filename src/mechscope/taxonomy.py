@@ -132,6 +132,9 @@ METHODS: tuple[Method, ...] = (
        "Wang et al. 2022; Goldowsky-Dill et al. 2023"),
     _m("Automated circuit discovery (ACDC)", "acdc.acdc", f"{INT}/post-hoc/global/comprehensive",
        "4.3", "09_path_and_attribution_patching", "Conmy et al. 2023"),
+    _m("Edge attribution patching (EAP, EAP-IG)", "edge_attribution.edge_attribution_patch",
+       f"{INT}/post-hoc/local/comprehensive", "4.3", "21_ground_truth",
+       "Syed et al. 2023; Hanna et al. 2024"),
     _m("Ablation (zero, mean, resample)", "ablation.ablate ablation.ablation_sweep "
        "ablation.ablation_hooks ablation.ablation_values", f"{INT}/post-hoc/global/partial",
        "4.3", "12_steering 17_self_repair", "Chan et al. 2022"),
@@ -143,6 +146,8 @@ METHODS: tuple[Method, ...] = (
     _m("Interchange interventions, DAS", "das.interchange_intervention "
        "das.interchange_accuracy das.das", f"{INT}/post-hoc/global/partial", "4.3",
        "10_causal_scrubbing_and_abstraction", "Geiger et al. 2021, 2024"),
+    _m("Representation finetuning (LoReFT)", "reft.train_reft", f"{INT}/post-hoc/global/partial",
+       "4.3", "10_causal_scrubbing_and_abstraction", "Wu et al. 2024"),
     _m("Training dynamics over checkpoints", "dynamics.checkpoint_curve dynamics.crossing_step "
        "dynamics.steepest_interval", f"{OBS}/developmental/global/partial", "5.2",
        "11_training_dynamics", "Olsson et al. 2022; Nanda et al. 2023"),
@@ -156,6 +161,9 @@ METHODS: tuple[Method, ...] = (
     _m("Automated explanations scored by simulation", "explain.simulate_score explain.rule_labels",
        f"{OBS}/post-hoc/global/partial", "5.4", "18_automated_explanations",
        "Bills et al. 2023"),
+    _m("Neuron-to-graph: token-pattern explanations", "n2g.neuron_to_graph n2g.fire_score",
+       f"{INT}/post-hoc/global/partial", "5.4", "18_automated_explanations",
+       "Foote et al. 2023"),
     _m("Backdoor detection (spectral signatures, activation clustering)",
        "backdoor.spectral_signature backdoor.activation_clustering backdoor.detect_poison",
        f"{OBS}/post-hoc/global/partial", "8", "24_safety_cases",
@@ -194,6 +202,11 @@ METHODS: tuple[Method, ...] = (
        "irreducibility.separability_index irreducibility.mixture_index",
        f"{OBS}/post-hoc/global/partial", "3.1", "05_grokking_and_modular_addition",
        "Engels et al. 2024"),
+    _m("Disentanglement of a basis against known factors (DCI)", "disentangle.dci",
+       f"{OBS}/post-hoc/global/comprehensive", "8", "02_superposition", "Eastwood & Williams 2018"),
+    _m("Input-pattern vs abstract features (held-out eta² of the token)",
+       "disentangle.eta_squared", f"{OBS}/post-hoc/global/partial", "3.1", "14_real_code",
+       "Pearson 1905 (correlation ratio); review §3.1"),
     _m("Feature visualization (activation maximisation)",
        "vision.featvis.visualize vision.featvis.total_variation vision.featvis.high_frequency_energy",
        f"{OBS}/post-hoc/global/partial", "4.2", "25_vision", "Olah et al. 2017"),
@@ -202,6 +215,9 @@ METHODS: tuple[Method, ...] = (
     _m("Goal redirection in an RL agent (encoding-to-encoding edit)",
        "rl.rollout.redirect rl.rollout.goal_encodings", f"{INT}/post-hoc/local/partial", "3.4",
        "26_reinforcement_learning", "Mini et al. 2023; Li et al. 2023"),
+    _m("Policy distillation into a decision tree (a program of decoded features)",
+       "distill.distill_tree distill.policy_readout", f"{OBS}/post-hoc/global/comprehensive", "8",
+       "26_reinforcement_learning", "Bastani et al. 2018 (VIPER); Frosst & Hinton 2017"),
     _m("Edge-detector scores of filters", "vision.filters.edge_score",
        f"{OBS}/post-hoc/global/partial", "3.3", "25_vision", "Olah et al. 2020 (Zoom In)"),
     _m("Adversarial examples (FGSM, PGD) against same-size random noise",
@@ -262,6 +278,7 @@ SUPPORT: dict[str, str] = {
     "rl.agent.load_zoo_agent": "loads the shipped agent",
     "rl.agent.zoo_rl_dir": "where the shipped agents live",
     "backdoor.precision_recall": "scores flagged inputs against the known poisoned ones",
+    "distill.fidelity": "agreement of a surrogate's predictions with the model's",
 }
 
 

@@ -144,6 +144,17 @@ def test_benchmark_scores_induction():
     edges = res.row("induction", "path patching", level="edges")
     assert (edges["precision"], edges["recall"], edges["roc_auc"]) == (1.0, 1.0, 1.0)
     assert edges["n_true"] == 2 and edges["n_candidates"] == 33
+    # Edge attribution patching: the K-composition edge's softmax is saturated, so EAP scores
+    # it ~0 (recall 0.5); EAP-IG's path average sees it, near path patching's exact effect.
+    eap = res.row("induction", "edge attribution patching", level="edges")
+    assert (eap["precision"], eap["recall"]) == (1.0, 0.5)
+    ig = res.row("induction", "EAP-IG", level="edges")
+    assert (ig["precision"], ig["recall"], ig["roc_auc"]) == (1.0, 1.0, 1.0)
+    k_edge = cp.circuit.candidate_edges.index(("L0H0", "L1H1.k"))
+    exact = float(res.scores["induction", "edges", "path patching"][1][k_edge])
+    assert float(res.scores["induction", "edges", "edge attribution patching"][1][k_edge]) < 1e-6
+    got = float(res.scores["induction", "edges", "EAP-IG"][1][k_edge])
+    assert exact > 0.15 and exact / 1.5 < got < 1.5 * exact
     for level in ("nodes", "edges"):
         assert 0.35 < res.row("induction", "random", level=level)["roc_auc"] < 0.65
     table = res.to_table()

@@ -6,8 +6,9 @@
   Tracr does (Lindner et al. 2023), and returns the model with its ``KnownCircuit``.
 - ``programs``: frac_prevs, histogram, induction, pair_equal, each with decoy heads.
 - ``benchmark``: ``circuit_discovery_benchmark`` scores ACDC, activation / attribution /
-  path patching against the known circuits (precision, recall, ROC AUC), with a random
-  control, in one table (InterpBench's question, Gupta et al. 2024).
+  path patching and edge attribution patching (EAP, EAP-IG) against the known circuits
+  (precision, recall, ROC AUC), with a random control, in one table (InterpBench's
+  question, Gupta et al. 2024).
 """
 
 from .benchmark import (

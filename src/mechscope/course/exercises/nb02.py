@@ -1,8 +1,9 @@
 """Exercises of notebook 02 (superposition): the toy model's forward pass, its
-importance-weighted loss, interference (overlap with the other features) and feature
-dimensionality.
+importance-weighted loss, interference (overlap with the other features), feature
+dimensionality and the DCI disentanglement of a basis.
 
-Elhage et al. (2022), "Toy Models of Superposition".
+Elhage et al. (2022), "Toy Models of Superposition"; Eastwood & Williams (2018), "A framework
+for the quantitative evaluation of disentangled representations".
 """
 
 from __future__ import annotations
@@ -182,3 +183,51 @@ def dimensionality(W: torch.Tensor) -> torch.Tensor:
     unit = W / W.norm(dim=1, keepdim=True).clamp_min(1e-8)
     denom = (torch.einsum("imf,img->ifg", unit, W) ** 2).sum(-1)  # [instance, feature]
     return W.norm(dim=1) ** 2 / denom.clamp_min(1e-8)
+
+
+# ---- 02.disentanglement --------------------------------------------------------------
+
+
+def _importance_cases():
+    gen = torch.Generator().manual_seed(7)
+    mixed = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0.5, 0.5, 0]])
+    sparse = torch.rand(20, 10, generator=gen) * (torch.rand(20, 10, generator=gen) < 0.3)
+    sparse[3] = 0  # a dead code: no importance at all
+    return {
+        "three one-factor codes and one reading two, R [4, 3]": (mixed,),
+        "random R [6, 4]": (torch.rand(6, 4, generator=gen),),
+        "sparse R [20, 10] with a dead code": (sparse,),
+    }
+
+
+def _row_entropy(R: torch.Tensor) -> torch.Tensor:
+    """``[code]``: the entropy in nats of each row of ``R`` normalised to sum to 1."""
+    p = R / R.sum(1, keepdim=True).clamp_min(1e-12)
+    return -(p * p.clamp_min(1e-12).log()).sum(1)
+
+
+@exercise(
+    "02.disentanglement",
+    notebook=NB,
+    title="DCI disentanglement from an importance matrix",
+    difficulty=2,
+    minutes=10,
+    cases=_importance_cases,
+    mistakes=[
+        ("averaged the codes equally instead of weighting each by its share of the importance",
+         lambda R: (1 - _row_entropy(R) / math.log(R.shape[1])).mean()),
+        ("used the natural-log entropy without dividing by log(number of factors)",
+         lambda R: (R.sum(1) / R.sum() * (1 - _row_entropy(R))).sum()),
+        ("normalised each factor's column (that is completeness), not each code's row",
+         lambda R: (R.sum(0) / R.sum() * (1 - _row_entropy(R.T) / math.log(R.shape[0]))).sum()),
+    ],
+)
+def disentanglement(importance: torch.Tensor) -> torch.Tensor:
+    """``importance [code, factor]`` (non-negative) -> a 0-d tensor: the DCI disentanglement
+    of Eastwood & Williams (2018), ``sum_i rho_i (1 - H_K(P_i.))`` with ``P_ij = R_ij / sum_j
+    R_ij``, ``H_K`` the entropy in base ``K`` = number of factors and ``rho_i = sum_j R_ij /
+    sum R`` each code's share of the importance."""
+    p = importance / importance.sum(1, keepdim=True).clamp_min(1e-12)  # [code, factor]
+    entropy = -(p * p.clamp_min(1e-12).log()).sum(1) / math.log(importance.shape[1])
+    share = importance.sum(1) / importance.sum()  # [code]
+    return (share * (1 - entropy)).sum()

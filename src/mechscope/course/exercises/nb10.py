@@ -1,8 +1,10 @@
-"""Exercises of notebook 10 (causal scrubbing and abstraction): resampling and interchange.
+"""Exercises of notebook 10 (causal scrubbing and abstraction): resampling, interchange and
+the LoReFT edit.
 
 Chan et al. (2022), "Causal Scrubbing"; Geiger et al. (2021), "Causal Abstractions of Neural
 Networks"; Geiger, Wu, Potts, Icard & Goodman (2023), "Finding Alignments Between
-Interpretable Causal Variables and Distributed Neural Representations" (DAS).
+Interpretable Causal Variables and Distributed Neural Representations" (DAS); Wu et al.
+(2024), "ReFT: Representation Finetuning for Language Models".
 """
 
 from __future__ import annotations
@@ -265,3 +267,41 @@ def interchange_logits(model, base, source, *, hook: str, pos: int, basis=None) 
 
     with model.hooks([(hook, swap)]):
         return model(base)
+
+
+# ---- 5. the LoReFT edit --------------------------------------------------------------------
+
+
+def _loreft_cases():
+    gen = torch.Generator().manual_seed(5)
+    return {
+        "h [6, 16], rank 3": (
+            torch.randn(6, 16, generator=gen), _basis(16, 3, 4).T.contiguous(),
+            torch.randn(3, 16, generator=gen), torch.randn(3, generator=gen)),
+        "h [2, 5, 8], rank 1": (
+            torch.randn(2, 5, 8, generator=gen), _basis(8, 1, 5).T.contiguous(),
+            torch.randn(1, 8, generator=gen), torch.randn(1, generator=gen)),
+    }
+
+
+@exercise(
+    "10.loreft",
+    notebook=NB,
+    title="The LoReFT edit",
+    difficulty=2,
+    minutes=10,
+    cases=_loreft_cases,
+    mistakes=[
+        ("added the new coordinates without removing the old ones: subtract R h inside",
+         lambda h, R, W, b: h + (h @ W.T + b) @ R),
+        ("replaced the whole vector by the subspace's part: keep h outside the subspace",
+         lambda h, R, W, b: (h @ W.T + b) @ R),
+        ("wrote the new coordinates along W's rows instead of R's: map back with R",
+         lambda h, R, W, b: h + (h @ W.T + b - h @ R.T) @ W),
+    ],
+)
+def loreft(h: torch.Tensor, R: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """h ``[..., d]``, R ``[r, d]`` (orthonormal rows), W ``[r, d]``, b ``[r]`` -> ``[..., d]``:
+    ``h + R^T (W h + b - R h)``, the LoReFT edit (Wu et al. 2024): along R's rows the
+    coordinates become ``W h + b``, orthogonal to them ``h`` is kept."""
+    return h + (h @ W.T + b - h @ R.T) @ R

@@ -1,7 +1,8 @@
 """Exercises of notebook 18 (automated explanations): the simulation score, top-activating
-examples, and the rule an explainer picks.
+examples, the rule an explainer picks, and predicting with a neuron-to-graph's patterns.
 
-Bills et al. (2023), "Language models can explain neurons in language models".
+Bills et al. (2023), "Language models can explain neurons in language models"; Foote et al.
+(2023), "Neuron to Graph: Interpreting Language Model Neurons at Scale".
 """
 
 from __future__ import annotations
@@ -133,3 +134,76 @@ def best_rule(labels, acts) -> str:
     """``labels {rule: [n]}``, ``acts [n]`` -> the rule whose labels have the highest Pearson
     r with ``acts`` (constant labels score 0)."""
     return max(labels, key=lambda r: pearson(labels[r], acts))
+
+
+def _n2g_cases():
+    patterns = [(("x", None, "z"), 3.0), (("z",), 1.0), (("y", "z"), 2.0)]
+    return {
+        "a wildcard pattern, a bigram and a unigram that overlap": (
+            patterns,
+            ["x", "y", "z", "z", "w", "x", "q", "z"],
+        ),
+        "a pattern longer than the text so far": ([(("x", "z"), 2.0)], ["z", "x", "z", "x"]),
+    }
+
+
+def _match_all(patterns, tokens, literal=False, combine=max, wrap=False, anchor_end=True):
+    out = []
+    for t in range(len(tokens)):
+        hits = [0.0]
+        for pat, v in patterns:
+            n = len(pat)
+            first = t - n + 1 if anchor_end else t
+            if (first < 0 and not wrap) or first + n > len(tokens):
+                continue
+            if all(
+                (p is None and not literal) or p == tokens[first + i] for i, p in enumerate(pat)
+            ):
+                hits.append(v)
+        out.append(float(combine(hits)))
+    return out
+
+
+@exercise(
+    "18.n2g_predict",
+    notebook=NB,
+    title="Predicting with an N2G graph: patterns that end at the token",
+    difficulty=2,
+    minutes=8,
+    cases=_n2g_cases,
+    mistakes=[
+        (
+            "matched from the pattern's first token forward: a pattern ends at the activating "
+            "token, so match the tokens *before* t",
+            lambda pats, toks: _match_all(pats, toks, anchor_end=False),
+        ),
+        (
+            "the wildcard (None) must match any token, not only a token equal to None",
+            lambda pats, toks: _match_all(pats, toks, literal=True),
+        ),
+        (
+            "the values of all matches summed: take the largest",
+            lambda pats, toks: _match_all(pats, toks, combine=sum),
+        ),
+        (
+            "a pattern longer than the text so far matched by wrapping round (negative "
+            "indices): skip it",
+            lambda pats, toks: _match_all(pats, toks, wrap=True),
+        ),
+    ],  # fmt: skip
+)
+def n2g_predict(patterns, tokens) -> list[float]:
+    """``patterns [(tokens, value)]`` (each a tuple of token strings ending at the activating
+    token, ``None`` a wildcard), ``tokens`` a list of str -> one float per token: the largest
+    value of a pattern matching the text that ends there, 0.0 where none does."""
+    out = []
+    for t in range(len(tokens)):
+        best = 0.0
+        for pattern, value in patterns:
+            first = t - len(pattern) + 1
+            if first >= 0 and all(
+                p is None or p == tokens[first + i] for i, p in enumerate(pattern)
+            ):
+                best = max(best, value)
+        out.append(best)
+    return out

@@ -1,5 +1,6 @@
 """Exercises of notebook 26 (reinforcement learning): the BFS distance map, each goal's
-encoding (class means), and the fraction of steered episodes that end on the new goal.
+encoding (class means), the fraction of steered episodes that end on the new goal, and the
+blocked-move primitive of the distilled program (Bastani et al. 2018's policy extraction).
 
 Mini et al. (2023), "Understanding and Controlling a Maze-Solving Policy Network";
 Ivanitskiy et al. (2023), "Structured World Representations in Maze-Solving Transformers".
@@ -154,3 +155,52 @@ def ended_at(paths, targets) -> torch.Tensor:
     """paths long ``[n, steps + 1, 2]``, targets ``[n, 2]`` -> float ``[n]``: 1.0 where the
     episode's last position is its target, else 0.0 (its mean is the success fraction)."""
     return (paths[:, -1] == targets).all(-1).float()
+
+
+def _blocked_cases():
+    gen = torch.Generator().manual_seed(3)
+    walls = torch.rand(6, 6, generator=gen) < 0.3
+    walls[0, 0] = walls[5, 5] = walls[0, 5] = walls[3, 2] = False
+    walls[2, 2] = walls[3, 1] = True  # (3, 2): walled above and on the left, free below
+    cells = (~walls).nonzero()
+    return {"6x6 with random walls, every free cell": (walls, cells)}
+
+
+def _blocked(walls, cells, moves=_FOUR, edges=True):
+    size = walls.shape[0]
+    out = torch.zeros(len(cells), len(moves))
+    for j, (dr, dc) in enumerate(moves):
+        r, c = cells[:, 0] + dr, cells[:, 1] + dc
+        inside = (r >= 0) & (r < size) & (c >= 0) & (c < size)
+        hit = torch.zeros(len(cells), dtype=torch.bool)
+        hit[inside] = walls[r[inside], c[inside]]
+        out[:, j] = (hit | (~inside & edges)).float()
+    return out
+
+
+@exercise(
+    "26.blocked_moves",
+    notebook=NB,
+    title="A primitive for the program: which moves a wall or the edge blocks",
+    difficulty=1,
+    minutes=8,
+    cases=_blocked_cases,
+    mistakes=[
+        (
+            "the grid's edge blocks too: a move off the grid leaves the agent in place",
+            lambda w, c: _blocked(w, c, edges=False),
+        ),
+        (
+            "up and down swapped: rows count from the top, so up is row - 1",
+            lambda w, c: _blocked(w, c, ((1, 0), (-1, 0), (0, -1), (0, 1))),
+        ),
+        (
+            "row and column swapped: a cell is (row, col), and up / down change the row",
+            lambda w, c: _blocked(w, c, ((0, -1), (0, 1), (-1, 0), (1, 0))),
+        ),
+    ],  # fmt: skip
+)
+def blocked_moves(walls, cells) -> torch.Tensor:
+    """walls bool ``[size, size]``, cells long ``[n, 2]`` (row, col) -> float ``[n, 4]``: 1.0
+    where the move (up, down, left, right) from that cell hits a wall or the grid's edge."""
+    return _blocked(walls, cells)
