@@ -27,6 +27,8 @@ Observation (§4.2)
     irreducibility    is a 2-D feature one feature? separability and mixture index (Engels 2024)
     disentangle       DCI disentanglement against known factors (Eastwood 2018); held-out eta²
                       of the token: input-pattern vs abstract features
+    identifiability   identifiable latents: FastICA and the mean correlation coefficient (MCC),
+                      the linear base case of causal representation learning (§8)
     heads             previous-token, induction and duplicate-token head scores
     circuits          QK and OV circuits, composition scores, from the weights
     universality      universal neurons across seeds: max activation correlation (Gurnee 2024)

@@ -204,6 +204,10 @@ METHODS: tuple[Method, ...] = (
        "Engels et al. 2024"),
     _m("Disentanglement of a basis against known factors (DCI)", "disentangle.dci",
        f"{OBS}/post-hoc/global/comprehensive", "8", "02_superposition", "Eastwood & Williams 2018"),
+    _m("Identifiable latents: linear ICA scored by MCC (the base case of causal representation "
+       "learning)", "identifiability.fast_ica identifiability.mean_correlation_coefficient",
+       f"{OBS}/post-hoc/global/comprehensive", "8", "02_superposition",
+       "Comon 1994; Hyvärinen & Oja 2000; Khemakhem et al. 2020"),
     _m("Input-pattern vs abstract features (held-out eta² of the token)",
        "disentangle.eta_squared", f"{OBS}/post-hoc/global/partial", "3.1", "14_real_code",
        "Pearson 1905 (correlation ratio); review §3.1"),

@@ -205,11 +205,15 @@ RECIPES = {
     "grammar-1l-gelu-seed1": _lazy("recipes_universality", "train_grammar_1l_gelu_seed1"),
     # issue 18 (§3.3): the greater-than circuit (Hanna et al. 2023) on made-up years
     "greater-than-2l": _lazy("recipes_greater_than", "train_greater_than_2l"),
+    # review §3.3, notebook 22 §6: sequence continuation (Lan & Barez 2023), successor heads
+    "sequences-2l": _lazy("recipes_sequences", "train_sequences_2l"),
     # issue 19: a planted backdoor (safety cases) and its clean control
     "backdoor-2l": _lazy("recipes_backdoor", "train_backdoor_2l"),
     "backdoor-2l-clean": _lazy("recipes_backdoor", "train_backdoor_2l_clean"),
     # issue 19: truth without labels (CCS, CKA)
     "facts-truth-2l": _lazy("recipes_truth", "train_facts_truth_2l"),
+    # review §3.3: multiple-choice heads (Lieberum et al. 2023)
+    "mcq-2l": _lazy("recipes_mcq", "train_mcq_2l"),
 }
 # SAEs on zoo models: written to zoo/sae/NAME.safetensors + NAME.json (mechscope.sae.load_zoo_sae).
 SAE_RECIPES = {

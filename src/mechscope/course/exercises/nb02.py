@@ -1,6 +1,6 @@
 """Exercises of notebook 02 (superposition): the toy model's forward pass, its
 importance-weighted loss, interference (overlap with the other features), feature
-dimensionality and the DCI disentanglement of a basis.
+dimensionality, the DCI disentanglement of a basis and the MCC of recovered latents.
 
 Elhage et al. (2022), "Toy Models of Superposition"; Eastwood & Williams (2018), "A framework
 for the quantitative evaluation of disentangled representations".
@@ -8,6 +8,7 @@ for the quantitative evaluation of disentangled representations".
 
 from __future__ import annotations
 
+import itertools
 import math
 
 import torch
@@ -231,3 +232,61 @@ def disentanglement(importance: torch.Tensor) -> torch.Tensor:
     entropy = -(p * p.clamp_min(1e-12).log()).sum(1) / math.log(importance.shape[1])
     share = importance.sum(1) / importance.sum()  # [code]
     return (share * (1 - entropy)).sum()
+
+
+# ---- 02.mean_corr -----------------------------------------------------------------------
+
+
+def _mcc_cases():
+    gen = torch.Generator().manual_seed(8)
+    s = torch.rand(500, 4, generator=gen)
+    noise = 0.2 * torch.randn(500, 4, generator=gen)
+    t = torch.rand(400, 3, generator=gen)
+    shared = torch.stack([t[:, 0] + t[:, 1], t[:, 2], t[:, 0] + 3 * torch.randn(400, generator=gen)], 1)
+    return {
+        "permuted, sign-flipped, rescaled sources + noise, [500, 4] vs [500, 4]": (
+            -2.0 * s[:, [1, 3, 0, 2]] + noise, s,
+        ),
+        "one component reads two sources, [400, 3] vs [400, 3]": (shared, t),
+        "unrelated codes, [300, 5] vs [300, 5]": (
+            torch.randn(300, 5, generator=gen), torch.randn(300, 5, generator=gen),
+        ),
+    }
+
+
+def _abs_corr(acts: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """``[component, latent]`` correlations (signed)."""
+    a, t = acts - acts.mean(0), true - true.mean(0)
+    return (a / a.norm(dim=0)).T @ (t / t.norm(dim=0))
+
+
+def _best_matching(corr: torch.Tensor) -> torch.Tensor:
+    """Mean of ``corr[perm[j], j]`` over latents j, best over one-to-one ``perm``."""
+    n_lat = corr.shape[1]
+    best = max(sum(float(corr[p[j], j]) for j in range(n_lat))
+               for p in itertools.permutations(range(corr.shape[0]), n_lat))  # fmt: skip
+    return torch.tensor(best / n_lat)
+
+
+@exercise(
+    "02.mean_corr",
+    notebook=NB,
+    title="The mean correlation coefficient (MCC)",
+    difficulty=2,
+    minutes=10,
+    cases=_mcc_cases,
+    mistakes=[
+        ("let two latents share one component: each latent took its best component (no "
+         "one-to-one matching)",
+         lambda acts, true: _abs_corr(acts, true).abs().amax(0).mean()),
+        ("forgot the absolute value: a sign-flipped component counts as -1, not 1",
+         lambda acts, true: _best_matching(_abs_corr(acts, true))),
+        ("matched component i to latent i (no search over permutations)",
+         lambda acts, true: _abs_corr(acts, true).abs().diagonal().mean()),
+    ],
+)
+def mean_corr(acts: torch.Tensor, true: torch.Tensor) -> torch.Tensor:
+    """``acts [n, component]``, ``true [n, latent]`` (component >= latent, a handful of each)
+    -> a 0-d tensor: the mean over latents of ``|corr|`` with the component matched to it,
+    under the one-to-one matching that makes this largest (Hyvärinen & Morioka 2016)."""
+    return _best_matching(_abs_corr(acts, true).abs())

@@ -128,3 +128,45 @@ def faithfulness(kept, empty, full) -> torch.Tensor:
     """Metric with only the circuit kept, with nothing kept, and of the whole model ->
     ``(kept - empty) / (full - empty)``: 1 = the circuit does all of it, 0 = none."""
     return (kept - empty) / (full - empty)
+
+
+def _succ_cases():
+    gen = torch.Generator().manual_seed(2)
+    planted = torch.randn(12, 12, generator=gen)
+    planted[torch.arange(9), torch.arange(1, 10)] += 4.0  # rows 0..8 map t -> t + 1
+    copying = torch.randn(8, 8, generator=gen) + 4.0 * torch.eye(8)
+    rows = torch.arange(11)
+    return {
+        "a 12-token table, successor planted on 9 of 11 rows": (planted, rows, rows + 1),
+        "a copying head (diagonal)": (copying, torch.arange(7), torch.arange(1, 8)),
+    }
+
+
+@exercise(
+    "22.successor_fraction",
+    notebook=NB,
+    title="The successor test of Gould et al. on a head's OV circuit",
+    difficulty=2,
+    minutes=6,
+    cases=_succ_cases,
+    mistakes=[
+        (
+            "that is the copying test: compare each row's top output with its successor "
+            "(targets), not with the token itself",
+            lambda t, rows, targets: (t[rows].argmax(-1) == rows).float().mean(),
+        ),
+        (
+            "the table is transposed: row = the token attended to, column = the output token",
+            lambda t, rows, targets: (t.T[rows].argmax(-1) == targets).float().mean(),
+        ),
+        (
+            "a count, not a share: take the mean over the rows",
+            lambda t, rows, targets: (t[rows].argmax(-1) == targets).float().sum(),
+        ),
+    ],  # fmt: skip
+)
+def successor_fraction(table, rows, targets) -> torch.Tensor:
+    """``table [d_vocab, d_vocab]`` (a head's full OV circuit ``W_E W_V W_O W_U``: row = the
+    token attended to, column = the output logit), ``rows [n]`` token ids, ``targets [n]`` their
+    successors -> the share of ``rows`` whose top-1 output token is its successor."""
+    return (table[rows].argmax(-1) == targets).float().mean()

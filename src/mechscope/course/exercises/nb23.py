@@ -1,7 +1,9 @@
-"""Exercises of notebook 23 (concepts without labels): CCS normalisation, the CCS loss, linear CKA.
+"""Exercises of notebook 23 (concepts without labels): CCS normalisation, the CCS loss, linear
+CKA, and a linear map that carries one model's probe to another's representation.
 
 Burns et al. (2023), "Discovering Latent Knowledge in Language Models Without Supervision";
-Kornblith et al. (2019), "Similarity of Neural Network Representations Revisited".
+Kornblith et al. (2019), "Similarity of Neural Network Representations Revisited";
+Huh et al. (2024), "The Platonic Representation Hypothesis".
 """
 
 from __future__ import annotations
@@ -143,3 +145,47 @@ def _no_square(xc, yc):
     return (yc.T @ xc).pow(2).sum().sqrt() / (
         (xc.T @ xc).pow(2).sum().sqrt() * (yc.T @ yc).pow(2).sum().sqrt()
     )
+
+
+def _stitch_cases():
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randn(40, 3, generator=gen, dtype=torch.float64) + 2.0
+    y = x @ torch.randn(3, 5, generator=gen, dtype=torch.float64) + 1.5
+    y = y + 0.1 * torch.randn(40, 5, generator=gen, dtype=torch.float64)
+    return {"40 inputs, 3 dimensions -> 5 (not centred, with noise)": (x, y)}
+
+
+def _with_ones(x):
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], 1)
+
+
+def _ones_first(x):
+    return torch.cat([torch.ones(len(x), 1, dtype=x.dtype), x], 1)
+
+
+@exercise(
+    "23.fit_stitch",
+    notebook=NB,
+    title="An affine map from one model's representation to another's",
+    difficulty=1,
+    minutes=6,
+    cases=_stitch_cases,
+    mistakes=[
+        (
+            "no bias: append a column of ones to x_from so the map can shift the mean",
+            lambda x, y: torch.linalg.lstsq(x, y).solution,
+        ),
+        (
+            "the ones column went first; the bias is the LAST row of the map",
+            lambda x, y: torch.linalg.lstsq(_ones_first(x), y).solution,
+        ),
+        (
+            "the map goes the wrong way: it must predict x_to from x_from",
+            lambda x, y: torch.linalg.lstsq(_with_ones(y), x).solution,
+        ),
+    ],  # fmt: skip
+)
+def fit_stitch(x_from, x_to) -> torch.Tensor:
+    """``x_from [n, d1]``, ``x_to [n, d2]`` (rows: the same inputs) -> ``W [d1 + 1, d2]``, the
+    least-squares affine map: ``[x_from, 1] @ W`` approximates ``x_to`` (bias: the last row)."""
+    return torch.linalg.lstsq(_with_ones(x_from), x_to).solution
