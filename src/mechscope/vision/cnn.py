@@ -227,6 +227,10 @@ def load_zoo_cnn(name: str = "digits-cnn") -> DigitsCNN:
             "Retrain one with python -m mechscope.zoo.train digits-cnn."
         )
     card = json.loads(path.with_suffix(".json").read_text())
+    if card.get("architecture") == "CurveCNN":
+        raise ValueError(
+            f"name={name!r} is a CurveCNN; load it with mechscope.vision.curves.load_curve_cnn."
+        )
     model = DigitsCNN(CNNConfig.from_dict(card["config"]))
     model.load_state_dict(load_file(str(path)))
     model.card = card

@@ -227,7 +227,11 @@ TRANSCODER_RECIPES = {
     "facts-ioi-2l-tc1": _lazy("recipes_transcoders", "train_facts_tc1"),
 }
 # Vision models (issue 19): zoo/vision/NAME.safetensors + NAME.json (mechscope.vision.load_zoo_cnn).
-VISION_RECIPES = {"digits-cnn": _lazy("recipes_vision", "train_digits_cnn")}
+VISION_RECIPES = {
+    "digits-cnn": _lazy("recipes_vision", "train_digits_cnn"),
+    "curves-cnn": _lazy("recipes_curves", "train_curves_cnn"),  # review §3.3, notebook 25 §9
+    "curves-cnn-dense": _lazy("recipes_curves", "train_curves_cnn_dense"),  # its control
+}
 # Reinforcement learning (issue 19): zoo/rl/NAME.safetensors + NAME.json (mechscope.rl.load_zoo_agent).
 RL_RECIPES = {"gridworld-agent": _lazy("recipes_rl", "train_gridworld_agent")}
 
