@@ -46,10 +46,10 @@ class ICAResult:
     n_steps: int
     converged: bool
 
-    def transform(self, x) -> torch.Tensor:
+    def transform(self, acts) -> torch.Tensor:
         """``[n, d]`` new observations -> ``[n, k]`` their components."""
-        x = _as_data(x, "x")
-        return ((x - self.mean.double()) @ self.unmixing.double().T).float()
+        acts = _as_data(acts, "acts")
+        return ((acts - self.mean.double()) @ self.unmixing.double().T).float()
 
 
 def _as_data(x, name: str) -> torch.Tensor:
@@ -71,22 +71,22 @@ def _symmetric_orthogonalise(w: torch.Tensor) -> torch.Tensor:
     return u @ vh
 
 
-def fast_ica(x, *, k: int | None = None, steps: int = 200, tol: float = 1e-6,
+def fast_ica(acts, *, k: int | None = None, steps: int = 200, tol: float = 1e-6,
              seed: int = 0) -> ICAResult:  # fmt: skip
     """Symmetric FastICA (Hyvärinen & Oja 2000) with ``g = tanh`` (the log-cosh contrast).
 
-    x: ``[n, d]`` observations, one row per sample. k: how many components (default ``d``);
-    at most the rank of ``x``: ICA cannot find more sources than dimensions. The data are
+    acts: ``[n, d]`` observations, one row per sample. k: how many components (default ``d``);
+    at most the rank of ``acts``: ICA cannot find more sources than dimensions. The data are
     centred and whitened by PCA onto ``k`` components, then an orthogonal rotation is found by
     the fixed point ``W <- E[z g(Wz)ᵀ]ᵀ - diag(E[g'(Wz)]) W``, re-orthogonalised symmetrically,
     from a random rotation (``seed``) for at most ``steps`` iterations or until it moves less
     than ``tol``.
     """
-    data = _as_data(x, "x")
+    data = _as_data(acts, "acts")
     n, d = data.shape
     k = d if k is None else k
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d:
-        raise ValueError(f"k={k!r}; expected an int in 1..{d} (x has {d} columns).")
+        raise ValueError(f"k={k!r}; expected an int in 1..{d} (acts has {d} columns).")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps={steps!r}; expected an int >= 1.")
     mean = data.mean(0)
@@ -95,7 +95,7 @@ def fast_ica(x, *, k: int | None = None, steps: int = 200, tol: float = 1e-6,
     eigvals, eigvecs = eigvals.flip(0)[:k], eigvecs.flip(1)[:, :k]
     if eigvals[-1] <= 1e-10 * eigvals[0].clamp_min(1e-300):
         raise ValueError(
-            f"x has fewer than k={k} directions of non-zero variance (eigenvalues "
+            f"acts has fewer than k={k} directions of non-zero variance (eigenvalues "
             f"{[round(float(v), 6) for v in eigvals]}); pass a smaller k."
         )
     whitening = eigvecs.T / eigvals.sqrt()[:, None]  # [k, d]
@@ -175,19 +175,19 @@ class MCCResult:
     correlation: torch.Tensor
 
 
-def mean_correlation_coefficient(acts, true) -> MCCResult:
+def mean_correlation_coefficient(acts, factors) -> MCCResult:
     """MCC (Hyvärinen & Morioka 2016; Khemakhem et al. 2020) under the best matching.
 
     acts: ``[n, component]`` recovered components (ICA sources, principal components, neurons,
-    SAE features). true: ``[n, latent]`` the true latents of the same ``n`` samples. Each latent
+    SAE features). factors: ``[n, latent]`` the true latents of the same ``n`` samples. Each latent
     is matched to a different component so that the summed ``|corr|`` is largest (Hungarian
     algorithm); with fewer components than latents the leftover latents score 0, so MCC is at
     most ``component / latent``.
     """
-    a, t = _as_data(acts, "acts"), _as_data(true, "true")
+    a, t = _as_data(acts, "acts"), _as_data(factors, "factors")
     if a.shape[0] != t.shape[0]:
         raise ValueError(
-            f"acts has {a.shape[0]} rows and true {t.shape[0]}; pass the same samples to both "
+            f"acts has {a.shape[0]} rows and factors {t.shape[0]}; pass the same samples to both "
             f"(one row per sample)."
         )
     za, zt = a - a.mean(0), t - t.mean(0)

@@ -90,11 +90,11 @@ def test_bad_arguments_are_named():
         fast_ica(x, k=5)
     with pytest.raises(ValueError, match="steps=0"):
         fast_ica(x, steps=0)
-    with pytest.raises(ValueError, match=r"x has shape \[8000\]"):
+    with pytest.raises(ValueError, match=r"acts has shape \[8000\]"):
         fast_ica(x[:, 0])
     x_nan = x.clone()
     x_nan[0, 0] = float("nan")
     with pytest.raises(ValueError, match="1 NaN"):
         fast_ica(x_nan)
-    with pytest.raises(ValueError, match="acts has 10 rows and true 8000"):
+    with pytest.raises(ValueError, match="acts has 10 rows and factors 8000"):
         mean_correlation_coefficient(x[:10], s)
