@@ -22,6 +22,54 @@ def tiny(tiny_cfg):
     return Transformer(tiny_cfg, tokenizer=WordTokenizer(words)).eval()
 
 
+@pytest.fixture(scope="session")
+def small_transformer():
+    """Factory ``small_transformer(seed, **config_overrides)``: the random 2-layer, 2-head,
+    d_model-32 model the analysis tests share (init_std 0.3, so attention is not uniform)."""
+
+    def make(seed: int, **overrides) -> Transformer:
+        kw = dict(n_layers=2, d_model=32, n_heads=2, d_head=16, d_vocab=20, n_ctx=8, init_std=0.3)
+        return Transformer(TransformerConfig(**{**kw, **overrides}, seed=seed)).eval()
+
+    return make
+
+
+class ModelSnapshot:
+    """A model's weights, grads, requires_grad flags, modes and hook count at one moment;
+    ``assert_unchanged()`` checks the model is exactly as it was (and holds no hooks)."""
+
+    def __init__(self, model):
+        self.model, self.state = model, self._take(model)
+
+    @staticmethod
+    def _take(model):
+        return (
+            {k: v.clone() for k, v in model.state_dict().items()},
+            [
+                (p.requires_grad, None if p.grad is None else p.grad.clone())
+                for p in model.parameters()
+            ],
+            [m.training for m in model.modules()],
+            sum(len(m._forward_hooks) for m in model.modules()),
+        )
+
+    def assert_unchanged(self) -> None:
+        before, after = self.state, self._take(self.model)
+        for k, v in before[0].items():
+            assert torch.equal(after[0][k], v), k
+        for (rg0, g0), (rg1, g1) in zip(before[1], after[1], strict=True):
+            assert rg0 == rg1
+            assert (g0 is None and g1 is None) or torch.equal(g0, g1)
+        assert before[2] == after[2]
+        assert before[3] == after[3] == 0
+
+
+@pytest.fixture
+def snapshot():
+    """``snapshot(model)`` -> a :class:`ModelSnapshot` to compare the model against later."""
+    return ModelSnapshot
+
+
 @pytest.fixture
 def tokens():
     return torch.tensor([[0, 1, 2, 3, 4, 5, 1, 2, 3], [0, 9, 8, 7, 6, 5, 4, 3, 2]])

@@ -5,23 +5,11 @@ import pytest
 import torch
 
 from mechscope.causal_tracing import causal_trace
-from mechscope.models import Transformer, TransformerConfig
 
 
 @pytest.fixture(scope="module")
-def model():
-    cfg = TransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=2,
-        d_head=16,
-        d_vocab=20,
-        n_ctx=8,
-        d_mlp=64,
-        init_std=0.3,
-        seed=1,
-    )
-    return Transformer(cfg).eval()
+def model(small_transformer):
+    return small_transformer(1, d_mlp=64)
 
 
 def last_logit(answer):

@@ -173,45 +173,26 @@ def test_full_swap_at_last_position_gives_the_source_logits(tiny, pairs):
     assert activations_at(tiny, base, "blocks.0.hook_resid_post", pos=-1).shape == (8, 16)
 
 
-def _state(model):
-    return (
-        {k: v.clone() for k, v in model.state_dict().items()},
-        [(p.requires_grad, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
-        [m.training for m in model.modules()],
-        sum(len(m._forward_hooks) for m in model.modules()),
-    )
 
-
-def _assert_same(model, before):
-    after = _state(model)
-    for k, v in before[0].items():
-        assert torch.equal(after[0][k], v), k
-    for (rg0, g0), (rg1, g1) in zip(before[1], after[1], strict=True):
-        assert rg0 == rg1
-        assert (g0 is None and g1 is None) or torch.equal(g0, g1)
-    assert before[2] == after[2]
-    assert before[3] == after[3] == 0
-
-
-def test_das_leaves_the_model_as_it_came(tiny, pairs):
+def test_das_leaves_the_model_as_it_came(tiny, pairs, snapshot):
     p = pairs["train"]
     tiny.train()  # a user's model in train mode, one parameter frozen, one with a gradient
     tiny.W_pos.requires_grad_(False)
     tiny.W_E.grad = torch.ones_like(tiny.W_E)
-    before = _state(tiny)
+    before = snapshot(tiny)
     base, source = eq.to_tokens(p.base[:64]), eq.to_tokens(p.source[:64])
     result = das(
         tiny, base, source, p.label[:64], hook="blocks.0.hook_resid_post", k=2, pos=-1,
         answer_ids=eq.answer_ids(), steps=5, batch_size=16,
     )  # fmt: skip
     assert result.basis.shape == (16, 2)
-    _assert_same(tiny, before)
+    before.assert_unchanged()
 
 
-def test_das_leaves_the_model_as_it_came_when_it_raises(tiny, pairs):
+def test_das_leaves_the_model_as_it_came_when_it_raises(tiny, pairs, snapshot):
     p = pairs["train"]
     tiny.train()
-    before = _state(tiny)
+    before = snapshot(tiny)
     base, source = eq.to_tokens(p.base[:64]), eq.to_tokens(p.source[:64])
     bad = p.label[:64].clone()
     bad[-1] = 7  # out of range for 2 answers: raises inside the training loop, hooks installed
@@ -220,12 +201,12 @@ def test_das_leaves_the_model_as_it_came_when_it_raises(tiny, pairs):
             tiny, base, source, bad, hook="blocks.0.hook_resid_post", k=2, pos=-1,
             answer_ids=eq.answer_ids(), steps=50, batch_size=64,
         )  # fmt: skip
-    _assert_same(tiny, before)
+    before.assert_unchanged()
     with pytest.raises(ValueError, match="say which position"):
         das(tiny, base, source, p.label[:64], hook="blocks.0.hook_resid_post", k=2)
     with pytest.raises(ValueError, match="out of range"):
         das(tiny, base, source, p.label[:64], hook="blocks.0.hook_resid_post", k=2, pos=5)
-    _assert_same(tiny, before)
+    before.assert_unchanged()
 
 
 def test_several_positions_at_once(tiny, pairs):

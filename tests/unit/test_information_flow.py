@@ -9,19 +9,8 @@ from mechscope.models import Transformer, TransformerConfig
 
 
 @pytest.fixture(scope="module")
-def model():
-    cfg = TransformerConfig(
-        n_layers=2,
-        d_model=32,
-        n_heads=2,
-        d_head=16,
-        d_vocab=20,
-        n_ctx=8,
-        d_mlp=64,
-        init_std=0.3,
-        seed=4,
-    )
-    m = Transformer(cfg).eval()
+def model(small_transformer):
+    m = small_transformer(4, d_mlp=64)
     with torch.no_grad():
         m.blocks[1].attn.W_O[0] = 0.0  # L1H0 writes nothing
     return m

@@ -7,15 +7,11 @@ import torch
 from mechscope.attribution import direct_logit_attribution
 from mechscope.lens import logit_lens
 from mechscope.lens_extra import attention_lens, fit_linear_shortcut, linear_shortcut_lens
-from mechscope.models import Transformer, TransformerConfig
 
 
 @pytest.fixture(scope="module")
-def model():
-    cfg = TransformerConfig(
-        n_layers=2, d_model=32, n_heads=2, d_head=16, d_vocab=20, n_ctx=12, init_std=0.3, seed=5
-    )
-    return Transformer(cfg).eval()
+def model(small_transformer):
+    return small_transformer(5, n_ctx=12)
 
 
 def test_attention_lens_matches_dla_and_ranks(model):

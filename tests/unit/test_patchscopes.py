@@ -4,16 +4,12 @@ layer; at layer 0 a patched token embedding acts as that token; bad inputs name 
 import pytest
 import torch
 
-from mechscope.models import Transformer, TransformerConfig
 from mechscope.patchscopes import patchscope
 
 
 @pytest.fixture(scope="module")
-def model():
-    cfg = TransformerConfig(
-        n_layers=2, d_model=32, n_heads=2, d_head=16, d_vocab=20, n_ctx=8, init_std=0.3, seed=2
-    )
-    return Transformer(cfg).eval()
+def model(small_transformer):
+    return small_transformer(2)
 
 
 def test_self_patch_is_identity_and_layer0_swaps_the_token(model):

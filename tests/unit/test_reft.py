@@ -98,52 +98,33 @@ def test_training_flips_the_planted_answer_and_keeps_r_orthonormal(planted):
     assert torch.equal(again.R, twice.R) and torch.equal(again.W, twice.W)
 
 
-def _state(model):
-    return (
-        {k: v.clone() for k, v in model.state_dict().items()},
-        [(p.requires_grad, None if p.grad is None else p.grad.clone()) for p in model.parameters()],
-        [m.training for m in model.modules()],
-        sum(len(m._forward_hooks) for m in model.modules()),
-    )
 
-
-def _assert_same(model, before):
-    after = _state(model)
-    for k, v in before[0].items():
-        assert torch.equal(after[0][k], v), k
-    for (rg0, g0), (rg1, g1) in zip(before[1], after[1], strict=True):
-        assert rg0 == rg1
-        assert (g0 is None and g1 is None) or torch.equal(g0, g1)
-    assert before[2] == after[2]
-    assert before[3] == after[3] == 0
-
-
-def test_model_left_as_it_came_after_training_use_and_errors(tiny):
+def test_model_left_as_it_came_after_training_use_and_errors(tiny, snapshot):
     x, y = _flip_data(64, "train", 0)
     tokens = eq.to_tokens(x)
     tiny.train()  # a user's model in train mode, one parameter frozen, one with a gradient
     tiny.W_pos.requires_grad_(False)
     tiny.W_E.grad = torch.ones_like(tiny.W_E)
-    before = _state(tiny)
+    before = snapshot(tiny)
     reft = train_reft(tiny, tokens, y, hook=SITE, pos=[2, 4], rank=2,
                       answer_ids=eq.answer_ids(), steps=5, batch_size=16)  # fmt: skip
     assert reft.pos == [2, 4] and reft.R.shape == (2, 16)
     one = train_reft(tiny, tokens, y, hook=SITE, pos=2, answer_ids=eq.answer_ids(), steps=3)
     assert one.pos == 2 and len(one.losses) == 3  # one position: a view of the activation
     reft(tiny, tokens)
-    _assert_same(tiny, before)
+    before.assert_unchanged()
     with reft.apply(tiny):
         assert sum(len(m._forward_hooks) for m in tiny.modules()) == 1
-    _assert_same(tiny, before)
+    before.assert_unchanged()
     with pytest.raises(RuntimeError, match="inside"), reft.apply(tiny):
         raise RuntimeError("raised inside the block")
-    _assert_same(tiny, before)
+    before.assert_unchanged()
     bad = y.clone()
     bad[-1] = 7  # out of range for 2 answers: raises inside the training loop, hooks installed
     with pytest.raises(ValueError, match=r"in \[0, 2\)"):
         train_reft(tiny, tokens, bad, hook=SITE, pos=-1, answer_ids=eq.answer_ids(), steps=20,
                    batch_size=64)  # fmt: skip
-    _assert_same(tiny, before)
+    before.assert_unchanged()
 
 
 def test_bad_arguments_are_named(tiny, planted):
