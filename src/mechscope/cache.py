@@ -21,7 +21,7 @@ from collections.abc import Iterator, Mapping
 import torch
 
 from ._cache_analysis import CacheAnalysis
-from .hooks import NameFilter, model_lock, resolve_names, unknown_name_error
+from .hooks import NameFilter, locked_hooks, model_lock, resolve_names, unknown_name_error
 from .utils import ACT_NAMES, get_act_name
 
 # mechscope's own spelling, kept beside TransformerLens' ("attn_scores").
@@ -175,3 +175,20 @@ def cached_run(
     return logits, ActivationCache(
         {n: store[n] for n in wanted}, model=model, has_batch_dim=not remove_batch_dim
     )
+
+
+class HookPointsMixin:
+    """The HookedModel protocol's three hook methods for a small module that names its hook
+    points in ``self._points`` (``{name: HookPoint}``, from ``hooks.name_hook_points``): the
+    vision CNNs and the RL agent. ``tokens`` is the protocol's name for the model's input."""
+
+    def hook_names(self) -> list[str]:
+        return list(self._points)
+
+    def hooks(self, fwd_hooks):
+        """Install ``[(name or predicate, fn)]`` for a ``with`` block; removed on exit."""
+        return locked_hooks(self, self._points, fwd_hooks)
+
+    def run_with_cache(self, tokens, names=None, **kwargs):
+        """``(logits, ActivationCache)`` of the model's input ``tokens``."""
+        return cached_run(self, tokens, names, **kwargs)

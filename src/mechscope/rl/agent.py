@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cache import cached_run
-from ..hooks import HookPoint, locked_hooks, name_hook_points
+from ..cache import HookPointsMixin
+from ..hooks import HookPoint, name_hook_points
 from .gridworld import GridWorld
 
 __all__ = ["AgentConfig", "GridAgent", "load_zoo_agent", "train_agent"]
@@ -88,7 +88,7 @@ class _Block(nn.Module):
         return self.hook_resid_post(x + self.mlp(x))
 
 
-class GridAgent(nn.Module):
+class GridAgent(HookPointsMixin, nn.Module):
     """The policy network; hook names in the module docstring.
 
     ``agent(obs)``: obs ``[batch, 2 * size * size]`` -> action logits ``[batch, 4]``.
@@ -132,17 +132,6 @@ class GridAgent(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.hook_logits(self.unembed(x))
-
-    def hook_names(self) -> list[str]:
-        return list(self._points)
-
-    def hooks(self, fwd_hooks):
-        """Install ``[(name or predicate, fn)]`` for a ``with`` block; removed on exit."""
-        return locked_hooks(self, self._points, fwd_hooks)
-
-    def run_with_cache(self, tokens, names=None, **kwargs):
-        """``(logits, ActivationCache)``; ``tokens`` are the observations (the protocol's name)."""
-        return cached_run(self, tokens, names, **kwargs)
 
 
 def _imitation_targets(world: GridWorld):

@@ -34,8 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cache import cached_run
-from ..hooks import HookPoint, locked_hooks, name_hook_points
+from ..cache import HookPointsMixin
+from ..hooks import HookPoint, name_hook_points
 
 SPLITS = ("train", "test", "all")
 TEST_FRAC = 0.2  # 359 of the 1,797 images, held out
@@ -96,7 +96,7 @@ class _ConvLayer(nn.Module):
         return self.hook_post(F.relu(self.hook_pre(self.conv(x))))  # [batch, c_out, h, w]
 
 
-class DigitsCNN(nn.Module):
+class DigitsCNN(HookPointsMixin, nn.Module):
     """Two conv layers, a 2x2 max-pool and a linear readout; hook names in the module docstring.
 
     ``model(images)``: ``images`` ``[batch, 1, 8, 8]`` (or ``[batch, 8, 8]``, or one ``[8, 8]``
@@ -134,17 +134,6 @@ class DigitsCNN(nn.Module):
         x = self.conv2(self.conv1(x))
         x = self.hook_pooled(F.max_pool2d(x, 2))  # [batch, c2, 4, 4]
         return self.hook_logits(self.readout(x.flatten(1)))  # [batch, n_classes]
-
-    def hook_names(self) -> list[str]:
-        return list(self._points)
-
-    def hooks(self, fwd_hooks):
-        """Install ``[(name or predicate, fn)]`` for a ``with`` block; removed on exit."""
-        return locked_hooks(self, self._points, fwd_hooks)
-
-    def run_with_cache(self, tokens, names=None, **kwargs):
-        """``(logits, ActivationCache)``; ``tokens`` are the images (the protocol's name)."""
-        return cached_run(self, tokens, names, **kwargs)
 
 
 def _as_images(images, size: int = 8) -> torch.Tensor:

@@ -40,8 +40,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..cache import cached_run
-from ..hooks import HookPoint, locked_hooks, name_hook_points
+from ..cache import HookPointsMixin
+from ..hooks import HookPoint, name_hook_points
 from .cnn import accuracy, zoo_vision_dir
 from .examples import image_acts
 
@@ -155,7 +155,7 @@ class _Conv(nn.Module):
         return self.hook_post(F.relu(self.hook_pre(self.conv(x))))
 
 
-class CurveCNN(nn.Module):
+class CurveCNN(HookPointsMixin, nn.Module):
     """conv1 (5x5) -> pool -> two parallel 3x3 branches, concatenated -> global max -> readout.
 
     The global max-pool (as in InceptionV1's head, which averages) makes every layer-2 channel
@@ -197,17 +197,6 @@ class CurveCNN(nn.Module):
         x = self.hook_layer2(torch.cat([self.branch_a(x), self.branch_b(x)], 1))
         x = self.hook_pooled(x.amax((-2, -1)))  # [batch, 2 c2]: global max-pool
         return self.hook_logits(self.readout(x))
-
-    def hook_names(self) -> list[str]:
-        return list(self._points)
-
-    def hooks(self, fwd_hooks):
-        """Install ``[(name or predicate, fn)]`` for a ``with`` block; removed on exit."""
-        return locked_hooks(self, self._points, fwd_hooks)
-
-    def run_with_cache(self, tokens, names=None, **kwargs):
-        """``(logits, ActivationCache)``; ``tokens`` are the images (the protocol's name)."""
-        return cached_run(self, tokens, names, **kwargs)
 
 
 def load_curve_cnn(name: str = "curves-cnn") -> CurveCNN:
