@@ -420,12 +420,12 @@ class LabPage:
         return w
 
     def wait_attr(self, locator, name: str, value: str, why: str) -> None:
-        """Wait (5 s) until ``locator``'s attribute ``name`` equals ``value``; fail with ``why``."""
+        """Wait (20 s) until ``locator``'s attribute ``name`` equals ``value``; fail with ``why``."""
         try:
             locator.page.wait_for_function(
                 "([el, name, value]) => el.getAttribute(name) === value",
                 arg=[locator.element_handle(), name, value],
-                timeout=5_000,
+                timeout=20_000,
             )
         except Exception:  # noqa: BLE001
             self.fail(f"{why}: {name} is {locator.get_attribute(name)!r}, expected {value!r}")
@@ -527,7 +527,7 @@ class LabPage:
         if not_run:
             self.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
 
-    def wait_kernel(self, name: str, expr: str, expected: str, timeout: float = 10) -> None:
+    def wait_kernel(self, name: str, expr: str, expected: str, timeout: float = 30) -> None:
         """Poll ``kernel_eval(name, expr)`` until it prints ``expected``.
 
         A browser-side change (a click that sets a trait) reaches the kernel over the comm

@@ -85,7 +85,7 @@ def test_attribution_graph_renders_prunes_hovers_and_ablates(lab_page, artifacts
     lab.wait_until(
         "the kernel to see node_threshold=0.5",
         lambda: ((t := kernel("w.node_threshold")) == 0.5, t),
-        timeout=10,
+        timeout=30,
     )
     slider.fill("1")
     assert int(w.get_attribute("data-visible-nodes")) > kept

@@ -291,7 +291,7 @@ def check_widgets(lab, python_state) -> None:
         "tokens": "1",
         "dashboard": "1",
     }
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     seen = {}
     while time.monotonic() < deadline:
         seen = {name: python_state(name) for name in expected}

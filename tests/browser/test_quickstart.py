@@ -134,7 +134,7 @@ def test_quickstart_renders_and_responds(lab_page, quickstart_target, artifacts_
                  return JSON.stringify(now) !== JSON.stringify(before);
                }""",
             arg=[WIDGET, before],
-            timeout=5_000,
+            timeout=20_000,
         )
     except Exception:  # noqa: BLE001
         lab.fail(
