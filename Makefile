@@ -45,6 +45,7 @@ $(VENV)/.browser: $(VENV)/.dev
 test: $(VENV)/.dev $(VENV)/.browser
 	@$(MAKE) --no-print-directory widgets-check
 	$(PY) -m ruff check src tests bench tools
+	$(PY) -m ruff format --check src tests bench tools
 	$(TEST_ENV) $(PY) -m pytest -n $(TEST_WORKERS) --dist loadscope tests notebooks --nbval-lax -p no:cacheprovider
 
 # Unit tests only (seconds): no notebooks, no browser.

@@ -108,7 +108,10 @@ def main() -> None:
     corrupted = clean.clone()
     corrupted[0, args.corrupt_pos] = (clean[0, args.corrupt_pos] + 1) % (args.vocab - 1)
     with torch.no_grad():
-        lc, lx = twin(clean, use_cache=False).logits[0, -1], twin(corrupted, use_cache=False).logits[0, -1]
+        lc, lx = (
+            twin(clean, use_cache=False).logits[0, -1],
+            twin(corrupted, use_cache=False).logits[0, -1],
+        )
     # Answer = the token the clean run favours most over the corrupted run, wrong = the reverse.
     answer, wrong = int((lc - lx).argmax()), int((lc - lx).argmin())
     ms_metric = mechscope.metrics.logit_diff(answer, wrong)
@@ -174,7 +177,9 @@ def main() -> None:
                 "ms_s_all": ms_all,
             }
         )
-        print(f"  {site}: TL {tl_s:.2f} s, mechscope {ms_s:.2f} s, max|diff| {diff:.2e}", flush=True)
+        print(
+            f"  {site}: TL {tl_s:.2f} s, mechscope {ms_s:.2f} s, max|diff| {diff:.2e}", flush=True
+        )
 
     attr_s, attr_all, attr = timed(
         lambda: mechscope.patching_attr.attribution_patch_sites(
@@ -225,18 +230,26 @@ def main() -> None:
                 "pos": args.pos,
                 "corrupt_pos": args.corrupt_pos,
                 "direction": "denoising",
-                "metric": {"answer": answer, "wrong": wrong, "clean": clean_v,
-                           "corrupted": corrupted_v},
+                "metric": {
+                    "answer": answer,
+                    "wrong": wrong,
+                    "clean": clean_v,
+                    "corrupted": corrupted_v,
+                },
                 "threads": args.threads,
                 "repeats": args.repeats,
                 "torch": torch.__version__,
                 "platform": platform.platform(),
                 "tl_runs_under_no_grad": True,
                 "rows": rows,
-                "total": {"tl_s": tl_tot, "ms_s": ms_tot, "speedup": tl_tot / ms_tot,
-                          "max_abs_diff": worst, "goal_met": goal},
-                "attribution": {"s": attr_s, "s_all": attr_all,
-                                "compare_to_exact": attr_cmp},
+                "total": {
+                    "tl_s": tl_tot,
+                    "ms_s": ms_tot,
+                    "speedup": tl_tot / ms_tot,
+                    "max_abs_diff": worst,
+                    "goal_met": goal,
+                },
+                "attribution": {"s": attr_s, "s_all": attr_all, "compare_to_exact": attr_cmp},
             },
             indent=1,
         )

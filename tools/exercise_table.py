@@ -60,7 +60,9 @@ _ROW = re.compile(
     r"^(\|[^|]*\| \[(?P<nb>\d\d_[a-z_]+)\]\([^)]*\)[^|]*\|[^|]*\| (?P<read>\d+) min \| )"
     r"\d+, \d+ min \| [\d,]+ min \|$"
 )
-_ALL = re.compile(r"^\| \| \*\*all \d+\*\* \| \| \| \*\*[\d,]+, [\d,]+ min\*\* \| \*\*[\d,]+ min\*\* \|$")
+_ALL = re.compile(
+    r"^\| \| \*\*all \d+\*\* \| \| \| \*\*[\d,]+, [\d,]+ min\*\* \| \*\*[\d,]+ min\*\* \|$"
+)
 
 
 def updated_guide(text: str, exercises) -> str:

@@ -134,8 +134,21 @@ def intervened_logits(model, base, hook, pos, src_act, basis):
         return model(base)
 
 
-def train_rotation(model, base, src, labels, hook, k, pos, answer_ids, steps, lr, batch_size,
-                   seed, init: torch.Tensor):
+def train_rotation(
+    model,
+    base,
+    src,
+    labels,
+    hook,
+    k,
+    pos,
+    answer_ids,
+    steps,
+    lr,
+    batch_size,
+    seed,
+    init: torch.Tensor,
+):
     """Adam on the cross-entropy of the intervened read-out: the ``[d, k]`` basis and losses.
     ``init``: the starting ``[d, k]`` basis (``random_basis(d, k, seed=seed)``)."""
     d = src.shape[-1]

@@ -51,7 +51,9 @@ class CELossResult:
 
     @property
     def values(self) -> torch.Tensor:
-        return torch.tensor([self.ce_clean, self.ce_spliced, self.ce_zero_ablated, self.ce_loss_score])
+        return torch.tensor(
+            [self.ce_clean, self.ce_spliced, self.ce_zero_ablated, self.ce_loss_score]
+        )
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -48,7 +48,14 @@ from .metrics import Metric
 
 KINDS = ("zero", "mean", "resample")
 
-__all__ = ["KINDS", "AblationResult", "ablate", "ablation_hooks", "ablation_sweep", "ablation_values"]
+__all__ = [
+    "KINDS",
+    "AblationResult",
+    "ablate",
+    "ablation_hooks",
+    "ablation_sweep",
+    "ablation_values",
+]
 
 
 @dataclass(frozen=True)
@@ -287,9 +294,7 @@ def ablate(
         check_range(idx, toks.shape[1], "pos", f"tokens (positions, shape {list(toks.shape)})")
     ref = _reference(model, toks, kind, reference, seed)
     with torch.no_grad():
-        with ablation_hooks(
-            model, hooks, kind=kind, head=head, pos=pos, reference=ref, seed=seed
-        ):
+        with ablation_hooks(model, hooks, kind=kind, head=head, pos=pos, reference=ref, seed=seed):
             return model(toks)
 
 
@@ -349,8 +354,7 @@ def ablation_sweep(
         base_v = metric_values(metric, target.logits, batch).mean().item()
         by_name = ablation_values(model, site_names, kind=kind, reference=ref, seed=seed)
         sources = {
-            name: _full_source(kind, by_name[name], target.cache[name], seed)
-            for name in site_names
+            name: _full_source(kind, by_name[name], target.cache[name], seed) for name in site_names
         }
         values = sweep(model, site, target, sources, metric, 0, base_v, batch_size, memory_mb)
 

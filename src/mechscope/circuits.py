@@ -163,7 +163,9 @@ def composition_scores(model, kind: str, early_layer: int, late_layer: int) -> t
     return composition_score(left, right).reshape(H1, H2)
 
 
-def composition_baseline(d_model: int, d_head: int, *, n_samples: int = 200, seed: int = 0) -> float:
+def composition_baseline(
+    d_model: int, d_head: int, *, n_samples: int = 200, seed: int = 0
+) -> float:
     """Mean composition score of ``n_samples`` random Gaussian rank-``d_head`` circuits of
     this size (``d_model x d_model``)."""
     for name, v in (("d_model", d_model), ("d_head", d_head), ("n_samples", n_samples)):

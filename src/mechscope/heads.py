@@ -105,9 +105,7 @@ class HeadScoresResult:
         return Heatmap.from_head_scores(self, **kwargs)
 
 
-def head_scores(
-    model, *, period: int = 20, n_samples: int = 32, seed: int = 0
-) -> HeadScoresResult:
+def head_scores(model, *, period: int = 20, n_samples: int = 32, seed: int = 0) -> HeadScoresResult:
     """Previous-token, induction and duplicate-token score of every head.
 
     Returns a :class:`HeadScoresResult` (each table ``[layer, head]``), measured on

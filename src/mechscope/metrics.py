@@ -17,7 +17,6 @@ Metric = Callable[[torch.Tensor], torch.Tensor]  # logits [batch, pos, d_vocab] 
 __all__ = ["Metric", "logit_diff", "normalized"]
 
 
-
 def _ids(ids, what: str) -> torch.Tensor:
     t = torch.as_tensor(ids)
     if t.dtype.is_floating_point or t.dim() > 1:

@@ -360,9 +360,7 @@ def sparse_probe(
         raise ValueError(f"k={k}; expected 1 <= k <= d = {d} (the number of neurons).")
     labels, is_cls = as_labels(labels, n, "logistic")
     train, _ = split(n, test_frac, seed)
-    score = rank_scores(
-        acts.double()[train.to(acts.device)], labels[train].to(acts.device), method
-    )
+    score = rank_scores(acts.double()[train.to(acts.device)], labels[train].to(acts.device), method)
     # Stable sort: ties go to the lower index, so the choice is deterministic.
     neurons = torch.sort(-score.cpu(), stable=True).indices[:k]
     probe = fit_probe(

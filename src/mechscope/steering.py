@@ -152,9 +152,7 @@ def _check_strength(strength) -> float:
 
 
 @contextlib.contextmanager
-def steering_hooks(
-    model, vector, hook: str, *, strength: float = 1.0, pos=None
-) -> Iterator[None]:
+def steering_hooks(model, vector, hook: str, *, strength: float = 1.0, pos=None) -> Iterator[None]:
     """Context manager: inside the block, ``strength * vector`` is added at ``hook``.
 
     vector: ``[d_model]``; hook: a residual-sized hook name; pos: an int, a list of ints, or
@@ -314,7 +312,11 @@ def steering_sweep(
     toks = as_tokens(model, tokens)
     batch, n_pos = toks.shape
     _pos_mask(pos, n_pos)  # validate before any forward pass
-    if isinstance(read_pos, bool) or not isinstance(read_pos, int) or not -n_pos <= read_pos < n_pos:
+    if (
+        isinstance(read_pos, bool)
+        or not isinstance(read_pos, int)
+        or not -n_pos <= read_pos < n_pos
+    ):
         raise ValueError(
             f"read_pos={read_pos!r}: the position whose next-token distribution is read must be "
             f"an int in [-{n_pos}, {n_pos}) for prompts of {n_pos} tokens (default -1, the last)."

@@ -313,8 +313,7 @@ def intervene_along(
     amt = amounts.expand(k, batch)
     mask = _one_hot(_row_positions(pos, batch, n_pos), n_pos)
     fwd = [
-        (n, add_hook(n, amt[i][:, None] * dirs[i], mask, "directions"))
-        for i, n in enumerate(names)
+        (n, add_hook(n, amt[i][:, None] * dirs[i], mask, "directions")) for i, n in enumerate(names)
     ]
     with model.hooks(fwd):
         return model(toks)

@@ -56,7 +56,9 @@ def _run_and_report(lab, name: str, timeout: float) -> list[dict]:
     errors = [
         f"cell {c['index']}: {o.get('ename')}: {o.get('evalue')}\n"
         + _ANSI.sub("", "\n".join(o.get("traceback", [])))[-1500:]
-        for c in cells for o in c["outputs"] if o.get("output_type") == "error"
+        for c in cells
+        for o in c["outputs"]
+        if o.get("output_type") == "error"
     ]
     if errors:
         lab.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
@@ -77,9 +79,12 @@ def _cell(cells: list[dict], needle: str) -> dict:
 
 def _output_text(lab, panel_id: str, index: int) -> str:
     """What the page shows in the output area of cell ``index`` (the rendered DOM)."""
-    return lab.page.locator(f"#{panel_id} .jp-Notebook .jp-Cell").nth(index).locator(
-        ".jp-OutputArea"
-    ).inner_text()
+    return (
+        lab.page.locator(f"#{panel_id} .jp-Notebook .jp-Cell")
+        .nth(index)
+        .locator(".jp-OutputArea")
+        .inner_text()
+    )
 
 
 def test_student_types_a_solution_and_sees_the_check_pass(
@@ -108,8 +113,8 @@ def test_student_types_a_solution_and_sees_the_check_pass(
     check_cell.screenshot(path=str(artifacts_dir / "course_stub.png"))
 
     # 2. the student types a solution into the stub cell, through the editor
-    editor = page.locator(f"#{panel_id} .jp-Notebook .jp-Cell").nth(stub["index"]).locator(
-        ".cm-content"
+    editor = (
+        page.locator(f"#{panel_id} .jp-Notebook .jp-Cell").nth(stub["index"]).locator(".cm-content")
     )
     editor.scroll_into_view_if_needed()
     editor.click()

@@ -213,8 +213,9 @@ def test_transcoders_splice_exactly_and_their_error_is_the_mlps_residual():
     def replace(act, hook):
         return tcs[0](kept["x"])
 
-    with torch.no_grad(), model.hooks(
-        [("blocks.0.ln2.hook_normalized", read), ("blocks.0.hook_mlp_out", replace)]
+    with (
+        torch.no_grad(),
+        model.hooks([("blocks.0.ln2.hook_normalized", read), ("blocks.0.hook_mlp_out", replace)]),
     ):
         want = model(tokens)
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)

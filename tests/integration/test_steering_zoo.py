@@ -101,7 +101,11 @@ def test_steering_on_wrapped_gpt2(gpt2, tokens):
         gpt2, tokens, v, "blocks.0.hook_resid_post", strengths=strengths, answer_ids=[5]
     )
     for i, s in enumerate(strengths):
-        p = steer(gpt2, tokens, v, "blocks.0.hook_resid_post", strength=s)[:, -1].softmax(-1).mean(0)
+        p = (
+            steer(gpt2, tokens, v, "blocks.0.hook_resid_post", strength=s)[:, -1]
+            .softmax(-1)
+            .mean(0)
+        )
         assert torch.allclose(res.probs[i], p, atol=1e-5)
     assert res.kl[0] < 1e-6 and res.kl[2] > res.kl[1] > 0
     assert hook_count(hf) == before

@@ -93,17 +93,33 @@ def _execute(src: Path, workdir: Path) -> Run:
     start = time.perf_counter()
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _RUNNER, str(student), str(executed), str(NOTEBOOKS),
-             str(CELL_TIMEOUT)],
-            env=env, capture_output=True, text=True, timeout=NOTEBOOK_TIMEOUT,
+            [
+                sys.executable,
+                "-c",
+                _RUNNER,
+                str(student),
+                str(executed),
+                str(NOTEBOOKS),
+                str(CELL_TIMEOUT),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=NOTEBOOK_TIMEOUT,
         )
     except subprocess.TimeoutExpired:
-        return Run(nbformat.read(student, as_version=4),
-                   f"did not finish in {NOTEBOOK_TIMEOUT:.0f} s", NOTEBOOK_TIMEOUT)
+        return Run(
+            nbformat.read(student, as_version=4),
+            f"did not finish in {NOTEBOOK_TIMEOUT:.0f} s",
+            NOTEBOOK_TIMEOUT,
+        )
     seconds = time.perf_counter() - start
     if proc.returncode != 0 or not executed.exists():
-        return Run(nbformat.read(student, as_version=4),
-                   f"runner exited with {proc.returncode}:\n{proc.stderr[-3000:]}", seconds)
+        return Run(
+            nbformat.read(student, as_version=4),
+            f"runner exited with {proc.returncode}:\n{proc.stderr[-3000:]}",
+            seconds,
+        )
     error = Path(str(executed) + ".err").read_text()
     return Run(nbformat.read(executed, as_version=4), error, seconds)
 
@@ -152,8 +168,10 @@ def test_student_edition_runs_with_every_check_not_implemented(stem, runs):
     errors = [
         f"cell {i}: {o.get('ename')}: {o.get('evalue')}\n"
         + _ANSI.sub("", "\n".join(o.get("traceback", [])))[-1500:]
-        for i, c in enumerate(run.notebook.cells) if c.cell_type == "code"
-        for o in c.get("outputs", []) if o.get("output_type") == "error"
+        for i, c in enumerate(run.notebook.cells)
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if o.get("output_type") == "error"
     ]
     assert not errors and not run.error, (
         f"{stem}: the student edition does not run end to end:\n\n"
@@ -190,11 +208,13 @@ def test_student_edition_runs_with_every_check_not_implemented(stem, runs):
 
 def test_the_runner_reports_a_failing_cell(tmp_path):
     """The harness itself: an error in a cell reaches the test (it is not swallowed)."""
-    nb = nbformat.v4.new_notebook(cells=[
-        nbformat.v4.new_code_cell("print('ok')"),
-        nbformat.v4.new_code_cell("1 / 0"),
-        nbformat.v4.new_code_cell("print('never')"),
-    ])
+    nb = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("print('ok')"),
+            nbformat.v4.new_code_cell("1 / 0"),
+            nbformat.v4.new_code_cell("print('never')"),
+        ]
+    )
     src = tmp_path / "broken.ipynb"
     nbformat.write(nb, src)
     run = _execute(src, tmp_path)

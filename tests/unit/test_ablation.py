@@ -164,9 +164,7 @@ def test_sweep_matches_single_ablations(mlp_model, toks, ref, site, kind):
                 want = last_logit(logits).mean()
                 assert res.values[layer, h] == pytest.approx(want.item(), abs=1e-4)
         if site == "z_by_pos":
-            logits = ablate(
-                mlp_model, toks, name, kind=kind, head=1, pos=4, reference=reference
-            )
+            logits = ablate(mlp_model, toks, name, kind=kind, head=1, pos=4, reference=reference)
             assert res.values[layer, 1, 4] == pytest.approx(
                 last_logit(logits).mean().item(), abs=1e-4
             )
@@ -176,7 +174,9 @@ def test_sweep_matches_single_ablations(mlp_model, toks, ref, site, kind):
                 want = last_logit(logits).mean().item()
                 assert res.values[layer, p] == pytest.approx(want, abs=1e-4)
     with torch.no_grad():
-        assert res.baseline_value == pytest.approx(last_logit(mlp_model(toks)).mean().item(), abs=1e-5)
+        assert res.baseline_value == pytest.approx(
+            last_logit(mlp_model(toks)).mean().item(), abs=1e-5
+        )
 
 
 def test_sweep_chunking_does_not_change_values(mlp_model, toks):

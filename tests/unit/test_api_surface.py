@@ -164,9 +164,7 @@ def test_the_checks_can_fail(tmp_path):
     # The import check flags a private import; the size check counts lines.
     src = "from .patching import _helper\n"
     tree = ast.parse(src)
-    found = [
-        a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names
-    ]
+    found = [a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) for a in n.names]
     assert found == ["_helper"]
     vocab = _vocabulary()
     assert {"hook", "hooks", "site", "pos", "tokens", "metric"} <= vocab

@@ -40,11 +40,17 @@ def run_notebook(nb, tmp_path):
     NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
     ).execute()
-    errors = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs
-              if o.output_type == "error"]
+    errors = [
+        o for c in nb.cells if c.cell_type == "code" for o in c.outputs if o.output_type == "error"
+    ]
     assert not errors, errors
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code"
-                   for o in c.outputs if o.output_type == "stream")
+    return "".join(
+        o.get("text", "")
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "stream"
+    )
 
 
 def test_fixture_is_a_course_notebook():
@@ -67,8 +73,9 @@ def test_student_edition_has_stubs_no_solutions_no_hidden_tests_no_outputs():
     assert "HIDDEN TESTS" not in code and "assert result.passed" not in code
     assert "BEGIN SOLUTION" not in code and code.count("raise NotImplementedError()") == 2
     assert "    # YOUR CODE HERE\n    raise NotImplementedError()" in code  # indented as the region
-    assert all(c.outputs == [] and c.execution_count is None
-               for c in nb.cells if c.cell_type == "code")
+    assert all(
+        c.outputs == [] and c.execution_count is None for c in nb.cells if c.cell_type == "code"
+    )
     assert "widgets" not in nb.metadata
     assert src.cells[1].outputs, "the source is not changed"
     # Each exercise cell is followed by its hints, then its solution, collapsed.
@@ -90,12 +97,15 @@ def test_instructor_edition_has_nbgrader_metadata():
     meta = [c.metadata.get("nbgrader") for c in nb.cells]
     solutions = [m for m in meta if m and m["solution"]]
     checks = [m for m in meta if m and m["grade"]]
-    assert [m["grade_id"] for m in solutions] == ["solution-my_softmax", "solution-attention_pattern"]
+    assert [m["grade_id"] for m in solutions] == [
+        "solution-my_softmax",
+        "solution-attention_pattern",
+    ]
     assert [m["grade_id"] for m in checks] == ["check-my_softmax", "check-attention_pattern"]
-    assert all(m["locked"] is False and m["grade"] is False and m["schema_version"] == 3
-               for m in solutions)
-    assert all(m["locked"] is True and m["points"] == 1 and m["solution"] is False
-               for m in checks)
+    assert all(
+        m["locked"] is False and m["grade"] is False and m["schema_version"] == 3 for m in solutions
+    )
+    assert all(m["locked"] is True and m["points"] == 1 and m["solution"] is False for m in checks)
     assert code_of(nb) == code_of(source())  # markers and hidden tests stay for nbgrader
     assert instructor_edition(source()) == nb  # stable ids
 
@@ -106,10 +116,18 @@ def test_instructor_edition_has_nbgrader_metadata():
         ("def f():\n    ### BEGIN SOLUTION\n    return 1\n", "has no 'END SOLUTION'", "both"),
         ("### BEGIN SOLUTION\n### BEGIN SOLUTION\n### END SOLUTION", "nested", "both"),
         ("### END HIDDEN TESTS", "without 'BEGIN HIDDEN TESTS'", "both"),
-        ("result = check(f, g, c, name='f')\n### BEGIN HIDDEN TESTS\nprint(1)\n"
-         "### END HIDDEN TESTS", "assert result.passed, result.message", "instructor"),
-        ("### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n### BEGIN HIDDEN TESTS\n"
-         "assert x\n### END HIDDEN TESTS", "not both", "instructor"),
+        (
+            "result = check(f, g, c, name='f')\n### BEGIN HIDDEN TESTS\nprint(1)\n"
+            "### END HIDDEN TESTS",
+            "assert result.passed, result.message",
+            "instructor",
+        ),
+        (
+            "### BEGIN SOLUTION\nx = 1\n### END SOLUTION\n### BEGIN HIDDEN TESTS\n"
+            "assert x\n### END HIDDEN TESTS",
+            "not both",
+            "instructor",
+        ),
     ],
 )
 def test_malformed_regions_name_the_notebook_and_cell(cell, error, editions):
@@ -150,10 +168,12 @@ def test_build_and_the_command_line_write_both_editions(tmp_path, capsys):
 def test_student_edition_runs_end_to_end_saying_not_implemented(tmp_path):
     nb = student_edition(source())
     # Then the student tries once more, with an error: reported with the line of the cell.
-    nb.cells.append(nbformat.v4.new_code_cell(
-        "def my_softmax(scores):\n    return scores.softmax(dim=5)\n\n"
-        "result = check(my_softmax, lambda s: s.softmax(-1), softmax_cases, name='my_softmax')"
-    ))
+    nb.cells.append(
+        nbformat.v4.new_code_cell(
+            "def my_softmax(scores):\n    return scores.softmax(dim=5)\n\n"
+            "result = check(my_softmax, lambda s: s.softmax(-1), softmax_cases, name='my_softmax')"
+        )
+    )
     printed = run_notebook(nb, tmp_path)
     for name in EXERCISES:
         assert f"{name}: not implemented yet — write your code in the cell above" in printed
@@ -176,8 +196,12 @@ def nbgrader(course: Path, *args: str) -> None:
     # nbgrader runs `alembic` from PATH: the venv's bin goes first.
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.run(
-        [sys.executable, "-m", "nbgrader", *args], cwd=course, env=env,
-        capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "nbgrader", *args],
+        cwd=course,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
@@ -188,8 +212,7 @@ def test_nbgrader_generates_and_autogrades_solution_full_and_stub_zero(tmp_path)
     course = tmp_path / "course"
     (course / "source" / "ps1").mkdir(parents=True)
     (course / "nbgrader_config.py").write_text(
-        'c = get_config()\nc.CourseDirectory.course_id = "example"\n'
-        'c.CourseDirectory.root = "."\n'
+        'c = get_config()\nc.CourseDirectory.course_id = "example"\nc.CourseDirectory.root = "."\n'
     )
     nbformat.write(instructor_edition(source()), course / "source" / "ps1" / "course_example.ipynb")
     nbgrader(course, "generate_assignment", "ps1", "--force")
@@ -211,7 +234,12 @@ def test_nbgrader_generates_and_autogrades_solution_full_and_stub_zero(tmp_path)
         assert gb.find_submission("ps1", "solver").max_score == 2
     assert scores == {"solver": 2.0, "stuck": 0.0}
     graded = nbformat.read(course / "autograded" / "stuck" / "ps1" / "course_example.ipynb", 4)
-    errors = [o for c in graded.cells if c.cell_type == "code" for o in c.outputs
-              if o.output_type == "error"]
+    errors = [
+        o
+        for c in graded.cells
+        if c.cell_type == "code"
+        for o in c.outputs
+        if o.output_type == "error"
+    ]
     assert [e.ename for e in errors] == ["AssertionError", "AssertionError"]
     assert all("not implemented yet" in e.evalue for e in errors)

@@ -50,8 +50,14 @@ MISTAKES = [
 def cases():
     g = torch.Generator().manual_seed(0)
     return {
-        "batch 1, 4 positions": (torch.randn(1, 4, 8, generator=g), torch.randn(1, 4, 8, generator=g)),
-        "batch 2, 6 positions": (torch.randn(2, 6, 4, generator=g), torch.randn(2, 6, 4, generator=g)),
+        "batch 1, 4 positions": (
+            torch.randn(1, 4, 8, generator=g),
+            torch.randn(1, 4, 8, generator=g),
+        ),
+        "batch 2, 6 positions": (
+            torch.randn(2, 6, 4, generator=g),
+            torch.randn(2, 6, 4, generator=g),
+        ),
     }
 
 
@@ -116,7 +122,7 @@ def test_shape_mismatch_names_both_shapes(capsys):
 def test_dtype_and_type_mismatches_are_named(capsys):
     result = run(lambda q, k: reference(q, k).argmax(-1), capsys)
     assert "expected shape [1, 4, 4], got shape [1, 4]" in result.message
-    result = run(lambda q, k: (reference(q, k) > 0.5), capsys)
+    result = run(lambda q, k: reference(q, k) > 0.5, capsys)
     assert "expected dtype float32, got dtype bool" in result.message
     result = run(lambda q, k: None, capsys)
     assert "got None" in result.message and "forget `return`" in result.message
@@ -252,8 +258,13 @@ def test_a_hooked_model_case_and_a_leaked_hook_is_removed(capsys):
     cases_ = {"2 prompts of 5 tokens": (model, tokens)}
     assert check(leaky, reference_fn, cases_, name="ablated_logits").passed
     assert torch.equal(model(tokens), clean)
-    result = check(wrong_head, reference_fn, cases_, name="ablated_logits",
-                   mistakes=[("ablated head 1 instead of head 0", wrong_head)])
+    result = check(
+        wrong_head,
+        reference_fn,
+        cases_,
+        name="ablated_logits",
+        mistakes=[("ablated head 1 instead of head 0", wrong_head)],
+    )
     assert "This looks like: ablated head 1 instead of head 0." in result.message
     assert torch.equal(model(tokens), clean)
 
@@ -265,5 +276,11 @@ def test_bool_outputs_are_compared_not_crashed():
     def wrong(x):
         return x >= 0
 
-    result = check(wrong, ref, {"zeros and signs": (torch.tensor([-1.0, 0.0, 2.0]),)}, name="positive")
-    assert not result.passed and "index (1,)" in result.message and "expected False, got True" in result.message
+    result = check(
+        wrong, ref, {"zeros and signs": (torch.tensor([-1.0, 0.0, 2.0]),)}, name="positive"
+    )
+    assert (
+        not result.passed
+        and "index (1,)" in result.message
+        and "expected False, got True" in result.message
+    )

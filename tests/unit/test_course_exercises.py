@@ -59,8 +59,7 @@ def test_notebook_has_its_exercises(path):
     cells = _cells(path)
     for e in mine:
         solution = [
-            c for c in cells
-            if "### BEGIN SOLUTION" in c and re.search(rf"def {e.function}\(", c)
+            c for c in cells if "### BEGIN SOLUTION" in c and re.search(rf"def {e.function}\(", c)
         ]
         assert solution, f"{path.stem}: no solution cell defining {e.function}()"
         checks = [c for c in cells if f'exercises.check("{e.name}"' in c]

@@ -173,7 +173,6 @@ def test_full_swap_at_last_position_gives_the_source_logits(tiny, pairs):
     assert activations_at(tiny, base, "blocks.0.hook_resid_post", pos=-1).shape == (8, 16)
 
 
-
 def test_das_leaves_the_model_as_it_came(tiny, pairs, snapshot):
     p = pairs["train"]
     tiny.train()  # a user's model in train mode, one parameter frozen, one with a gradient

@@ -13,7 +13,8 @@ LIMIT_MB = 40
 
 def test_package_deflates_under_the_wheel_limit():
     files = [
-        p for p in PACKAGE.rglob("*")
+        p
+        for p in PACKAGE.rglob("*")
         if p.is_file() and "__pycache__" not in p.parts and p.suffix != ".pyc"
     ]
     buf = io.BytesIO()

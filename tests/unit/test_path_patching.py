@@ -129,7 +129,12 @@ def test_previous_token_head_composes_with_induction_keys(induction):
 
     def effect(hook):  # noising: 1 = clean behaviour kept, 0 = corrupted behaviour
         return 1 - path_patch(
-            induction, clean, corrupted, metric, sender=(0, prev), hooks=[(hook, ind)],
+            induction,
+            clean,
+            corrupted,
+            metric,
+            sender=(0, prev),
+            hooks=[(hook, ind)],
             direction="noising",
         )
 
@@ -138,7 +143,11 @@ def test_previous_token_head_composes_with_induction_keys(induction):
     assert abs(effect("blocks.1.attn.hook_q")) < 0.05
     assert abs(effect("blocks.1.attn.hook_v")) < 0.05
     sweep = path_patch_all(
-        induction, clean, corrupted, metric, hooks=[("blocks.1.attn.hook_k", ind)],
+        induction,
+        clean,
+        corrupted,
+        metric,
+        hooks=[("blocks.1.attn.hook_k", ind)],
         direction="noising",
     )
     drop = sweep.clean_value - sweep.values
@@ -149,13 +158,22 @@ def test_previous_token_head_composes_with_induction_keys(induction):
 def test_bad_receivers_and_senders(mlp_model):
     metric = logit_diff(3, 5)
     with pytest.raises(ValueError, match="come before the sender"):
-        path_patch(mlp_model, CLEAN, CORRUPTED, metric, sender=(1, 0), hooks=["blocks.1.attn.hook_k"])
+        path_patch(
+            mlp_model, CLEAN, CORRUPTED, metric, sender=(1, 0), hooks=["blocks.1.attn.hook_k"]
+        )
     with pytest.raises(ValueError, match="no head"):
         path_patch(
-            mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 0), hooks=[("blocks.1.hook_resid_pre", 0)]
+            mlp_model,
+            CLEAN,
+            CORRUPTED,
+            metric,
+            sender=(0, 0),
+            hooks=[("blocks.1.hook_resid_pre", 0)],
         )
     with pytest.raises(KeyError, match="blocks.1.attn.hook_k"):
-        path_patch(mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 0), hooks=["blocks.1.attn.hook_kk"])
+        path_patch(
+            mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 0), hooks=["blocks.1.attn.hook_kk"]
+        )
     with pytest.raises(ValueError, match="out of range"):
         path_patch(
             mlp_model, CLEAN, CORRUPTED, metric, sender=(0, 2), hooks=["ln_final.hook_normalized"]
@@ -166,7 +184,11 @@ def test_bad_receivers_and_senders(mlp_model):
         )
     with pytest.raises(ValueError, match="same shape"):
         path_patch(
-            mlp_model, CLEAN, CORRUPTED[:, :5], metric, sender=(0, 0),
+            mlp_model,
+            CLEAN,
+            CORRUPTED[:, :5],
+            metric,
+            sender=(0, 0),
             hooks=["ln_final.hook_normalized"],
         )
     with pytest.raises(ValueError, match="direction"):

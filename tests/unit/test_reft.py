@@ -98,7 +98,6 @@ def test_training_flips_the_planted_answer_and_keeps_r_orthonormal(planted):
     assert torch.equal(again.R, twice.R) and torch.equal(again.W, twice.W)
 
 
-
 def test_model_left_as_it_came_after_training_use_and_errors(tiny, snapshot):
     x, y = _flip_data(64, "train", 0)
     tokens = eq.to_tokens(x)

@@ -43,7 +43,9 @@ def test_num_rows_name_existing_notebooks_from_the_readme_map():
         if status != "NUM":
             continue
         lead = re.match(r"^\d\d(?:(?:, |/)\d\d)*\b", evidence)
-        assert lead, f"§{sec} {item!r}: a NUM row's evidence must start with its notebooks ({evidence!r})"
+        assert lead, (
+            f"§{sec} {item!r}: a NUM row's evidence must start with its notebooks ({evidence!r})"
+        )
         named = re.findall(r"\d\d", lead.group(0))
         for nb in named:
             assert nb in notebooks, f"§{sec} {item!r} names notebook {nb}, which does not exist"

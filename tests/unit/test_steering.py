@@ -69,7 +69,11 @@ def test_vector_is_a_difference_of_means(mlp_model):
 
 
 def test_random_direction_has_the_norm_and_is_seeded(vec):
-    r0, r0b, r1 = random_direction(vec, seed=0), random_direction(vec, seed=0), random_direction(vec, seed=1)
+    r0, r0b, r1 = (
+        random_direction(vec, seed=0),
+        random_direction(vec, seed=0),
+        random_direction(vec, seed=1),
+    )
     assert r0.norm().item() == pytest.approx(vec.norm().item(), rel=1e-5)
     assert torch.equal(r0, r0b) and not torch.equal(r0, r1)
     assert abs(torch.cosine_similarity(r0, vec, dim=0).item()) < 0.9
@@ -79,7 +83,13 @@ def test_random_direction_has_the_norm_and_is_seeded(vec):
 def test_sweep_matches_one_steered_run_per_strength(mlp_model, toks, vec, site):
     strengths = [-1.0, 0.0, 0.5, 3.0]
     res = steering_sweep(
-        mlp_model, toks, vec, site, strengths=strengths, answer_ids=[3, 4], pos=[-1, 3],
+        mlp_model,
+        toks,
+        vec,
+        site,
+        strengths=strengths,
+        answer_ids=[3, 4],
+        pos=[-1, 3],
         batch_size=6,
     )
     assert isinstance(res, SteeringSweepResult) and res.probs.shape == (4, 11)
@@ -147,11 +157,12 @@ def test_model_left_as_it_came_even_on_errors(mlp_model, toks, vec):
     assert grads == {k: p.requires_grad for k, p in mlp_model.named_parameters()}
 
 
-
 def test_texts_and_ids_are_one_coercion(mlp_model):
     pos_texts, neg_texts = ["a b c", "d e f"], ["g h i"]
     from_texts = steering_vector(mlp_model, pos_texts, neg_texts, SITE)
-    ids = steering_vector(mlp_model, mlp_model.to_tokens(pos_texts), mlp_model.to_tokens(neg_texts), SITE)
+    ids = steering_vector(
+        mlp_model, mlp_model.to_tokens(pos_texts), mlp_model.to_tokens(neg_texts), SITE
+    )
     assert torch.equal(from_texts, ids) and from_texts.norm() > 0
     one = steer(mlp_model, "a b c", from_texts, SITE)
     assert torch.equal(one, steer(mlp_model, mlp_model.to_tokens("a b c"), from_texts, SITE))

@@ -193,7 +193,9 @@ def test_from_head_scores_labels_and_sequential_map():
     assert w.center is None and w.title == "induction"
     assert (w.vmin, w.vmax) == (0.0, 1.0)  # scores are in [0, 1]: a fixed scale
     assert Heatmap.from_head_scores(scores, col_labels=list("abcd")).col_labels == list("abcd")
-    with pytest.raises(ValueError, match=r"scores has shape \(2, 4, 1, 1\).*expected \[layer, head\]"):
+    with pytest.raises(
+        ValueError, match=r"scores has shape \(2, 4, 1, 1\).*expected \[layer, head\]"
+    ):
         Heatmap.from_head_scores(torch.rand(2, 4, 1, 1))
 
 

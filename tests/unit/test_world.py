@@ -145,7 +145,10 @@ def test_intervene_along_leaves_the_model_as_it_came(tiny, tokens):
     before = {k: v.clone() for k, v in tiny.state_dict().items()}
     hooks_before = [len(m._forward_hooks) for m in tiny.modules()]
     h = "blocks.0.hook_resid_post"
-    with pytest.raises(ValueError, match="directions has 5 entries but hook 'blocks.0.hook_resid_post' has width 16"):
+    with pytest.raises(
+        ValueError,
+        match="directions has 5 entries but hook 'blocks.0.hook_resid_post' has width 16",
+    ):
         intervene_along(tiny, tokens, hooks=h, directions=torch.ones(5), amounts=1.0)
     with pytest.raises(KeyError, match="Unknown hook point"):
         intervene_along(tiny, tokens, hooks=h + "x", directions=torch.ones(16), amounts=1.0)
@@ -196,9 +199,7 @@ def test_intervene_to_class_is_the_push_computed_on_the_stream(tiny, tokens):
 def test_intervene_to_class_cleans_up_when_the_hook_raises(tiny, tokens):
     tiny.train()
     before = {k: v.clone() for k, v in tiny.state_dict().items()}
-    wrong = StateProbe(
-        torch.zeros(2, 3, 7), torch.zeros(2, 3), hook="blocks.0.hook_resid_post"
-    )
+    wrong = StateProbe(torch.zeros(2, 3, 7), torch.zeros(2, 3), hook="blocks.0.hook_resid_post")
     with pytest.raises(ValueError, match=r"d_model=7\], got \[2, 16\]"):
         intervene_to_class(tiny, tokens, wrong, torch.tensor([0, 1]), to_class=torch.tensor([1, 1]))
     assert all(len(m._forward_hooks) == 0 for m in tiny.modules())

@@ -24,7 +24,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"course build: {err}", file=sys.stderr)
         return 1
     n = len(written) // 2
-    print(f"course build: {n} notebook{'s' if n != 1 else ''} -> {args.out}/student, {args.out}/instructor")
+    print(
+        f"course build: {n} notebook{'s' if n != 1 else ''} -> {args.out}/student, {args.out}/instructor"
+    )
     return 0
 
 

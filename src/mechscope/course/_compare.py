@@ -144,7 +144,9 @@ def difference(
             extra = sorted(map(str, set(got) - set(expected)))
             return f"{prefix}keys differ (missing {missing}, unexpected {extra})"
         for k in expected:
-            d = difference(expected[k], got[k], rtol=rtol, atol=atol, where=f"{where or 'output'}[{k!r}]")
+            d = difference(
+                expected[k], got[k], rtol=rtol, atol=atol, where=f"{where or 'output'}[{k!r}]"
+            )
             if d:
                 return d
         return None

@@ -66,8 +66,11 @@ def _restore(snap: dict[str, Any]) -> None:
                 continue
             for k in [k for k in hooks if k not in before]:
                 del hooks[k]
-                for extra in ("_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-                              "_forward_pre_hooks_with_kwargs"):
+                for extra in (
+                    "_forward_hooks_with_kwargs",
+                    "_forward_hooks_always_called",
+                    "_forward_pre_hooks_with_kwargs",
+                ):
                     getattr(m, extra, {}).pop(k, None)
         m.training = training
     with torch.no_grad():

@@ -81,9 +81,7 @@ def _solution_markdown(source: str, regions: list[tuple[int, int]]) -> NotebookN
     from nbformat.v4 import new_markdown_cell
 
     fence = "````" if "```" in code else "```"
-    text = (
-        f"<details><summary>Solution</summary>\n\n{fence}python\n{code}\n{fence}\n\n</details>"
-    )
+    text = f"<details><summary>Solution</summary>\n\n{fence}python\n{code}\n{fence}\n\n</details>"
     return new_markdown_cell(text)
 
 
@@ -177,8 +175,12 @@ def instructor_edition(notebook: NotebookNode, *, name: str = "") -> NotebookNod
             )
         if solutions:
             n_solution += 1
-            meta = {"solution": True, "grade": False, "locked": False,
-                    "grade_id": _grade_id("solution", cell, n_solution, taken)}
+            meta = {
+                "solution": True,
+                "grade": False,
+                "locked": False,
+                "grade_id": _grade_id("solution", cell, n_solution, taken),
+            }
         elif hidden:
             lines = cell.source.split("\n")
             block = "\n".join(line for a, b in hidden for line in lines[a + 1 : b])
@@ -188,8 +190,13 @@ def instructor_edition(notebook: NotebookNode, *, name: str = "") -> NotebookNod
                     "the result: `assert result.passed, result.message`"
                 )
             n_check += 1
-            meta = {"solution": False, "grade": True, "locked": True, "points": 1,
-                    "grade_id": _grade_id("check", cell, n_check, taken)}
+            meta = {
+                "solution": False,
+                "grade": True,
+                "locked": True,
+                "points": 1,
+                "grade_id": _grade_id("check", cell, n_check, taken),
+            }
         else:
             continue
         cell.metadata["nbgrader"] = {**meta, "task": False, "schema_version": 3}
@@ -197,9 +204,7 @@ def instructor_edition(notebook: NotebookNode, *, name: str = "") -> NotebookNod
 
 
 def _notebooks_under(root: Path) -> list[Path]:
-    return sorted(
-        p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts
-    )
+    return sorted(p for p in root.rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
 
 
 def build(notebooks: str | Path = "notebooks", out: str | Path = "course") -> list[Path]:

@@ -97,8 +97,12 @@ def _one_line(err: BaseException) -> str:
 
 
 def _likely_mistake(
-    mistakes: Sequence[tuple[str, Callable]], got: Any, args: tuple, kwargs: dict,
-    rtol: float, atol: float,
+    mistakes: Sequence[tuple[str, Callable]],
+    got: Any,
+    args: tuple,
+    kwargs: dict,
+    rtol: float,
+    atol: float,
 ) -> str | None:
     for label, wrong in mistakes:
         try:
@@ -147,7 +151,8 @@ def check(
     """
     if not callable(student_fn):
         return _report(
-            name, False,
+            name,
+            False,
             f"✗ {name}: expected a function, got {describe(student_fn)}; define `{name}` "
             "in the cell above and run it first",
         )
@@ -162,7 +167,8 @@ def check(
             )
         except Exception as err:  # noqa: BLE001 - the student's error, reported in words
             return _report(
-                name, False,
+                name,
+                False,
                 f"✗ {name}: case '{label}': your code raised {_one_line(err)}"
                 f"{_where_in_student_code(err, student_fn)}",
             )

@@ -86,7 +86,9 @@ class TokenMixin:
         if isinstance(tokens, str):
             tokens = self.to_tokens(tokens, prepend_bos=prepend_bos)
         t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)
-        ids = as_tokens(self, t.reshape(1) if t.dim() == 0 else t, check_ctx=False)  # 0-d: one id, e.g. argmax
+        ids = as_tokens(
+            self, t.reshape(1) if t.dim() == 0 else t, check_ctx=False
+        )  # 0-d: one id, e.g. argmax
         if ids.shape[0] != 1:
             raise ValueError(
                 f"to_str_tokens takes one sequence (tokens [pos] or [1, pos]), got a batch of "

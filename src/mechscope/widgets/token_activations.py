@@ -142,8 +142,7 @@ class TokenActivations(_static.StaticFallback, anywidget.AnyWidget):
         if features is None:
             features = range(acts.shape[-1])
         units = [
-            check_feature(f, acts.shape[-1], what=f"features entry of {hook}")
-            for f in features
+            check_feature(f, acts.shape[-1], what=f"features entry of {hook}") for f in features
         ]
         kwargs.setdefault("feature_names", [f"{hook}[{u}]" for u in units])
         return cls(str_tokens, acts[..., units], **kwargs)

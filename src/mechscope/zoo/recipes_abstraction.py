@@ -121,6 +121,7 @@ def train_equality_das(steps: int | None = None, seed: int = 0) -> tuple[Transfo
         pct_start=optim["schedule"]["pct_start"],
     )
     answers = torch.tensor(eq.answer_ids())
+
     def loss_at(step):
         x = eq.sample_inputs(data["batch"], "train", seed=1000 + 1_000_000 * seed + step)
         target = answers[eq.causal_model(x)["out"].long()]

@@ -71,6 +71,7 @@ def train_grammar_2l(steps: int = 2000, seed: int = 0) -> tuple[Transformer, dic
     data = {"seq_len": 32, "batch": 64}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
     model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
+
     def loss_at(step):
         # Seeds 1_000_000+ for training; the card's metrics use seed 12345 (never trained on).
         tokens, _ = grammar_batch(

@@ -119,6 +119,7 @@ def train_facts_ioi_2l(steps: int = 3000, seed: int = 0) -> tuple[Transformer, d
     data = {"batch_pairs": 64, "n_ctx": 16}
     optim = {"name": "AdamW", "lr": 1e-3, "weight_decay": 0.01, "betas": [0.9, 0.999]}
     model, opt = seeded_model_and_optimizer(cfg, tok, optim, seed)
+
     def loss_at(step):
         pairs = _batch(data["batch_pairs"], seed=1_000_000 + seed * steps + step)
         prompts = [p.clean for p in pairs] + [p.corrupted for p in pairs]

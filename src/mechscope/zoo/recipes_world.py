@@ -205,9 +205,7 @@ def fit_board_probe(
 
     hook = f"blocks.{layer}.hook_resid_post"
     acts, labels = board_dataset(model, hook, n, seed)
-    return fit_state_probe(
-        acts, labels, 3, steps=steps, hook=hook, classes=othello.CLASS_NAMES
-    )
+    return fit_state_probe(acts, labels, 3, steps=steps, hook=hook, classes=othello.CLASS_NAMES)
 
 
 @torch.no_grad()

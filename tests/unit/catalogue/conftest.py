@@ -34,8 +34,7 @@ def snapshot(model) -> dict:
             for k, v in m.state_dict(keep_vars=False).items():
                 state[f"{id(m)}.{k}"] = v.detach().clone()
     hooks = sum(
-        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-        for m in mods
+        len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in mods
     )
     cfg = getattr(inner, "config", None)
     return {

@@ -49,12 +49,15 @@ def _pattern_cases():
     minutes=5,
     cases=_pattern_cases,
     mistakes=[
-        ("the diagonal (attention to the token itself), not the one below it",
-         lambda p: p.diagonal(0, -2, -1).mean(-1)),
-        ("the line above the diagonal (keys after the query: always 0 in a causal pattern)",
-         lambda p: p.diagonal(1, -2, -1).mean(-1)),
-        ("averaged over keys instead of taking one key per query",
-         lambda p: p.mean((-2, -1))),
+        (
+            "the diagonal (attention to the token itself), not the one below it",
+            lambda p: p.diagonal(0, -2, -1).mean(-1),
+        ),
+        (
+            "the line above the diagonal (keys after the query: always 0 in a causal pattern)",
+            lambda p: p.diagonal(1, -2, -1).mean(-1),
+        ),
+        ("averaged over keys instead of taking one key per query", lambda p: p.mean((-2, -1))),
     ],
 )
 def previous_token_score(pattern: torch.Tensor) -> torch.Tensor:
@@ -79,12 +82,17 @@ def _induction_cases():
     minutes=10,
     cases=_induction_cases,
     mistakes=[
-        ("attention to the earlier copy of the same token (offset period), not the token "
-         "after it (offset period - 1)",
-         lambda p, period: p[..., torch.arange(period + 1, 2 * period + 1),
-                             torch.arange(1, period + 1)].mean(-1)),
-        ("included the first copy's queries too (they have no earlier copy to look at)",
-         lambda p, period: p.diagonal(-(period - 1), -2, -1).mean(-1)),
+        (
+            "attention to the earlier copy of the same token (offset period), not the token "
+            "after it (offset period - 1)",
+            lambda p, period: p[
+                ..., torch.arange(period + 1, 2 * period + 1), torch.arange(1, period + 1)
+            ].mean(-1),
+        ),
+        (
+            "included the first copy's queries too (they have no earlier copy to look at)",
+            lambda p, period: p.diagonal(-(period - 1), -2, -1).mean(-1),
+        ),
     ],
 )
 def induction_score(pattern: torch.Tensor, period: int) -> torch.Tensor:
@@ -111,10 +119,14 @@ def _best_cases():
     minutes=5,
     cases=_best_cases,
     mistakes=[
-        ("layer and head swapped (unravel with the number of heads, scores.shape[1])",
-         lambda s: (int(s.argmax()) % s.shape[0], int(s.argmax()) // s.shape[0])),
-        ("returned the flat index's quotient and remainder by the number of layers",
-         lambda s: (int(s.argmax()) // s.shape[0], int(s.argmax()) % s.shape[0])),
+        (
+            "layer and head swapped (unravel with the number of heads, scores.shape[1])",
+            lambda s: (int(s.argmax()) % s.shape[0], int(s.argmax()) // s.shape[0]),
+        ),
+        (
+            "returned the flat index's quotient and remainder by the number of layers",
+            lambda s: (int(s.argmax()) // s.shape[0], int(s.argmax()) % s.shape[0]),
+        ),
     ],
 )
 def best_head(scores: torch.Tensor) -> tuple[int, int]:

@@ -42,7 +42,8 @@ def _logit_cases():
     _, _, answers, wrongs, logits, _ = _ioi()
     return {
         "random logits [3, 5, 11], answers [3], wrong [3]": (
-            torch.randn(3, 5, 11, generator=gen), torch.tensor([1, 4, 7]),
+            torch.randn(3, 5, 11, generator=gen),
+            torch.tensor([1, 4, 7]),
             torch.tensor([2, 0, 9]),
         ),
         "facts-ioi-2l on 4 held-out IOI prompts": (logits, answers, wrongs),
@@ -61,13 +62,19 @@ def _at(logits: torch.Tensor, pos: int, ids: torch.Tensor) -> torch.Tensor:
     minutes=5,
     cases=_logit_cases,
     mistakes=[
-        ("the wrong answer minus the right one (sign swapped)",
-         lambda lg, a, w: _at(lg, -1, w) - _at(lg, -1, a)),
-        ("read at the first position, not the last (the prediction after the whole prompt)",
-         lambda lg, a, w: _at(lg, 0, a) - _at(lg, 0, w)),
-        ("one shared id per batch: indexed logits[:, -1, answer_ids] ([batch, batch], "
-         "not one answer per prompt)",
-         lambda lg, a, w: lg[:, -1, a] - lg[:, -1, w]),
+        (
+            "the wrong answer minus the right one (sign swapped)",
+            lambda lg, a, w: _at(lg, -1, w) - _at(lg, -1, a),
+        ),
+        (
+            "read at the first position, not the last (the prediction after the whole prompt)",
+            lambda lg, a, w: _at(lg, 0, a) - _at(lg, 0, w),
+        ),
+        (
+            "one shared id per batch: indexed logits[:, -1, answer_ids] ([batch, batch], "
+            "not one answer per prompt)",
+            lambda lg, a, w: lg[:, -1, a] - lg[:, -1, w],
+        ),
     ],
 )
 def logit_difference(
@@ -98,10 +105,16 @@ def _ig_cases():
     gen = torch.Generator().manual_seed(1)
     return {
         "toy f: R^6 -> R, zero baseline, 8 steps": (
-            _toy_f, torch.randn(6, generator=gen), torch.zeros(6), 8,
+            _toy_f,
+            torch.randn(6, generator=gen),
+            torch.zeros(6),
+            8,
         ),
         "toy g: R^(2x3) -> R, random baseline, 20 steps": (
-            _toy_g, torch.randn(2, 3, generator=gen), torch.randn(2, 3, generator=gen), 20,
+            _toy_g,
+            torch.randn(2, 3, generator=gen),
+            torch.randn(2, 3, generator=gen),
+            20,
         ),
     }
 
@@ -131,11 +144,16 @@ def _grad_times_diff(f, x, baseline, steps):
     minutes=15,
     cases=_ig_cases,
     mistakes=[
-        ("a left Riemann sum (alphas 0, 1/steps, ..., never the input itself), not the "
-         "trapezoid rule", _ig_left),
+        (
+            "a left Riemann sum (alphas 0, 1/steps, ..., never the input itself), not the "
+            "trapezoid rule",
+            _ig_left,
+        ),
         ("forgot to multiply the averaged gradient by (x - baseline)", _ig_no_diff),
-        ("the gradient at the input only, times (x - baseline): no path integral",
-         _grad_times_diff),
+        (
+            "the gradient at the input only, times (x - baseline): no path integral",
+            _grad_times_diff,
+        ),
     ],
 )
 def ig_trapezoid(f, x: torch.Tensor, baseline: torch.Tensor, steps: int) -> torch.Tensor:
@@ -159,11 +177,13 @@ def _gap_cases():
     gen = torch.Generator().manual_seed(2)
     return {
         "random attributions [4, 7], f_input [4], f_baseline [4]": (
-            torch.randn(4, 7, generator=gen), torch.randn(4, generator=gen) * 3,
+            torch.randn(4, 7, generator=gen),
+            torch.randn(4, generator=gen) * 3,
             torch.randn(4, generator=gen),
         ),
         "random attributions [2, 15]": (
-            torch.randn(2, 15, generator=gen), torch.tensor([11.4, -2.0]),
+            torch.randn(2, 15, generator=gen),
+            torch.tensor([11.4, -2.0]),
             torch.tensor([2.9, 1.0]),
         ),
     }
@@ -177,12 +197,18 @@ def _gap_cases():
     minutes=5,
     cases=_gap_cases,
     mistakes=[
-        ("the absolute gap, not divided by |f(input) - f(baseline)|",
-         lambda a, fi, fb: (a.sum(-1) - (fi - fb)).abs()),
-        ("the signed gap: forgot the absolute value",
-         lambda a, fi, fb: (a.sum(-1) - (fi - fb)) / (fi - fb).abs()),
-        ("compared with f(baseline) - f(input) (sign swapped)",
-         lambda a, fi, fb: (a.sum(-1) - (fb - fi)).abs() / (fi - fb).abs()),
+        (
+            "the absolute gap, not divided by |f(input) - f(baseline)|",
+            lambda a, fi, fb: (a.sum(-1) - (fi - fb)).abs(),
+        ),
+        (
+            "the signed gap: forgot the absolute value",
+            lambda a, fi, fb: (a.sum(-1) - (fi - fb)) / (fi - fb).abs(),
+        ),
+        (
+            "compared with f(baseline) - f(input) (sign swapped)",
+            lambda a, fi, fb: (a.sum(-1) - (fb - fi)).abs() / (fi - fb).abs(),
+        ),
     ],
 )
 def completeness_gap(
@@ -205,7 +231,10 @@ def _dla_cases():
     return {
         "facts-ioi-2l on 4 held-out IOI prompts (IO vs S)": (cache_, model, answers, wrongs),
         "the same architecture, untrained, same prompts": (
-            untrained_cache, untrained, answers, wrongs,
+            untrained_cache,
+            untrained,
+            answers,
+            wrongs,
         ),
     }
 
@@ -246,12 +275,18 @@ def _dla(cache_, model, answer_ids, wrong_ids, *, centre=True, scale=True, gain=
     cases=_dla_cases,
     atol=1e-4,
     mistakes=[
-        ("forgot to divide by the final LayerNorm's scale (of the real final residual)",
-         lambda c, m, a, w: _dla(c, m, a, w, scale=False)),
-        ("forgot to centre each head's output (LayerNorm subtracts the mean over d_model)",
-         lambda c, m, a, w: _dla(c, m, a, w, centre=False)),
-        ("forgot the final LayerNorm's weight ln_final.w",
-         lambda c, m, a, w: _dla(c, m, a, w, gain=False)),
+        (
+            "forgot to divide by the final LayerNorm's scale (of the real final residual)",
+            lambda c, m, a, w: _dla(c, m, a, w, scale=False),
+        ),
+        (
+            "forgot to centre each head's output (LayerNorm subtracts the mean over d_model)",
+            lambda c, m, a, w: _dla(c, m, a, w, centre=False),
+        ),
+        (
+            "forgot the final LayerNorm's weight ln_final.w",
+            lambda c, m, a, w: _dla(c, m, a, w, gain=False),
+        ),
     ],
 )
 def head_logit_attribution(cache, model, answer_ids, wrong_ids) -> torch.Tensor:

@@ -39,10 +39,13 @@ def _forward_cases():
     x = torch.rand(8, 3, 5, generator=gen) * (torch.rand(8, 3, 5, generator=gen) < 0.3)
     return {
         "W [3, 2, 5], b [3, 5], x [8, 3, 5]": (
-            _weights(0), torch.randn(3, 5, generator=gen) * 0.3, x,
+            _weights(0),
+            torch.randn(3, 5, generator=gen) * 0.3,
+            x,
         ),
         "W [2, 4, 10], b [2, 10], x [16, 2, 10]": (
-            _weights(1, (2, 4, 10)), torch.randn(2, 10, generator=gen) * 0.3,
+            _weights(1, (2, 4, 10)),
+            torch.randn(2, 10, generator=gen) * 0.3,
             torch.rand(16, 2, 10, generator=gen),
         ),
     }
@@ -56,14 +59,20 @@ def _forward_cases():
     minutes=10,
     cases=_forward_cases,
     mistakes=[
-        ("forgot the ReLU on the output",
-         lambda W, b, x: torch.einsum("bim,imf->bif", torch.einsum("bif,imf->bim", x, W), W)
-         + b),
-        ("added the bias after the ReLU, not before",
-         lambda W, b, x: torch.relu(
-             torch.einsum("bim,imf->bif", torch.einsum("bif,imf->bim", x, W), W)) + b),
-        ("mixed the instances: one W for every instance (W[0])",
-         lambda W, b, x: torch.relu(x @ W[0].T @ W[0] + b)),
+        (
+            "forgot the ReLU on the output",
+            lambda W, b, x: torch.einsum("bim,imf->bif", torch.einsum("bif,imf->bim", x, W), W) + b,
+        ),
+        (
+            "added the bias after the ReLU, not before",
+            lambda W, b, x: (
+                torch.relu(torch.einsum("bim,imf->bif", torch.einsum("bif,imf->bim", x, W), W)) + b
+            ),
+        ),
+        (
+            "mixed the instances: one W for every instance (W[0])",
+            lambda W, b, x: torch.relu(x @ W[0].T @ W[0] + b),
+        ),
     ],
 )
 def toy_forward(W: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -82,10 +91,13 @@ def _loss_cases():
     x = torch.rand(32, 3, 5, generator=gen) * (torch.rand(32, 3, 5, generator=gen) < 0.5)
     return {
         "x, x_hat [32, 3, 5], importance 0.9^i": (
-            x, torch.rand(32, 3, 5, generator=gen), 0.9 ** torch.arange(5.0),
+            x,
+            torch.rand(32, 3, 5, generator=gen),
+            0.9 ** torch.arange(5.0),
         ),
         "x, x_hat [16, 2, 20], importance 0.7^i": (
-            torch.rand(16, 2, 20, generator=gen), torch.rand(16, 2, 20, generator=gen),
+            torch.rand(16, 2, 20, generator=gen),
+            torch.rand(16, 2, 20, generator=gen),
             0.7 ** torch.arange(20.0),
         ),
     }
@@ -100,10 +112,14 @@ def _loss_cases():
     cases=_loss_cases,
     mistakes=[
         ("forgot the importance weights", lambda x, xh, imp: ((x - xh) ** 2).mean((0, 2))),
-        ("summed over features instead of averaging",
-         lambda x, xh, imp: (imp * (x - xh) ** 2).sum(-1).mean(0)),
-        ("weighted the error before squaring it (importance^2 in effect)",
-         lambda x, xh, imp: ((imp * (x - xh)) ** 2).mean((0, 2))),
+        (
+            "summed over features instead of averaging",
+            lambda x, xh, imp: (imp * (x - xh) ** 2).sum(-1).mean(0),
+        ),
+        (
+            "weighted the error before squaring it (importance^2 in effect)",
+            lambda x, xh, imp: ((imp * (x - xh)) ** 2).mean((0, 2)),
+        ),
     ],
 )
 def importance_weighted_loss(
@@ -142,13 +158,15 @@ def _overlaps(W: torch.Tensor) -> torch.Tensor:
     minutes=10,
     cases=_geometry_cases,
     mistakes=[
-        ("included j = i (that adds the feature's own norm^2)",
-         lambda W: _overlaps(W).sum(-1)),
-        ("did not normalise W_i (used (W_i · W_j)^2, not (Ŵ_i · W_j)^2)",
-         lambda W: (torch.einsum("imf,img->ifg", W, W) ** 2).sum(-1)
-         - W.norm(dim=1) ** 4),
-        ("forgot to square the dot products",
-         lambda W: torch.einsum("imf,img->ifg", _unit(W), W).sum(-1) - W.norm(dim=1)),
+        ("included j = i (that adds the feature's own norm^2)", lambda W: _overlaps(W).sum(-1)),
+        (
+            "did not normalise W_i (used (W_i · W_j)^2, not (Ŵ_i · W_j)^2)",
+            lambda W: (torch.einsum("imf,img->ifg", W, W) ** 2).sum(-1) - W.norm(dim=1) ** 4,
+        ),
+        (
+            "forgot to square the dot products",
+            lambda W: torch.einsum("imf,img->ifg", _unit(W), W).sum(-1) - W.norm(dim=1),
+        ),
     ],
 )
 def overlap_with_others(W: torch.Tensor) -> torch.Tensor:
@@ -167,15 +185,24 @@ def overlap_with_others(W: torch.Tensor) -> torch.Tensor:
     minutes=10,
     cases=_geometry_cases,
     mistakes=[
-        ("did not normalise W_i in the denominator (used (W_i · W_j)^2)",
-         lambda W: W.norm(dim=1) ** 2
-         / (torch.einsum("imf,img->ifg", W, W) ** 2).sum(-1).clamp_min(1e-8)),
-        ("left out j = i from the denominator",
-         lambda W: W.norm(dim=1) ** 2 / (_overlaps(W).sum(-1)
-                                         - _overlaps(W).diagonal(dim1=1, dim2=2))
-         .clamp_min(1e-8)),
-        ("normalised over the wrong index: (Ŵ_j · W_i)^2, summed over j",
-         lambda W: W.norm(dim=1) ** 2 / _overlaps(W).sum(-2).clamp_min(1e-8)),
+        (
+            "did not normalise W_i in the denominator (used (W_i · W_j)^2)",
+            lambda W: (
+                W.norm(dim=1) ** 2
+                / (torch.einsum("imf,img->ifg", W, W) ** 2).sum(-1).clamp_min(1e-8)
+            ),
+        ),
+        (
+            "left out j = i from the denominator",
+            lambda W: (
+                W.norm(dim=1) ** 2
+                / (_overlaps(W).sum(-1) - _overlaps(W).diagonal(dim1=1, dim2=2)).clamp_min(1e-8)
+            ),
+        ),
+        (
+            "normalised over the wrong index: (Ŵ_j · W_i)^2, summed over j",
+            lambda W: W.norm(dim=1) ** 2 / _overlaps(W).sum(-2).clamp_min(1e-8),
+        ),
     ],
 )
 def dimensionality(W: torch.Tensor) -> torch.Tensor:
@@ -215,12 +242,18 @@ def _row_entropy(R: torch.Tensor) -> torch.Tensor:
     minutes=10,
     cases=_importance_cases,
     mistakes=[
-        ("averaged the codes equally instead of weighting each by its share of the importance",
-         lambda R: (1 - _row_entropy(R) / math.log(R.shape[1])).mean()),
-        ("used the natural-log entropy without dividing by log(number of factors)",
-         lambda R: (R.sum(1) / R.sum() * (1 - _row_entropy(R))).sum()),
-        ("normalised each factor's column (that is completeness), not each code's row",
-         lambda R: (R.sum(0) / R.sum() * (1 - _row_entropy(R.T) / math.log(R.shape[0]))).sum()),
+        (
+            "averaged the codes equally instead of weighting each by its share of the importance",
+            lambda R: (1 - _row_entropy(R) / math.log(R.shape[1])).mean(),
+        ),
+        (
+            "used the natural-log entropy without dividing by log(number of factors)",
+            lambda R: (R.sum(1) / R.sum() * (1 - _row_entropy(R))).sum(),
+        ),
+        (
+            "normalised each factor's column (that is completeness), not each code's row",
+            lambda R: (R.sum(0) / R.sum() * (1 - _row_entropy(R.T) / math.log(R.shape[0]))).sum(),
+        ),
     ],
 )
 def disentanglement(importance: torch.Tensor) -> torch.Tensor:
@@ -242,14 +275,18 @@ def _mcc_cases():
     s = torch.rand(500, 4, generator=gen)
     noise = 0.2 * torch.randn(500, 4, generator=gen)
     t = torch.rand(400, 3, generator=gen)
-    shared = torch.stack([t[:, 0] + t[:, 1], t[:, 2], t[:, 0] + 3 * torch.randn(400, generator=gen)], 1)
+    shared = torch.stack(
+        [t[:, 0] + t[:, 1], t[:, 2], t[:, 0] + 3 * torch.randn(400, generator=gen)], 1
+    )
     return {
         "permuted, sign-flipped, rescaled sources + noise, [500, 4] vs [500, 4]": (
-            -2.0 * s[:, [1, 3, 0, 2]] + noise, s,
+            -2.0 * s[:, [1, 3, 0, 2]] + noise,
+            s,
         ),
         "one component reads two sources, [400, 3] vs [400, 3]": (shared, t),
         "unrelated codes, [300, 5] vs [300, 5]": (
-            torch.randn(300, 5, generator=gen), torch.randn(300, 5, generator=gen),
+            torch.randn(300, 5, generator=gen),
+            torch.randn(300, 5, generator=gen),
         ),
     }
 
@@ -276,13 +313,19 @@ def _best_matching(corr: torch.Tensor) -> torch.Tensor:
     minutes=10,
     cases=_mcc_cases,
     mistakes=[
-        ("let two latents share one component: each latent took its best component (no "
-         "one-to-one matching)",
-         lambda acts, true: _abs_corr(acts, true).abs().amax(0).mean()),
-        ("forgot the absolute value: a sign-flipped component counts as -1, not 1",
-         lambda acts, true: _best_matching(_abs_corr(acts, true))),
-        ("matched component i to latent i (no search over permutations)",
-         lambda acts, true: _abs_corr(acts, true).abs().diagonal().mean()),
+        (
+            "let two latents share one component: each latent took its best component (no "
+            "one-to-one matching)",
+            lambda acts, true: _abs_corr(acts, true).abs().amax(0).mean(),
+        ),
+        (
+            "forgot the absolute value: a sign-flipped component counts as -1, not 1",
+            lambda acts, true: _best_matching(_abs_corr(acts, true)),
+        ),
+        (
+            "matched component i to latent i (no search over permutations)",
+            lambda acts, true: _abs_corr(acts, true).abs().diagonal().mean(),
+        ),
     ],
 )
 def mean_corr(acts: torch.Tensor, true: torch.Tensor) -> torch.Tensor:

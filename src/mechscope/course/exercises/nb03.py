@@ -56,7 +56,10 @@ def _encode_cases():
     return {
         "random SAE, x [10, 8], d_sae 32": _random_sae(0),
         "the shipped grammar-2l-mlp0 weights on 64 tokens of neurons [64, 256]": (
-            neurons, W_enc, b_enc, b_dec,
+            neurons,
+            W_enc,
+            b_enc,
+            b_dec,
         ),
     }
 
@@ -69,10 +72,14 @@ def _encode_cases():
     minutes=5,
     cases=_encode_cases,
     mistakes=[
-        ("forgot to subtract b_dec before the encoder",
-         lambda x, We, be, bd: torch.relu(x @ We + be)),
-        ("added b_dec instead of subtracting it",
-         lambda x, We, be, bd: torch.relu((x + bd) @ We + be)),
+        (
+            "forgot to subtract b_dec before the encoder",
+            lambda x, We, be, bd: torch.relu(x @ We + be),
+        ),
+        (
+            "added b_dec instead of subtracting it",
+            lambda x, We, be, bd: torch.relu((x + bd) @ We + be),
+        ),
         ("forgot the ReLU", lambda x, We, be, bd: _pre(x, We, be, bd)),
     ],
 )
@@ -92,7 +99,11 @@ def _topk_cases():
     return {
         "random SAE, x [10, 8], d_sae 32, k 4": (*_random_sae(1), 4),
         "the shipped grammar-2l-mlp0 (k 8) on neurons [64, 256]": (
-            neurons, W_enc, b_enc, b_dec, 8,
+            neurons,
+            W_enc,
+            b_enc,
+            b_dec,
+            8,
         ),
     }
 
@@ -109,12 +120,18 @@ def _keep(pre: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     minutes=10,
     cases=_topk_cases,
     mistakes=[
-        ("kept the k largest |pre-activations| (a large negative one is not a feature)",
-         lambda x, We, be, bd, k: _keep(p := _pre(x, We, be, bd), p.abs().topk(k, -1).indices)),
-        ("forgot to subtract b_dec before the encoder",
-         lambda x, We, be, bd, k: _keep(p := x @ We + be, p.topk(k, -1).indices)),
-        ("the k largest over the batch (dim 0), not over features",
-         lambda x, We, be, bd, k: _keep(p := _pre(x, We, be, bd).T, p.topk(k, -1).indices).T),
+        (
+            "kept the k largest |pre-activations| (a large negative one is not a feature)",
+            lambda x, We, be, bd, k: _keep(p := _pre(x, We, be, bd), p.abs().topk(k, -1).indices),
+        ),
+        (
+            "forgot to subtract b_dec before the encoder",
+            lambda x, We, be, bd, k: _keep(p := x @ We + be, p.topk(k, -1).indices),
+        ),
+        (
+            "the k largest over the batch (dim 0), not over features",
+            lambda x, We, be, bd, k: _keep(p := _pre(x, We, be, bd).T, p.topk(k, -1).indices).T,
+        ),
     ],
 )
 def topk_encode(
@@ -140,10 +157,18 @@ def _loss_cases():
     f_zoo = torch.relu(_pre(neurons, W_enc, b_enc, b_dec_zoo))
     return {
         "random x [12, 8], f [12, 32], W_dec [32, 8] (rows of any norm), l1 0.1": (
-            x, f, W_dec, torch.randn(8, generator=gen), 0.1,
+            x,
+            f,
+            W_dec,
+            torch.randn(8, generator=gen),
+            0.1,
         ),
         "the shipped SAE's weights on neurons [64, 256], ReLU features, l1 0.003": (
-            neurons, f_zoo, W_dec_zoo, b_dec_zoo, 3e-3,
+            neurons,
+            f_zoo,
+            W_dec_zoo,
+            b_dec_zoo,
+            3e-3,
         ),
     }
 
@@ -160,16 +185,24 @@ def _mse(x, f, W_dec, b_dec):
     minutes=10,
     cases=_loss_cases,
     mistakes=[
-        ("averaged the squared error over d_in too (torch.mean of everything)",
-         lambda x, f, W, b, l1: (f @ W + b - x).pow(2).mean()
-         + l1 * (f * W.norm(dim=1)).sum(-1).mean()),
-        ("an L1 penalty on f alone, not weighted by the decoder rows' norms",
-         lambda x, f, W, b, l1: _mse(x, f, W, b) + l1 * f.sum(-1).mean()),
+        (
+            "averaged the squared error over d_in too (torch.mean of everything)",
+            lambda x, f, W, b, l1: (
+                (f @ W + b - x).pow(2).mean() + l1 * (f * W.norm(dim=1)).sum(-1).mean()
+            ),
+        ),
+        (
+            "an L1 penalty on f alone, not weighted by the decoder rows' norms",
+            lambda x, f, W, b, l1: _mse(x, f, W, b) + l1 * f.sum(-1).mean(),
+        ),
         ("forgot the sparsity penalty", lambda x, f, W, b, l1: _mse(x, f, W, b)),
     ],
 )
 def sae_loss(
-    x: torch.Tensor, f: torch.Tensor, W_dec: torch.Tensor, b_dec: torch.Tensor,
+    x: torch.Tensor,
+    f: torch.Tensor,
+    W_dec: torch.Tensor,
+    b_dec: torch.Tensor,
     l1_coefficient: float,
 ) -> torch.Tensor:
     """``x [batch, d_in]``, features ``f [batch, d_sae]``, ``W_dec [d_sae, d_in]``,
@@ -204,12 +237,18 @@ def _dead_cases():
     minutes=5,
     cases=_dead_cases,
     mistakes=[
-        ("counted the live features (that fire at least once), not the dead ones",
-         lambda f: int((f > 0).any(0).sum())),
-        ("counted inputs on which nothing fires (dim 1), not features",
-         lambda f: int((f <= 0).all(1).sum())),
-        ("returned the fraction of dead features, not their number",
-         lambda f: float((f <= 0).all(0).float().mean())),
+        (
+            "counted the live features (that fire at least once), not the dead ones",
+            lambda f: int((f > 0).any(0).sum()),
+        ),
+        (
+            "counted inputs on which nothing fires (dim 1), not features",
+            lambda f: int((f <= 0).all(1).sum()),
+        ),
+        (
+            "returned the fraction of dead features, not their number",
+            lambda f: float((f <= 0).all(0).float().mean()),
+        ),
     ],
 )
 def dead_features(f: torch.Tensor) -> int:
@@ -232,7 +271,12 @@ def _gated_cases():
     return {
         "random gated SAE, x [10, 8], d_sae 32": (x, W_enc, b_gate, r_mag, b_mag, b_dec),
         "grammar-2l-mlp0's encoder, random r_mag / b_mag, on neurons [64, 256]": (
-            neurons, W_zoo, b_zoo, r_zoo, b_mag_zoo, b_dec_zoo,
+            neurons,
+            W_zoo,
+            b_zoo,
+            r_zoo,
+            b_mag_zoo,
+            b_dec_zoo,
         ),
     }
 
@@ -245,19 +289,31 @@ def _gated_cases():
     minutes=10,
     cases=_gated_cases,
     mistakes=[
-        ("gated on the magnitude path (pi_mag > 0) instead of the gate path",
-         lambda x, We, bg, r, bm, bd: torch.relu((x - bd) @ We * r.exp() + bm)),
-        ("multiplied by ReLU(pi_gate) instead of the 0/1 gate: the sizes shrink again",
-         lambda x, We, bg, r, bm, bd: torch.relu(_pre(x, We, bg, bd))
-         * torch.relu((x - bd) @ We * r.exp() + bm)),
-        ("scaled W_enc by r_mag, not exp(r_mag)",
-         lambda x, We, bg, r, bm, bd: (_pre(x, We, bg, bd) > 0)
-         * torch.relu((x - bd) @ We * r + bm)),
+        (
+            "gated on the magnitude path (pi_mag > 0) instead of the gate path",
+            lambda x, We, bg, r, bm, bd: torch.relu((x - bd) @ We * r.exp() + bm),
+        ),
+        (
+            "multiplied by ReLU(pi_gate) instead of the 0/1 gate: the sizes shrink again",
+            lambda x, We, bg, r, bm, bd: (
+                torch.relu(_pre(x, We, bg, bd)) * torch.relu((x - bd) @ We * r.exp() + bm)
+            ),
+        ),
+        (
+            "scaled W_enc by r_mag, not exp(r_mag)",
+            lambda x, We, bg, r, bm, bd: (
+                (_pre(x, We, bg, bd) > 0) * torch.relu((x - bd) @ We * r + bm)
+            ),
+        ),
     ],
 )
 def gated_encode(
-    x: torch.Tensor, W_enc: torch.Tensor, b_gate: torch.Tensor, r_mag: torch.Tensor,
-    b_mag: torch.Tensor, b_dec: torch.Tensor,
+    x: torch.Tensor,
+    W_enc: torch.Tensor,
+    b_gate: torch.Tensor,
+    r_mag: torch.Tensor,
+    b_mag: torch.Tensor,
+    b_dec: torch.Tensor,
 ) -> torch.Tensor:
     """Gated SAE features (Rajamanoharan et al. 2024): ``1[pi_gate > 0] * ReLU(pi_mag)`` with
     ``pi_gate = (x - b_dec) @ W_enc + b_gate`` and ``pi_mag = (x - b_dec) @ (W_enc *

@@ -19,8 +19,17 @@ def _random_model():
     """A random-init 2-layer model: d_model 16, 3 heads of d_head 4, 11 words."""
     from mechscope.models import Transformer, TransformerConfig
 
-    cfg = TransformerConfig(n_layers=2, d_model=16, n_heads=3, d_head=4, d_vocab=11, n_ctx=8,
-                            d_mlp=None, init_std=0.3, seed=1)
+    cfg = TransformerConfig(
+        n_layers=2,
+        d_model=16,
+        n_heads=3,
+        d_head=4,
+        d_vocab=11,
+        n_ctx=8,
+        d_mlp=None,
+        init_std=0.3,
+        seed=1,
+    )
     return Transformer(cfg).requires_grad_(False)
 
 
@@ -51,13 +60,20 @@ def _ov_parts(model, layer):
     minutes=8,
     cases=_model_cases,
     mistakes=[
-        ("transposed: [logit of, attended word] instead of [attended word, logit of]",
-         lambda model, layer: full_ov_circuit(model, layer).transpose(-1, -2)),
-        ("forgot the unembedding W_U (that is W_E W_OV, [head, d_vocab, d_model])",
-         lambda model, layer: (lambda e, v, o, u: e @ v @ o)(*_ov_parts(model, layer))),
-        ("used the keys W_K instead of the values W_V",
-         lambda model, layer: (lambda e, v, o, u: e @ model.blocks[layer].attn.W_K.detach() @ o @ u)(
-             *_ov_parts(model, layer))),
+        (
+            "transposed: [logit of, attended word] instead of [attended word, logit of]",
+            lambda model, layer: full_ov_circuit(model, layer).transpose(-1, -2),
+        ),
+        (
+            "forgot the unembedding W_U (that is W_E W_OV, [head, d_vocab, d_model])",
+            lambda model, layer: (lambda e, v, o, u: e @ v @ o)(*_ov_parts(model, layer)),
+        ),
+        (
+            "used the keys W_K instead of the values W_V",
+            lambda model, layer: (
+                lambda e, v, o, u: e @ model.blocks[layer].attn.W_K.detach() @ o @ u
+            )(*_ov_parts(model, layer)),
+        ),
     ],
 )
 def full_ov_circuit(model, layer: int) -> torch.Tensor:
@@ -95,13 +111,19 @@ def _eig(ov):
     minutes=8,
     cases=_copying_cases,
     mistakes=[
-        ("the fraction of eigenvalues with a positive real part (the zero eigenvalues of a "
-         "low-rank matrix count too): use sum(λ) / sum(|λ|)",
-         lambda ov: (_eig(ov).real > 0).double().mean(-1)),
-        ("divided by the sum of |Re λ| instead of the sum of |λ|",
-         lambda ov: _eig(ov).sum(-1).real / _eig(ov).real.abs().sum(-1)),
-        ("used singular values (always positive, so the score is always 1), not eigenvalues",
-         lambda ov: (lambda s: s.sum(-1) / s.abs().sum(-1))(torch.linalg.svdvals(ov.double()))),
+        (
+            "the fraction of eigenvalues with a positive real part (the zero eigenvalues of a "
+            "low-rank matrix count too): use sum(λ) / sum(|λ|)",
+            lambda ov: (_eig(ov).real > 0).double().mean(-1),
+        ),
+        (
+            "divided by the sum of |Re λ| instead of the sum of |λ|",
+            lambda ov: _eig(ov).sum(-1).real / _eig(ov).real.abs().sum(-1),
+        ),
+        (
+            "used singular values (always positive, so the score is always 1), not eigenvalues",
+            lambda ov: (lambda s: s.sum(-1) / s.abs().sum(-1))(torch.linalg.svdvals(ov.double())),
+        ),
     ],
 )
 def copying_score(ov: torch.Tensor) -> torch.Tensor:
@@ -140,13 +162,21 @@ def _fro(x):
     minutes=5,
     cases=_composition_cases,
     mistakes=[
-        ("multiplied in the wrong order: right @ left is not what the reader sees",
-         lambda left, right: _fro(right @ left) / (_fro(left) * _fro(right))),
-        ("forgot to divide by the norms of the two factors",
-         lambda left, right: _fro(left @ right)),
-        ("used the largest singular value (spectral norm), not the Frobenius norm",
-         lambda left, right: torch.linalg.matrix_norm(left @ right, 2)
-         / (torch.linalg.matrix_norm(left, 2) * torch.linalg.matrix_norm(right, 2))),
+        (
+            "multiplied in the wrong order: right @ left is not what the reader sees",
+            lambda left, right: _fro(right @ left) / (_fro(left) * _fro(right)),
+        ),
+        (
+            "forgot to divide by the norms of the two factors",
+            lambda left, right: _fro(left @ right),
+        ),
+        (
+            "used the largest singular value (spectral norm), not the Frobenius norm",
+            lambda left, right: (
+                torch.linalg.matrix_norm(left @ right, 2)
+                / (torch.linalg.matrix_norm(left, 2) * torch.linalg.matrix_norm(right, 2))
+            ),
+        ),
     ],
 )
 def composition_score(left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
@@ -182,12 +212,18 @@ def _scores(ov, late):
     minutes=12,
     cases=_k_cases,
     mistakes=[
-        ("Q-composition: the reader's W_QK, not its transpose (the keys read through W_QK^T)",
-         lambda model, e, la: (lambda ov, qk, v: _scores(ov, qk))(*_circuits(model, e, la))),
-        ("V-composition: the reader's W_OV instead of its W_QK^T",
-         lambda model, e, la: (lambda ov, qk, v: _scores(ov, v))(*_circuits(model, e, la))),
-        ("axes swapped: [late_head, early_head]",
-         lambda model, e, la: k_composition(model, e, la).T),
+        (
+            "Q-composition: the reader's W_QK, not its transpose (the keys read through W_QK^T)",
+            lambda model, e, la: (lambda ov, qk, v: _scores(ov, qk))(*_circuits(model, e, la)),
+        ),
+        (
+            "V-composition: the reader's W_OV instead of its W_QK^T",
+            lambda model, e, la: (lambda ov, qk, v: _scores(ov, v))(*_circuits(model, e, la)),
+        ),
+        (
+            "axes swapped: [late_head, early_head]",
+            lambda model, e, la: k_composition(model, e, la).T,
+        ),
     ],
 )
 def k_composition(model, early_layer: int, late_layer: int) -> torch.Tensor:

@@ -37,12 +37,15 @@ def _basis(p: int, *, normalise: bool = True, sin_first: bool = False, two_pi: b
     minutes=8,
     cases=lambda: {"p = 7": (7,), "p = 113": (113,)},
     mistakes=[
-        ("rows not normalised: divide each row by its norm so that the basis is orthonormal",
-         lambda p: _basis(p, normalise=False)),
-        ("sin before cos in each pair: the order is constant, cos 1, sin 1, cos 2, ...",
-         lambda p: _basis(p, sin_first=True)),
-        ("angles k x / p without the 2π: use 2π k x / p",
-         lambda p: _basis(p, two_pi=False)),
+        (
+            "rows not normalised: divide each row by its norm so that the basis is orthonormal",
+            lambda p: _basis(p, normalise=False),
+        ),
+        (
+            "sin before cos in each pair: the order is constant, cos 1, sin 1, cos 2, ...",
+            lambda p: _basis(p, sin_first=True),
+        ),
+        ("angles k x / p without the 2π: use 2π k x / p", lambda p: _basis(p, two_pi=False)),
     ],
 )
 def fourier_basis(p: int) -> torch.Tensor:
@@ -72,7 +75,7 @@ def _norms_cases():
 
 def _coefs(W_E):
     p = W_E.shape[0]
-    return (_basis(p).double() @ W_E.double())  # [p, d_model] in the Fourier basis
+    return _basis(p).double() @ W_E.double()  # [p, d_model] in the Fourier basis
 
 
 @exercise(
@@ -83,12 +86,15 @@ def _coefs(W_E):
     minutes=10,
     cases=_norms_cases,
     mistakes=[
-        ("squared norms: take the square root",
-         lambda W_E: frequency_norms(W_E).pow(2)),
-        ("the cos component only: a frequency's norm counts its cos and sin rows together",
-         lambda W_E: _coefs(W_E)[1::2].norm(dim=1).float()),
-        ("off by one: paired the constant row with cos 1 (skip row 0, then pair rows 1-2, 3-4, ...)",
-         lambda W_E: _coefs(W_E)[:-1].reshape(W_E.shape[0] // 2, -1).norm(dim=1).float()),
+        ("squared norms: take the square root", lambda W_E: frequency_norms(W_E).pow(2)),
+        (
+            "the cos component only: a frequency's norm counts its cos and sin rows together",
+            lambda W_E: _coefs(W_E)[1::2].norm(dim=1).float(),
+        ),
+        (
+            "off by one: paired the constant row with cos 1 (skip row 0, then pair rows 1-2, 3-4, ...)",
+            lambda W_E: _coefs(W_E)[:-1].reshape(W_E.shape[0] // 2, -1).norm(dim=1).float(),
+        ),
     ],
 )
 def frequency_norms(W_E: torch.Tensor) -> torch.Tensor:
@@ -117,15 +123,23 @@ def _cos(p: int, freqs, sign_c: float = -1.0, two_pi: bool = True) -> torch.Tens
     title="The logits as cosines of w(a + b - c)",
     difficulty=2,
     minutes=10,
-    cases=lambda: {"p = 7, frequencies [1, 3]": (7, [1, 3]),
-                   "p = 113, modadd-1l's key frequencies": (113, [1, 2, 15, 19, 22, 30, 38])},
+    cases=lambda: {
+        "p = 7, frequencies [1, 3]": (7, [1, 3]),
+        "p = 113, modadd-1l's key frequencies": (113, [1, 2, 15, 19, 22, 30, 38]),
+    },
     mistakes=[
-        ("a + b + c: the answer c enters with a minus sign, cos(w (a + b - c))",
-         lambda p, freqs: _cos(p, freqs, sign_c=1.0)),
-        ("w = k / p: the angular frequency is w = 2π k / p",
-         lambda p, freqs: _cos(p, freqs, two_pi=False)),
-        ("rows ordered (b, a) and columns mixed up: return [p * p, p], row a * p + b, column c",
-         lambda p, freqs: _cos(p, freqs).reshape(p, p, p).transpose(0, 2).reshape(p * p, p)),
+        (
+            "a + b + c: the answer c enters with a minus sign, cos(w (a + b - c))",
+            lambda p, freqs: _cos(p, freqs, sign_c=1.0),
+        ),
+        (
+            "w = k / p: the angular frequency is w = 2π k / p",
+            lambda p, freqs: _cos(p, freqs, two_pi=False),
+        ),
+        (
+            "rows ordered (b, a) and columns mixed up: return [p * p, p], row a * p + b, column c",
+            lambda p, freqs: _cos(p, freqs).reshape(p, p, p).transpose(0, 2).reshape(p * p, p),
+        ),
     ],
     atol=1e-4,
 )
@@ -141,8 +155,9 @@ def cos_logits(p: int, freqs: list[int]) -> torch.Tensor:
     return table[(a + b - torch.arange(p)[None]) % p].float()
 
 
-def _share(acts: torch.Tensor, freqs, *, keep_const: bool = False, power: int = 2,
-           cos_only: bool = False) -> torch.Tensor:
+def _share(
+    acts: torch.Tensor, freqs, *, keep_const: bool = False, power: int = 2, cos_only: bool = False
+) -> torch.Tensor:
     p = acts.shape[0]
     basis = _basis(p).double()
     x = acts.double()  # [a, b, n]
@@ -171,7 +186,9 @@ def _share_cases():
     return {
         "random activations [7, 7, 3], frequencies [2]": (torch.randn(7, 7, 3, generator=gen), [2]),
         "modadd-1l: W_E[a] + W_E[b] [113, 113, 128], key frequencies": (
-            _embedding_sums(), [1, 2, 15, 19, 22, 30, 38]),
+            _embedding_sums(),
+            [1, 2, 15, 19, 22, 30, 38],
+        ),
     }
 
 
@@ -183,12 +200,18 @@ def _share_cases():
     minutes=15,
     cases=_share_cases,
     mistakes=[
-        ("kept the constant term (the mean) in the variance: zero coefficient (0, 0) first",
-         lambda acts, freqs: _share(acts, freqs, keep_const=True)),
-        ("summed |coefficients|, not squared coefficients (variance is a sum of squares)",
-         lambda acts, freqs: _share(acts, freqs, power=1)),
-        ("kept the cos rows of the key frequencies only: each frequency is its cos and sin rows",
-         lambda acts, freqs: _share(acts, freqs, cos_only=True)),
+        (
+            "kept the constant term (the mean) in the variance: zero coefficient (0, 0) first",
+            lambda acts, freqs: _share(acts, freqs, keep_const=True),
+        ),
+        (
+            "summed |coefficients|, not squared coefficients (variance is a sum of squares)",
+            lambda acts, freqs: _share(acts, freqs, power=1),
+        ),
+        (
+            "kept the cos rows of the key frequencies only: each frequency is its cos and sin rows",
+            lambda acts, freqs: _share(acts, freqs, cos_only=True),
+        ),
     ],
 )
 def key_frequency_share(acts: torch.Tensor, freqs: list[int]) -> torch.Tensor:

@@ -41,18 +41,27 @@ def _accuracy_cases():
     minutes=5,
     cases=_accuracy_cases,
     mistakes=[
-        ("forgot the bias: scores = acts @ weight.T + bias",
-         lambda weight, bias, acts, labels: float(((acts @ weight.T).argmax(-1) == labels)
-                                                  .float().mean())),
-        ("returned the error rate, not the accuracy",
-         lambda weight, bias, acts, labels: 1 - probe_accuracy(weight, bias, acts, labels)),
-        ("took the argmin of the scores, not the argmax",
-         lambda weight, bias, acts, labels: float(((acts @ weight.T + bias).argmin(-1) == labels)
-                                                  .float().mean())),
+        (
+            "forgot the bias: scores = acts @ weight.T + bias",
+            lambda weight, bias, acts, labels: float(
+                ((acts @ weight.T).argmax(-1) == labels).float().mean()
+            ),
+        ),
+        (
+            "returned the error rate, not the accuracy",
+            lambda weight, bias, acts, labels: 1 - probe_accuracy(weight, bias, acts, labels),
+        ),
+        (
+            "took the argmin of the scores, not the argmax",
+            lambda weight, bias, acts, labels: float(
+                ((acts @ weight.T + bias).argmin(-1) == labels).float().mean()
+            ),
+        ),
     ],
 )
-def probe_accuracy(weight: torch.Tensor, bias: torch.Tensor, acts: torch.Tensor,
-                   labels: torch.Tensor) -> float:
+def probe_accuracy(
+    weight: torch.Tensor, bias: torch.Tensor, acts: torch.Tensor, labels: torch.Tensor
+) -> float:
     """weight ``[C, d]``, bias ``[C]``, acts ``[n, d]``, labels ``[n]`` int -> the fraction of
     rows whose highest score ``acts @ weight.T + bias`` is their label (a float)."""
     scores = acts @ weight.T + bias  # [n, C]
@@ -62,8 +71,11 @@ def probe_accuracy(weight: torch.Tensor, bias: torch.Tensor, acts: torch.Tensor,
 def _ridge(acts, labels, l2, *, centre: bool = True, scale_n: bool = True, one_hot: bool = True):
     x = acts.double()
     n, d = x.shape
-    y = torch.nn.functional.one_hot(labels, int(labels.max()) + 1).double() if one_hot \
+    y = (
+        torch.nn.functional.one_hot(labels, int(labels.max()) + 1).double()
+        if one_hot
         else labels.double()[:, None]
+    )
     penalty = (n if scale_n else 1) * l2 * torch.eye(d, dtype=x.dtype)
     if not centre:  # the bias as a column of ones, penalised like the rest
         x1 = torch.cat([x, torch.ones(n, 1, dtype=x.dtype)], 1)
@@ -96,15 +108,20 @@ def _ridge_cases():
     minutes=15,
     cases=_ridge_cases,
     mistakes=[
-        ("penalised the bias too (a column of ones inside the ridge): centre acts and targets "
-         "instead, and leave the bias unpenalised",
-         lambda acts, labels, l2: _ridge(acts, labels, l2, centre=False)),
-        ("penalty l2 * I instead of n * l2 * I (the loss is a mean over the n rows)",
-         lambda acts, labels, l2: _ridge(acts, labels, l2, scale_n=False)),
+        (
+            "penalised the bias too (a column of ones inside the ridge): centre acts and targets "
+            "instead, and leave the bias unpenalised",
+            lambda acts, labels, l2: _ridge(acts, labels, l2, centre=False),
+        ),
+        (
+            "penalty l2 * I instead of n * l2 * I (the loss is a mean over the n rows)",
+            lambda acts, labels, l2: _ridge(acts, labels, l2, scale_n=False),
+        ),
     ],
 )
-def ridge_probe(acts: torch.Tensor, labels: torch.Tensor,
-                l2: float) -> tuple[torch.Tensor, torch.Tensor]:
+def ridge_probe(
+    acts: torch.Tensor, labels: torch.Tensor, l2: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """acts ``[n, d]``, labels ``[n]`` int in 0..C-1 -> ``(weight [C, d], bias [C])``
     minimising ``mean_i |acts_i @ weight.T + bias - onehot(labels_i)|^2 + l2 |weight|_F^2``
     (the bias is not penalised): centre acts and targets, solve
@@ -116,8 +133,17 @@ def ridge_probe(acts: torch.Tensor, labels: torch.Tensor,
 def _random_lm():
     from mechscope.models import Transformer, TransformerConfig
 
-    cfg = TransformerConfig(n_layers=2, d_model=16, n_heads=2, d_head=8, d_vocab=13, n_ctx=8,
-                            d_mlp=32, init_std=0.3, seed=2)
+    cfg = TransformerConfig(
+        n_layers=2,
+        d_model=16,
+        n_heads=2,
+        d_head=8,
+        d_vocab=13,
+        n_ctx=8,
+        d_mlp=32,
+        init_std=0.3,
+        seed=2,
+    )
     model = Transformer(cfg).requires_grad_(False)
     with torch.no_grad():  # non-trivial final norm and unembedding bias
         g = torch.Generator().manual_seed(5)
@@ -138,10 +164,14 @@ def _lens_cases():
     gen = torch.Generator().manual_seed(6)
     model = _grammar()
     return {
-        "a random 2-layer model, tokens [2, 8]": (_random_lm(), torch.randint(13, (2, 8),
-                                                                              generator=gen)),
+        "a random 2-layer model, tokens [2, 8]": (
+            _random_lm(),
+            torch.randint(13, (2, 8), generator=gen),
+        ),
         "grammar-2l, 'two big red foxes run fast . a key falls'": (
-            model, model.to_tokens("two big red foxes run fast . a key falls")),
+            model,
+            model.to_tokens("two big red foxes run fast . a key falls"),
+        ),
     }
 
 
@@ -165,11 +195,15 @@ def _lens(model, tokens, *, norm: bool = True, post: bool = False):
     minutes=12,
     cases=_lens_cases,
     mistakes=[
-        ("forgot the final LayerNorm (model.ln_final) before the unembedding",
-         lambda model, tokens: _lens(model, tokens, norm=False)),
-        ("read each block's resid_post, not its resid_pre: the embedding row is missing and "
-         "the last row appears twice",
-         lambda model, tokens: _lens(model, tokens, post=True)),
+        (
+            "forgot the final LayerNorm (model.ln_final) before the unembedding",
+            lambda model, tokens: _lens(model, tokens, norm=False),
+        ),
+        (
+            "read each block's resid_post, not its resid_pre: the embedding row is missing and "
+            "the last row appears twice",
+            lambda model, tokens: _lens(model, tokens, post=True),
+        ),
     ],
 )
 def lens_logits(model, tokens: torch.Tensor) -> torch.Tensor:
@@ -184,8 +218,9 @@ def _kl_cases():
     gen = torch.Generator().manual_seed(7)
     return {
         "random logits [3, 2, 5, 7]": (3 * torch.randn(3, 2, 5, 7, generator=gen),),
-        "grammar-2l's logit lens [3, 1, 11, 66]": (_lens(*_lens_cases()[
-            "grammar-2l, 'two big red foxes run fast . a key falls'"]),),
+        "grammar-2l's logit lens [3, 1, 11, 66]": (
+            _lens(*_lens_cases()["grammar-2l, 'two big red foxes run fast . a key falls'"]),
+        ),
     }
 
 
@@ -204,12 +239,18 @@ def _kl(logits, *, reverse: bool = False, log_softmax: bool = True, reduce: str 
     minutes=8,
     cases=_kl_cases,
     mistakes=[
-        ("KL the wrong way round: KL(layer || final); the final distribution weights the sum",
-         lambda logits: _kl(logits, reverse=True)),
-        ("forgot log_softmax: logits are not log-probabilities",
-         lambda logits: _kl(logits, log_softmax=False)),
-        ("summed over batch and positions instead of averaging",
-         lambda logits: _kl(logits, reduce="sum")),
+        (
+            "KL the wrong way round: KL(layer || final); the final distribution weights the sum",
+            lambda logits: _kl(logits, reverse=True),
+        ),
+        (
+            "forgot log_softmax: logits are not log-probabilities",
+            lambda logits: _kl(logits, log_softmax=False),
+        ),
+        (
+            "summed over batch and positions instead of averaging",
+            lambda logits: _kl(logits, reduce="sum"),
+        ),
     ],
 )
 def kl_to_final(logits: torch.Tensor) -> torch.Tensor:

@@ -68,16 +68,26 @@ def _ones(acts: torch.Tensor) -> torch.Tensor:
     minutes=15,
     cases=_fit_cases,
     mistakes=[
-        ("no bias: the constant column of ones is missing (the output has d_model rows, not "
-         "d_model + 1)",
-         lambda acts, labels, n_classes: _lstsq(acts, labels, n_classes)),
-        ("regressed on the class index itself instead of one-hot targets (one column per "
-         "square, not one per square and class)",
-         lambda acts, labels, n_classes: torch.linalg.lstsq(
-             torch.cat([acts, _ones(acts)], 1), labels.to(acts.dtype)).solution),
-        ("the column of ones put first (the bias must be the last row)",
-         lambda acts, labels, n_classes: _lstsq(
-             torch.cat([_ones(acts), acts], 1), labels, n_classes)),
+        (
+            "no bias: the constant column of ones is missing (the output has d_model rows, not "
+            "d_model + 1)",
+            lambda acts, labels, n_classes: _lstsq(acts, labels, n_classes),
+        ),
+        (
+            "regressed on the class index itself instead of one-hot targets (one column per "
+            "square, not one per square and class)",
+            lambda acts, labels, n_classes: (
+                torch.linalg.lstsq(
+                    torch.cat([acts, _ones(acts)], 1), labels.to(acts.dtype)
+                ).solution
+            ),
+        ),
+        (
+            "the column of ones put first (the bias must be the last row)",
+            lambda acts, labels, n_classes: _lstsq(
+                torch.cat([_ones(acts), acts], 1), labels, n_classes
+            ),
+        ),
     ],
 )
 def fit_board_probe(acts: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
@@ -104,9 +114,15 @@ def _accuracy_cases():
     test_acts, test_labels = _boards(8, 2)
     return {
         "random probe [9, 5, 3], acts [200, 8], labels [200, 5]": (
-            torch.randn(9, 5, 3, generator=gen, dtype=torch.float64), acts, labels),
+            torch.randn(9, 5, 3, generator=gen, dtype=torch.float64),
+            acts,
+            labels,
+        ),
         "othello-mini: a probe fitted on 12 games, scored on 8 others": (
-            fit_board_probe(fit_acts, fit_labels, 3), test_acts, test_labels),
+            fit_board_probe(fit_acts, fit_labels, 3),
+            test_acts,
+            test_labels,
+        ),
     }
 
 
@@ -122,12 +138,16 @@ def _scores(probe, acts):
     minutes=10,
     cases=_accuracy_cases,
     mistakes=[
-        ("averaged over squares instead of over rows (one number per row, not per square)",
-         lambda probe, acts, labels: (_scores(probe, acts).argmax(-1) == labels)
-         .float().mean(1)),
-        ("forgot the bias (the last row of the probe) when scoring",
-         lambda probe, acts, labels: (torch.einsum("nd,dvc->nvc", acts, probe[:-1])
-                                      .argmax(-1) == labels).float().mean(0)),
+        (
+            "averaged over squares instead of over rows (one number per row, not per square)",
+            lambda probe, acts, labels: (_scores(probe, acts).argmax(-1) == labels).float().mean(1),
+        ),
+        (
+            "forgot the bias (the last row of the probe) when scoring",
+            lambda probe, acts, labels: (
+                (torch.einsum("nd,dvc->nvc", acts, probe[:-1]).argmax(-1) == labels).float().mean(0)
+            ),
+        ),
     ],
 )
 def square_accuracy(probe: torch.Tensor, acts: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -153,9 +173,17 @@ def _direction_cases():
     w = fit_board_probe(*_boards(12, 1), 3)  # [d + 1, square, class]
     return {
         "random probe weight [5, 3, 8], square 2, theirs -> mine": (
-            _state_probe(torch.randn(5, 3, 8, generator=gen)), 2, 2, 1),
+            _state_probe(torch.randn(5, 3, 8, generator=gen)),
+            2,
+            2,
+            1,
+        ),
         "othello-mini least-squares probe, square 14 (c3), mine -> theirs": (
-            _state_probe(w[:-1].permute(1, 2, 0)), 14, 1, 2),
+            _state_probe(w[:-1].permute(1, 2, 0)),
+            14,
+            1,
+            2,
+        ),
     }
 
 
@@ -167,12 +195,18 @@ def _direction_cases():
     minutes=5,
     cases=_direction_cases,
     mistakes=[
-        ("not normalised to unit length",
-         lambda probe, variable, from_class, to_class:
-         probe.weight[variable, to_class] - probe.weight[variable, from_class]),
-        ("the wrong sign: w[from] - w[to] pushes away from the new class",
-         lambda probe, variable, from_class, to_class: torch.nn.functional.normalize(
-             probe.weight[variable, from_class] - probe.weight[variable, to_class], dim=0)),
+        (
+            "not normalised to unit length",
+            lambda probe, variable, from_class, to_class: (
+                probe.weight[variable, to_class] - probe.weight[variable, from_class]
+            ),
+        ),
+        (
+            "the wrong sign: w[from] - w[to] pushes away from the new class",
+            lambda probe, variable, from_class, to_class: torch.nn.functional.normalize(
+                probe.weight[variable, from_class] - probe.weight[variable, to_class], dim=0
+            ),
+        ),
     ],
 )
 def flip_direction(probe, variable: int, from_class: int, to_class: int) -> torch.Tensor:
@@ -201,11 +235,21 @@ def _edit_cases():
     flip = flip_direction(_state_probe(w[:-1].permute(1, 2, 0)), 14, 1, 2)
     return {
         "othello-mini, 2 games of 12 tokens, a random vector at pos 6": dict(
-            model=model, tokens=_games(2, 3, 12), hook=HOOK,
-            vector=torch.randn(model.cfg.d_model, generator=gen), strength=3.0, pos=6),
+            model=model,
+            tokens=_games(2, 3, 12),
+            hook=HOOK,
+            vector=torch.randn(model.cfg.d_model, generator=gen),
+            strength=3.0,
+            pos=6,
+        ),
         "othello-mini, 3 games of 10 tokens, the c3 flip direction at pos -1": dict(
-            model=model, tokens=_games(3, 4, 10), hook=HOOK, vector=flip.float(),
-            strength=8.0, pos=-1),
+            model=model,
+            tokens=_games(3, 4, 10),
+            hook=HOOK,
+            vector=flip.float(),
+            strength=8.0,
+            pos=-1,
+        ),
     }
 
 
@@ -227,12 +271,18 @@ def _edit(model, tokens, hook, vector, strength, where):
     minutes=10,
     cases=_edit_cases,
     mistakes=[
-        ("added the vector at every position, not only at pos",
-         lambda model, tokens, hook, vector, *, strength, pos:
-         _edit(model, tokens, hook, vector, strength, slice(None))),
-        ("the wrong sign: subtracted the vector",
-         lambda model, tokens, hook, vector, *, strength, pos:
-         _edit(model, tokens, hook, vector, -strength, pos)),
+        (
+            "added the vector at every position, not only at pos",
+            lambda model, tokens, hook, vector, *, strength, pos: _edit(
+                model, tokens, hook, vector, strength, slice(None)
+            ),
+        ),
+        (
+            "the wrong sign: subtracted the vector",
+            lambda model, tokens, hook, vector, *, strength, pos: _edit(
+                model, tokens, hook, vector, -strength, pos
+            ),
+        ),
     ],
 )
 def edit_along(model, tokens, hook: str, vector: torch.Tensor, *, strength: float, pos: int):

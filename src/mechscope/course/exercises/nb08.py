@@ -30,15 +30,21 @@ def _facts() -> tuple[torch.Tensor, torch.Tensor, int, int]:
 
     model, pair = _model(), canonical_pairs()[0]
     ids = model.tokenizer.ids
-    return (model.to_tokens(pair.clean), model.to_tokens(pair.corrupted),
-            ids[pair.answer], ids[pair.wrong])
+    return (
+        model.to_tokens(pair.clean),
+        model.to_tokens(pair.corrupted),
+        ids[pair.answer],
+        ids[pair.wrong],
+    )
 
 
 def _random_pair(seed: int, shape=(2, 5)) -> tuple[torch.Tensor, torch.Tensor]:
     gen = torch.Generator().manual_seed(seed)
     d_vocab = _model().cfg.d_vocab
-    return (torch.randint(0, d_vocab, shape, generator=gen),
-            torch.randint(0, d_vocab, shape, generator=gen))
+    return (
+        torch.randint(0, d_vocab, shape, generator=gen),
+        torch.randint(0, d_vocab, shape, generator=gen),
+    )
 
 
 # ---- 1. the normalised metric ------------------------------------------------------------
@@ -47,10 +53,16 @@ def _random_pair(seed: int, shape=(2, 5)) -> tuple[torch.Tensor, torch.Tensor]:
 def _metric_cases():
     gen = torch.Generator().manual_seed(0)
     return {
-        "values [6], clean 12.7, corrupted -12.5": (torch.randn(6, generator=gen) * 10, 12.7, -12.5),
+        "values [6], clean 12.7, corrupted -12.5": (
+            torch.randn(6, generator=gen) * 10,
+            12.7,
+            -12.5,
+        ),
         "values [4], per-prompt clean and corrupted [4]": (
-            torch.randn(4, generator=gen), torch.rand(4, generator=gen) + 2,
-            -torch.rand(4, generator=gen) - 1),
+            torch.randn(4, generator=gen),
+            torch.rand(4, generator=gen) + 2,
+            -torch.rand(4, generator=gen) - 1,
+        ),
     }
 
 
@@ -62,14 +74,22 @@ def _metric_cases():
     minutes=5,
     cases=_metric_cases,
     mistakes=[
-        ("1 minus the answer: 0 must be the corrupted run and 1 the clean run, not the reverse",
-         lambda values, clean_value, corrupted_value:
-         (values - clean_value) / (corrupted_value - clean_value)),
-        ("the wrong sign: divided by (corrupted - clean)",
-         lambda values, clean_value, corrupted_value:
-         (values - corrupted_value) / (corrupted_value - clean_value)),
-        ("forgot to subtract the corrupted value before dividing",
-         lambda values, clean_value, corrupted_value: values / (clean_value - corrupted_value)),
+        (
+            "1 minus the answer: 0 must be the corrupted run and 1 the clean run, not the reverse",
+            lambda values, clean_value, corrupted_value: (
+                (values - clean_value) / (corrupted_value - clean_value)
+            ),
+        ),
+        (
+            "the wrong sign: divided by (corrupted - clean)",
+            lambda values, clean_value, corrupted_value: (
+                (values - corrupted_value) / (corrupted_value - clean_value)
+            ),
+        ),
+        (
+            "forgot to subtract the corrupted value before dividing",
+            lambda values, clean_value, corrupted_value: values / (clean_value - corrupted_value),
+        ),
     ],
 )
 def normalized_metric(values, clean_value, corrupted_value):
@@ -86,11 +106,25 @@ def _position_cases():
     clean, corrupted, _, _ = _facts()
     return {
         "random tokens [2, 5], blocks.1.hook_resid_pre, pos 2": (
-            _model(), *_random_pair(1), "blocks.1.hook_resid_pre", 2),
+            _model(),
+            *_random_pair(1),
+            "blocks.1.hook_resid_pre",
+            2,
+        ),
         "Colosseum -> Louvre, blocks.0.hook_resid_pre, pos 2 (the subject)": (
-            _model(), clean, corrupted, "blocks.0.hook_resid_pre", 2),
+            _model(),
+            clean,
+            corrupted,
+            "blocks.0.hook_resid_pre",
+            2,
+        ),
         "Colosseum -> Louvre, blocks.0.hook_attn_out, pos -1": (
-            _model(), clean, corrupted, "blocks.0.hook_attn_out", -1),
+            _model(),
+            clean,
+            corrupted,
+            "blocks.0.hook_attn_out",
+            -1,
+        ),
     }
 
 
@@ -115,15 +149,22 @@ def _patched(model, source, target, hook, where):
     minutes=15,
     cases=_position_cases,
     mistakes=[
-        ("patched every position, not only pos",
-         lambda model, clean, corrupted, hook, pos:
-         _patched(model, clean, corrupted, hook, slice(None))),
-        ("off by one: patched position pos + 1",
-         lambda model, clean, corrupted, hook, pos:
-         _patched(model, clean, corrupted, hook, pos + 1)),
-        ("noising, not denoising: ran the clean prompt with the corrupted activation",
-         lambda model, clean, corrupted, hook, pos:
-         _patched(model, corrupted, clean, hook, pos)),
+        (
+            "patched every position, not only pos",
+            lambda model, clean, corrupted, hook, pos: _patched(
+                model, clean, corrupted, hook, slice(None)
+            ),
+        ),
+        (
+            "off by one: patched position pos + 1",
+            lambda model, clean, corrupted, hook, pos: _patched(
+                model, clean, corrupted, hook, pos + 1
+            ),
+        ),
+        (
+            "noising, not denoising: ran the clean prompt with the corrupted activation",
+            lambda model, clean, corrupted, hook, pos: _patched(model, corrupted, clean, hook, pos),
+        ),
     ],
 )
 def patch_position(model, clean, corrupted, hook: str, pos: int) -> torch.Tensor:
@@ -176,15 +217,24 @@ def _head_patched(model, source, target, layer, where):
     minutes=10,
     cases=_head_cases,
     mistakes=[
-        ("indexed the position axis (z[:, head]) instead of the head axis (z[:, :, head])",
-         lambda model, clean, corrupted, layer, head:
-         _head_patched(model, clean, corrupted, layer, (slice(None), head))),
-        ("patched every head of the layer",
-         lambda model, clean, corrupted, layer, head:
-         _head_patched(model, clean, corrupted, layer, (slice(None),))),
-        ("noising, not denoising: ran the clean prompt with the corrupted head",
-         lambda model, clean, corrupted, layer, head:
-         _head_patched(model, corrupted, clean, layer, (slice(None), slice(None), head))),
+        (
+            "indexed the position axis (z[:, head]) instead of the head axis (z[:, :, head])",
+            lambda model, clean, corrupted, layer, head: _head_patched(
+                model, clean, corrupted, layer, (slice(None), head)
+            ),
+        ),
+        (
+            "patched every head of the layer",
+            lambda model, clean, corrupted, layer, head: _head_patched(
+                model, clean, corrupted, layer, (slice(None),)
+            ),
+        ),
+        (
+            "noising, not denoising: ran the clean prompt with the corrupted head",
+            lambda model, clean, corrupted, layer, head: _head_patched(
+                model, corrupted, clean, layer, (slice(None), slice(None), head)
+            ),
+        ),
     ],
 )
 def patch_head(model, clean, corrupted, layer: int, head: int) -> torch.Tensor:
@@ -217,17 +267,29 @@ def _both_cases():
         score = normalized(ld, ld(model(clean)), ld(model(corrupted)))
     return {
         "random tokens [2, 5], logit 3 - logit 7, blocks.0.hook_mlp_out, pos 4": dict(
-            model=model, clean=_random_pair(3)[0], corrupted=_random_pair(3)[1],
-            metric=logit_diff(3, 7), hook="blocks.0.hook_mlp_out", pos=4),
+            model=model,
+            clean=_random_pair(3)[0],
+            corrupted=_random_pair(3)[1],
+            metric=logit_diff(3, 7),
+            hook="blocks.0.hook_mlp_out",
+            pos=4,
+        ),
         "Colosseum -> Louvre, normalised Rome - Paris, blocks.0.hook_mlp_out, pos -1": dict(
-            model=model, clean=clean, corrupted=corrupted, metric=score,
-            hook="blocks.0.hook_mlp_out", pos=-1),
+            model=model,
+            clean=clean,
+            corrupted=corrupted,
+            metric=score,
+            hook="blocks.0.hook_mlp_out",
+            pos=-1,
+        ),
     }
 
 
 def _both(model, clean, corrupted, metric, hook, pos, order):
-    runs = {"den": _patched(model, clean, corrupted, hook, pos),
-            "noi": _patched(model, corrupted, clean, hook, pos)}
+    runs = {
+        "den": _patched(model, clean, corrupted, hook, pos),
+        "noi": _patched(model, corrupted, clean, hook, pos),
+    }
     return torch.stack([metric(runs[k]).mean() for k in order])
 
 
@@ -239,12 +301,18 @@ def _both(model, clean, corrupted, metric, hook, pos, order):
     minutes=10,
     cases=_both_cases,
     mistakes=[
-        ("the two directions swapped: [noising, denoising]",
-         lambda model, clean, corrupted, metric, hook, *, pos:
-         _both(model, clean, corrupted, metric, hook, pos, ("noi", "den"))),
-        ("both runs denoise: noising runs the *clean* prompt with the *corrupted* activation",
-         lambda model, clean, corrupted, metric, hook, *, pos:
-         _both(model, clean, corrupted, metric, hook, pos, ("den", "den"))),
+        (
+            "the two directions swapped: [noising, denoising]",
+            lambda model, clean, corrupted, metric, hook, *, pos: _both(
+                model, clean, corrupted, metric, hook, pos, ("noi", "den")
+            ),
+        ),
+        (
+            "both runs denoise: noising runs the *clean* prompt with the *corrupted* activation",
+            lambda model, clean, corrupted, metric, hook, *, pos: _both(
+                model, clean, corrupted, metric, hook, pos, ("den", "den")
+            ),
+        ),
     ],
 )
 def patch_both_ways(model, clean, corrupted, metric, hook: str, *, pos: int) -> torch.Tensor:

@@ -70,13 +70,18 @@ def _term_cases():
     minutes=5,
     cases=_term_cases,
     mistakes=[
-        ("the wrong sign: (corrupted - clean) is the noising difference, not denoising's",
-         lambda grad, clean_acts, corrupted_acts:
-         (grad * (corrupted_acts - clean_acts)).sum(-1)),
-        ("summed over positions instead of over d_model",
-         lambda grad, clean_acts, corrupted_acts: (grad * (clean_acts - corrupted_acts)).sum(1)),
-        ("forgot the difference: gradient times the clean activation alone",
-         lambda grad, clean_acts, corrupted_acts: (grad * clean_acts).sum(-1)),
+        (
+            "the wrong sign: (corrupted - clean) is the noising difference, not denoising's",
+            lambda grad, clean_acts, corrupted_acts: (grad * (corrupted_acts - clean_acts)).sum(-1),
+        ),
+        (
+            "summed over positions instead of over d_model",
+            lambda grad, clean_acts, corrupted_acts: (grad * (clean_acts - corrupted_acts)).sum(1),
+        ),
+        (
+            "forgot the difference: gradient times the clean activation alone",
+            lambda grad, clean_acts, corrupted_acts: (grad * clean_acts).sum(-1),
+        ),
     ],
 )
 def attribution_term(grad: torch.Tensor, clean_acts: torch.Tensor, corrupted_acts: torch.Tensor):
@@ -111,8 +116,9 @@ def _detached_grads(model, tokens, metric):
     with torch.enable_grad(), model.hooks([(h, cut) for h in hooks]):
         value = metric(model(tokens)).mean()
         grads = torch.autograd.grad(value, [leaves[h] for h in hooks], allow_unused=True)
-    return torch.stack([torch.zeros_like(leaves[h]) if g is None else g
-                        for h, g in zip(hooks, grads, strict=True)])
+    return torch.stack(
+        [torch.zeros_like(leaves[h]) if g is None else g for h, g in zip(hooks, grads, strict=True)]
+    )
 
 
 def _grads(model, tokens, metric, reduce):
@@ -136,11 +142,15 @@ def _grads(model, tokens, metric, reduce):
     minutes=20,
     cases=_grad_cases,
     mistakes=[
-        ("the gradient of the sum over prompts, not the mean (batch times too large)",
-         lambda model, tokens, metric: _grads(model, tokens, metric, torch.sum)),
-        ("each activation detached: the gradient of an early layer then misses every path "
-         "through the later hook points (it comes out zero)",
-         _detached_grads),
+        (
+            "the gradient of the sum over prompts, not the mean (batch times too large)",
+            lambda model, tokens, metric: _grads(model, tokens, metric, torch.sum),
+        ),
+        (
+            "each activation detached: the gradient of an early layer then misses every path "
+            "through the later hook points (it comes out zero)",
+            _detached_grads,
+        ),
     ],
 )
 def resid_grads(model, tokens, metric) -> torch.Tensor:
@@ -169,7 +179,11 @@ def _patch_cases():
     clean, corrupted, metric = _ioi()
     return {
         "random tokens [3, 6] each, logit 3 - logit 7": (
-            _model(), _random_tokens(1), _random_tokens(2), logit_diff(3, 7)),
+            _model(),
+            _random_tokens(1),
+            _random_tokens(2),
+            logit_diff(3, 7),
+        ),
         "4 IOI prompts, normalised logit difference": (_model(), clean, corrupted, metric),
     }
 
@@ -194,15 +208,24 @@ def _estimate(model, clean, corrupted, metric, *, at="corrupted", base=True, mea
     minutes=15,
     cases=_patch_cases,
     mistakes=[
-        ("the gradient taken on the clean run: denoising linearises around the corrupted run",
-         lambda model, clean, corrupted, metric: _estimate(model, clean, corrupted, metric,
-                                                           at="clean")),
-        ("forgot the corrupted run's metric: returned only the estimated change",
-         lambda model, clean, corrupted, metric: _estimate(model, clean, corrupted, metric,
-                                                           base=False)),
-        ("averaged the terms over prompts although the gradient is already of the mean",
-         lambda model, clean, corrupted, metric: _estimate(model, clean, corrupted, metric,
-                                                           mean_terms=True)),
+        (
+            "the gradient taken on the clean run: denoising linearises around the corrupted run",
+            lambda model, clean, corrupted, metric: _estimate(
+                model, clean, corrupted, metric, at="clean"
+            ),
+        ),
+        (
+            "forgot the corrupted run's metric: returned only the estimated change",
+            lambda model, clean, corrupted, metric: _estimate(
+                model, clean, corrupted, metric, base=False
+            ),
+        ),
+        (
+            "averaged the terms over prompts although the gradient is already of the mean",
+            lambda model, clean, corrupted, metric: _estimate(
+                model, clean, corrupted, metric, mean_terms=True
+            ),
+        ),
     ],
 )
 def attribution_patch_resid(model, clean, corrupted, metric) -> torch.Tensor:
@@ -215,10 +238,12 @@ def attribution_patch_resid(model, clean, corrupted, metric) -> torch.Tensor:
         _, clean_cache = model.run_with_cache(clean, names=hooks)
         logits, corrupted_cache = model.run_with_cache(corrupted, names=hooks)
     grads = resid_grads(model, corrupted, metric)  # [layer, batch, pos, d_model]
-    terms = torch.stack([
-        attribution_term(grads[layer], clean_cache[h], corrupted_cache[h])
-        for layer, h in enumerate(hooks)
-    ])  # [layer, batch, pos]
+    terms = torch.stack(
+        [
+            attribution_term(grads[layer], clean_cache[h], corrupted_cache[h])
+            for layer, h in enumerate(hooks)
+        ]
+    )  # [layer, batch, pos]
     return metric(logits).mean() + terms.sum(1)
 
 
@@ -229,8 +254,14 @@ def _correlation_cases():
     gen = torch.Generator().manual_seed(3)
     a = torch.randn(2, 15, generator=gen)
     return {
-        "two random grids [2, 15], offset by 3": (a + 3, a + 0.5 * torch.randn(2, 15, generator=gen)),
-        "two random grids [2, 4]": (torch.randn(2, 4, generator=gen), torch.randn(2, 4, generator=gen)),
+        "two random grids [2, 15], offset by 3": (
+            a + 3,
+            a + 0.5 * torch.randn(2, 15, generator=gen),
+        ),
+        "two random grids [2, 4]": (
+            torch.randn(2, 4, generator=gen),
+            torch.randn(2, 4, generator=gen),
+        ),
     }
 
 
@@ -246,10 +277,14 @@ def _cosine(a, b):
     minutes=5,
     cases=_correlation_cases,
     mistakes=[
-        ("forgot to subtract the means: that is the cosine similarity, not the correlation",
-         _cosine),
-        ("squared: that is R^2, which hides the sign",
-         lambda a, b: float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) ** 2),
+        (
+            "forgot to subtract the means: that is the cosine similarity, not the correlation",
+            _cosine,
+        ),
+        (
+            "squared: that is R^2, which hides the sign",
+            lambda a, b: float(torch.corrcoef(torch.stack([a.flatten(), b.flatten()]))[0, 1]) ** 2,
+        ),
     ],
 )
 def correlation(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -47,9 +47,11 @@ def _resample_cases():
     repeated = repeated_random_tokens(6, 8, model.cfg.d_vocab, seed=3)
     return {
         "induction-2l, random tokens [4, 12], L0H2, seed 0": dict(
-            model=model, tokens=_random_tokens(0), layer=0, head=2, seed=0),
+            model=model, tokens=_random_tokens(0), layer=0, head=2, seed=0
+        ),
         "induction-2l, [BOS, 8 words, the same 8] x 6, L1H1, seed 1": dict(
-            model=model, tokens=repeated, layer=1, head=1, seed=1),
+            model=model, tokens=repeated, layer=1, head=1, seed=1
+        ),
     }
 
 
@@ -78,13 +80,15 @@ def _all_heads(model, tokens, layer, head, seed):
 
 def _positions(model, tokens, layer, head, seed):
     perm = _perm(tokens.shape[1], seed)
-    return _resampled(model, tokens, layer, ((slice(None), slice(None), head),
-                                             (slice(None), perm, head)))
+    return _resampled(
+        model, tokens, layer, ((slice(None), slice(None), head), (slice(None), perm, head))
+    )
 
 
 def _unpermuted(model, tokens, layer, head, seed):
-    return _resampled(model, tokens, layer, ((slice(None), slice(None), head),
-                                             (slice(None), slice(None), head)))
+    return _resampled(
+        model, tokens, layer, ((slice(None), slice(None), head), (slice(None), slice(None), head))
+    )
 
 
 @exercise(
@@ -95,13 +99,24 @@ def _unpermuted(model, tokens, layer, head, seed):
     minutes=15,
     cases=_resample_cases,
     mistakes=[
-        ("resampled every head of the layer, not only `head`",
-         lambda model, tokens, layer, head, *, seed: _all_heads(model, tokens, layer, head, seed)),
-        ("shuffled positions within each sequence instead of taking another sequence",
-         lambda model, tokens, layer, head, *, seed: _positions(model, tokens, layer, head, seed)),
-        ("the permutation was never applied: each sequence got its own activation back",
-         lambda model, tokens, layer, head, *, seed:
-         _unpermuted(model, tokens, layer, head, seed)),
+        (
+            "resampled every head of the layer, not only `head`",
+            lambda model, tokens, layer, head, *, seed: _all_heads(
+                model, tokens, layer, head, seed
+            ),
+        ),
+        (
+            "shuffled positions within each sequence instead of taking another sequence",
+            lambda model, tokens, layer, head, *, seed: _positions(
+                model, tokens, layer, head, seed
+            ),
+        ),
+        (
+            "the permutation was never applied: each sequence got its own activation back",
+            lambda model, tokens, layer, head, *, seed: _unpermuted(
+                model, tokens, layer, head, seed
+            ),
+        ),
     ],
 )
 def resample_head(model, tokens, layer: int, head: int, *, seed: int) -> torch.Tensor:
@@ -142,12 +157,18 @@ def _recovered_cases():
     minutes=5,
     cases=_recovered_cases,
     mistakes=[
-        ("1 minus the answer: the fraction of the loss *not* recovered",
-         lambda loss_scrubbed, loss_full, loss_random_baseline:
-         (loss_scrubbed - loss_full) / (loss_random_baseline - loss_full)),
-        ("normalised by the random baseline alone, not by the gap to the full model's loss",
-         lambda loss_scrubbed, loss_full, loss_random_baseline:
-         (loss_random_baseline - loss_scrubbed) / loss_random_baseline),
+        (
+            "1 minus the answer: the fraction of the loss *not* recovered",
+            lambda loss_scrubbed, loss_full, loss_random_baseline: (
+                (loss_scrubbed - loss_full) / (loss_random_baseline - loss_full)
+            ),
+        ),
+        (
+            "normalised by the random baseline alone, not by the gap to the full model's loss",
+            lambda loss_scrubbed, loss_full, loss_random_baseline: (
+                (loss_random_baseline - loss_scrubbed) / loss_random_baseline
+            ),
+        ),
     ],
 )
 def loss_recovered(loss_scrubbed, loss_full, loss_random_baseline):
@@ -169,10 +190,15 @@ def _interchange_cases():
     gen = torch.Generator().manual_seed(2)
     return {
         "base, source [6, 16], basis [16, 3]": (
-            torch.randn(6, 16, generator=gen), torch.randn(6, 16, generator=gen), _basis(16, 3, 0)),
+            torch.randn(6, 16, generator=gen),
+            torch.randn(6, 16, generator=gen),
+            _basis(16, 3, 0),
+        ),
         "base, source [2, 3, 8], basis [8, 1]": (
-            torch.randn(2, 3, 8, generator=gen), torch.randn(2, 3, 8, generator=gen),
-            _basis(8, 1, 1)),
+            torch.randn(2, 3, 8, generator=gen),
+            torch.randn(2, 3, 8, generator=gen),
+            _basis(8, 1, 1),
+        ),
     }
 
 
@@ -184,13 +210,20 @@ def _interchange_cases():
     minutes=10,
     cases=_interchange_cases,
     mistakes=[
-        ("swapped the whole vector: the basis was ignored",
-         lambda base_acts, source_acts, basis: source_acts),
-        ("added the source's component without removing the base's: use (source - base)",
-         lambda base_acts, source_acts, basis: base_acts + source_acts @ basis @ basis.T),
-        ("base and source swapped: the source keeps everything but the subspace",
-         lambda base_acts, source_acts, basis:
-         source_acts + (base_acts - source_acts) @ basis @ basis.T),
+        (
+            "swapped the whole vector: the basis was ignored",
+            lambda base_acts, source_acts, basis: source_acts,
+        ),
+        (
+            "added the source's component without removing the base's: use (source - base)",
+            lambda base_acts, source_acts, basis: base_acts + source_acts @ basis @ basis.T,
+        ),
+        (
+            "base and source swapped: the source keeps everything but the subspace",
+            lambda base_acts, source_acts, basis: (
+                source_acts + (base_acts - source_acts) @ basis @ basis.T
+            ),
+        ),
     ],
 )
 def interchange(base_acts: torch.Tensor, source_acts: torch.Tensor, basis: torch.Tensor):
@@ -210,11 +243,21 @@ def _intervention_cases():
     base, source = eq.to_tokens(pairs.base), eq.to_tokens(pairs.source)
     return {
         "equality-das, 8 pairs, blocks.0.hook_resid_post, pos 2, a random basis [64, 2]": dict(
-            model=_equality(), base=base, source=source, hook="blocks.0.hook_resid_post",
-            pos=2, basis=_basis(64, 2, 3)),
+            model=_equality(),
+            base=base,
+            source=source,
+            hook="blocks.0.hook_resid_post",
+            pos=2,
+            basis=_basis(64, 2, 3),
+        ),
         "equality-das, 8 pairs, blocks.1.hook_resid_post, pos 3, the whole vector": dict(
-            model=_equality(), base=base, source=source, hook="blocks.1.hook_resid_post",
-            pos=3, basis=None),
+            model=_equality(),
+            base=base,
+            source=source,
+            hook="blocks.1.hook_resid_post",
+            pos=3,
+            basis=None,
+        ),
     }
 
 
@@ -240,15 +283,24 @@ def _swapped(model, base, source, hook, where, basis):
     minutes=15,
     cases=_intervention_cases,
     mistakes=[
-        ("intervened at every position, not only pos",
-         lambda model, base, source, *, hook, pos, basis:
-         _swapped(model, base, source, hook, slice(None), basis)),
-        ("swapped the whole vector: the basis was ignored",
-         lambda model, base, source, *, hook, pos, basis:
-         _swapped(model, base, source, hook, pos, None)),
-        ("base and source swapped: ran the source with the base's activation",
-         lambda model, base, source, *, hook, pos, basis:
-         _swapped(model, source, base, hook, pos, basis)),
+        (
+            "intervened at every position, not only pos",
+            lambda model, base, source, *, hook, pos, basis: _swapped(
+                model, base, source, hook, slice(None), basis
+            ),
+        ),
+        (
+            "swapped the whole vector: the basis was ignored",
+            lambda model, base, source, *, hook, pos, basis: _swapped(
+                model, base, source, hook, pos, None
+            ),
+        ),
+        (
+            "base and source swapped: ran the source with the base's activation",
+            lambda model, base, source, *, hook, pos, basis: _swapped(
+                model, source, base, hook, pos, basis
+            ),
+        ),
     ],
 )
 def interchange_logits(model, base, source, *, hook: str, pos: int, basis=None) -> torch.Tensor:
@@ -276,11 +328,17 @@ def _loreft_cases():
     gen = torch.Generator().manual_seed(5)
     return {
         "h [6, 16], rank 3": (
-            torch.randn(6, 16, generator=gen), _basis(16, 3, 4).T.contiguous(),
-            torch.randn(3, 16, generator=gen), torch.randn(3, generator=gen)),
+            torch.randn(6, 16, generator=gen),
+            _basis(16, 3, 4).T.contiguous(),
+            torch.randn(3, 16, generator=gen),
+            torch.randn(3, generator=gen),
+        ),
         "h [2, 5, 8], rank 1": (
-            torch.randn(2, 5, 8, generator=gen), _basis(8, 1, 5).T.contiguous(),
-            torch.randn(1, 8, generator=gen), torch.randn(1, generator=gen)),
+            torch.randn(2, 5, 8, generator=gen),
+            _basis(8, 1, 5).T.contiguous(),
+            torch.randn(1, 8, generator=gen),
+            torch.randn(1, generator=gen),
+        ),
     }
 
 
@@ -292,12 +350,18 @@ def _loreft_cases():
     minutes=10,
     cases=_loreft_cases,
     mistakes=[
-        ("added the new coordinates without removing the old ones: subtract R h inside",
-         lambda h, R, W, b: h + (h @ W.T + b) @ R),
-        ("replaced the whole vector by the subspace's part: keep h outside the subspace",
-         lambda h, R, W, b: (h @ W.T + b) @ R),
-        ("wrote the new coordinates along W's rows instead of R's: map back with R",
-         lambda h, R, W, b: h + (h @ W.T + b - h @ R.T) @ W),
+        (
+            "added the new coordinates without removing the old ones: subtract R h inside",
+            lambda h, R, W, b: h + (h @ W.T + b) @ R,
+        ),
+        (
+            "replaced the whole vector by the subspace's part: keep h outside the subspace",
+            lambda h, R, W, b: (h @ W.T + b) @ R,
+        ),
+        (
+            "wrote the new coordinates along W's rows instead of R's: map back with R",
+            lambda h, R, W, b: h + (h @ W.T + b - h @ R.T) @ W,
+        ),
     ],
 )
 def loreft(h: torch.Tensor, R: torch.Tensor, W: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -48,10 +48,16 @@ def _noisy_sigmoid(seed: int, n: int, start: float, end: float) -> list[float]:
 def _crossing_cases():
     steps, loss, prev = _card_curves()
     return {
-        "a noisy falling loss (4.0 -> 0.5) over 12 log-spaced steps, frac 0.5":
-            (_log_steps(12), _noisy_sigmoid(0, 12, 4.0, 0.5), 0.5),
-        "a noisy rising score (0.1 -> 0.9) over 15 steps, frac 0.3":
-            (_log_steps(15), _noisy_sigmoid(1, 15, 0.1, 0.9), 0.3),
+        "a noisy falling loss (4.0 -> 0.5) over 12 log-spaced steps, frac 0.5": (
+            _log_steps(12),
+            _noisy_sigmoid(0, 12, 4.0, 0.5),
+            0.5,
+        ),
+        "a noisy rising score (0.1 -> 0.9) over 15 steps, frac 0.3": (
+            _log_steps(15),
+            _noisy_sigmoid(1, 15, 0.1, 0.9),
+            0.3,
+        ),
         "induction-2l's previous-token score (card), frac 0.5": (steps, prev, 0.5),
         "induction-2l's repeated-part loss (card), frac 0.9": (steps, loss, 0.9),
     }
@@ -83,13 +89,19 @@ def _crossing(steps, values, frac, *, rising=None, checkpoint=False, flipped=Fal
     minutes=10,
     cases=_crossing_cases,
     mistakes=[
-        ("no interpolation: returned the first checkpoint at or past the target (that is what "
-         "mechscope.dynamics.crossing_step does)",
-         lambda steps, values, frac: _crossing(steps, values, frac, checkpoint=True)),
-        ("only handles rising curves (values >= target): a falling loss is 'crossed' at once",
-         lambda steps, values, frac: _crossing(steps, values, frac, rising=True)),
-        ("interpolation weight reversed: t measured from the later checkpoint",
-         lambda steps, values, frac: _crossing(steps, values, frac, flipped=True)),
+        (
+            "no interpolation: returned the first checkpoint at or past the target (that is what "
+            "mechscope.dynamics.crossing_step does)",
+            lambda steps, values, frac: _crossing(steps, values, frac, checkpoint=True),
+        ),
+        (
+            "only handles rising curves (values >= target): a falling loss is 'crossed' at once",
+            lambda steps, values, frac: _crossing(steps, values, frac, rising=True),
+        ),
+        (
+            "interpolation weight reversed: t measured from the later checkpoint",
+            lambda steps, values, frac: _crossing(steps, values, frac, flipped=True),
+        ),
     ],
 )
 def interpolated_crossing(steps, values, frac: float = 0.5) -> float:
@@ -110,8 +122,10 @@ def interpolated_crossing(steps, values, frac: float = 0.5) -> float:
 def _steepest_cases():
     steps, loss, prev = _card_curves()
     gen = torch.Generator().manual_seed(3)
-    falling = (torch.linspace(3.0, 0.5, 10, dtype=torch.float64)
-               + 0.6 * torch.rand(10, generator=gen, dtype=torch.float64)).tolist()
+    falling = (
+        torch.linspace(3.0, 0.5, 10, dtype=torch.float64)
+        + 0.6 * torch.rand(10, generator=gen, dtype=torch.float64)
+    ).tolist()
     return {
         "a bumpy falling curve over 10 log-spaced steps": (_log_steps(10), falling),
         "a noisy rising score over 15 steps": (_log_steps(15), _noisy_sigmoid(4, 15, 0.1, 0.9)),
@@ -135,10 +149,14 @@ def _steepest(steps, values, *, signed=True, indices=False) -> tuple[int, int]:
     minutes=5,
     cases=_steepest_cases,
     mistakes=[
-        ("always the biggest rise, also for a falling curve (a loss changes most by dropping)",
-         lambda steps, values: _steepest(steps, values, signed=False)),
-        ("returned the positions (i, i + 1) in the list, not the training steps there",
-         lambda steps, values: _steepest(steps, values, indices=True)),
+        (
+            "always the biggest rise, also for a falling curve (a loss changes most by dropping)",
+            lambda steps, values: _steepest(steps, values, signed=False),
+        ),
+        (
+            "returned the positions (i, i + 1) in the list, not the training steps there",
+            lambda steps, values: _steepest(steps, values, indices=True),
+        ),
     ],
 )
 def steepest_interval(steps, values) -> tuple[int, int]:
@@ -165,7 +183,9 @@ def _modadd_logits(step: int) -> tuple[torch.Tensor, torch.Tensor, list[int], to
     tokens, answers = modadd.all_pairs(p)
     with torch.no_grad():
         logits = modadd.answer_logits(zoo.load_checkpoint("modadd-1l", step)(tokens), p)
-    train_idx, _ = modadd.train_test_split(p, card["data"]["train_frac"], card["data"]["split_seed"])
+    train_idx, _ = modadd.train_test_split(
+        p, card["data"]["train_frac"], card["data"]["split_seed"]
+    )
     mask = torch.zeros(p * p, dtype=torch.bool)
     mask[train_idx] = True
     return logits.double(), answers, list(card["metrics"]["key_frequencies"]), mask
@@ -187,8 +207,11 @@ def _sum_columns(p: int, freqs, *, separate: bool = False, normalise: bool = Tru
     cols = []
     for k in freqs:
         w = 2 * math.pi * k / p
-        cols += ([torch.cos(w * a), torch.cos(w * b)] if separate
-                 else [torch.cos(w * (a + b)), torch.sin(w * (a + b))])
+        cols += (
+            [torch.cos(w * a), torch.cos(w * b)]
+            if separate
+            else [torch.cos(w * (a + b)), torch.sin(w * (a + b))]
+        )
     basis = torch.stack(cols, dim=1)
     return basis / basis.norm(dim=0, keepdim=True) if normalise else basis
 
@@ -222,14 +245,22 @@ def _ce(logits, answers) -> float:
     minutes=15,
     cases=_restricted_cases,
     mistakes=[
-        ("forgot to add back the per-answer mean over pairs (the constant part of the logits)",
-         lambda logits, answer_ids, freqs: _ce(_split(logits, freqs)[1], answer_ids)),
-        ("cos / sin columns not normalised to unit length (the projection is scaled up)",
-         lambda logits, answer_ids, freqs: _ce(sum(_split(logits, freqs, normalise=False)[:2]),
-                                               answer_ids)),
-        ("frequencies of a and b separately (cos w_k a, cos w_k b), not of a + b",
-         lambda logits, answer_ids, freqs: _ce(sum(_split(logits, freqs, separate=True)[:2]),
-                                               answer_ids)),
+        (
+            "forgot to add back the per-answer mean over pairs (the constant part of the logits)",
+            lambda logits, answer_ids, freqs: _ce(_split(logits, freqs)[1], answer_ids),
+        ),
+        (
+            "cos / sin columns not normalised to unit length (the projection is scaled up)",
+            lambda logits, answer_ids, freqs: _ce(
+                sum(_split(logits, freqs, normalise=False)[:2]), answer_ids
+            ),
+        ),
+        (
+            "frequencies of a and b separately (cos w_k a, cos w_k b), not of a + b",
+            lambda logits, answer_ids, freqs: _ce(
+                sum(_split(logits, freqs, separate=True)[:2]), answer_ids
+            ),
+        ),
     ],
 )
 def restricted_loss(logits: torch.Tensor, answer_ids: torch.Tensor, freqs) -> float:
@@ -254,10 +285,18 @@ def _excluded_cases():
     logits, answers, freqs, mask = _modadd_logits(7000)
     r_logits, r_answers, r_mask = _random_modadd(6)
     return {
-        "random logits [49, 7] (p = 7), frequencies [2, 3], random training mask":
-            (r_logits, r_answers, [2, 3], r_mask),
-        "modadd-1l at step 7000, its key frequencies and training pairs":
-            (logits, answers, freqs, mask),
+        "random logits [49, 7] (p = 7), frequencies [2, 3], random training mask": (
+            r_logits,
+            r_answers,
+            [2, 3],
+            r_mask,
+        ),
+        "modadd-1l at step 7000, its key frequencies and training pairs": (
+            logits,
+            answers,
+            freqs,
+            mask,
+        ),
     }
 
 
@@ -269,15 +308,24 @@ def _excluded_cases():
     minutes=5,
     cases=_excluded_cases,
     mistakes=[
-        ("averaged over every pair, not only the training pairs",
-         lambda logits, answer_ids, freqs, mask: _ce(
-             logits - _split(logits, freqs)[1], answer_ids)),
-        ("kept the key-frequency terms instead of removing them (the restricted logits)",
-         lambda logits, answer_ids, freqs, mask: _ce(
-             sum(_split(logits, freqs)[:2])[mask], answer_ids[mask])),
-        ("removed the per-answer mean too (it is not a key-frequency term)",
-         lambda logits, answer_ids, freqs, mask: _ce(
-             (logits - sum(_split(logits, freqs)[:2]))[mask], answer_ids[mask])),
+        (
+            "averaged over every pair, not only the training pairs",
+            lambda logits, answer_ids, freqs, mask: _ce(
+                logits - _split(logits, freqs)[1], answer_ids
+            ),
+        ),
+        (
+            "kept the key-frequency terms instead of removing them (the restricted logits)",
+            lambda logits, answer_ids, freqs, mask: _ce(
+                sum(_split(logits, freqs)[:2])[mask], answer_ids[mask]
+            ),
+        ),
+        (
+            "removed the per-answer mean too (it is not a key-frequency term)",
+            lambda logits, answer_ids, freqs, mask: _ce(
+                (logits - sum(_split(logits, freqs)[:2]))[mask], answer_ids[mask]
+            ),
+        ),
     ],
 )
 def excluded_loss(logits: torch.Tensor, answer_ids: torch.Tensor, freqs, mask) -> float:

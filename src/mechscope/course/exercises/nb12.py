@@ -69,12 +69,18 @@ def _means_cases():
     minutes=5,
     cases=_means_cases,
     mistakes=[
-        ("wrong sign: negative minus positive",
-         lambda positive, negative: negative[:, -1].mean(0) - positive[:, -1].mean(0)),
-        ("averaged over every position, not the last one (where the next word is predicted)",
-         lambda positive, negative: positive.mean((0, 1)) - negative.mean((0, 1))),
-        ("read the first position instead of the last",
-         lambda positive, negative: positive[:, 0].mean(0) - negative[:, 0].mean(0)),
+        (
+            "wrong sign: negative minus positive",
+            lambda positive, negative: negative[:, -1].mean(0) - positive[:, -1].mean(0),
+        ),
+        (
+            "averaged over every position, not the last one (where the next word is predicted)",
+            lambda positive, negative: positive.mean((0, 1)) - negative.mean((0, 1)),
+        ),
+        (
+            "read the first position instead of the last",
+            lambda positive, negative: positive[:, 0].mean(0) - negative[:, 0].mean(0),
+        ),
     ],
 )
 def difference_of_means(positive: torch.Tensor, negative: torch.Tensor) -> torch.Tensor:
@@ -107,17 +113,29 @@ def _steer_cases():
     rep = repeated_random_tokens(4, 5, induction.cfg.d_vocab, seed=0)
     return {
         "grammar-2l, 6 singular prompts, a random vector, strength 2.0 at pos [3]": {
-            "model": model, "tokens": negative[:6], "vector": 0.5 * _randn(2, vector.shape[0]),
-            "hook": SITE, "strength": 2.0, "pos": [3],
+            "model": model,
+            "tokens": negative[:6],
+            "vector": 0.5 * _randn(2, vector.shape[0]),
+            "hook": SITE,
+            "strength": 2.0,
+            "pos": [3],
         },
         "grammar-2l, 6 singular prompts, the number vector, strength 0.5 at every position": {
-            "model": model, "tokens": negative[:6], "vector": vector, "hook": SITE,
-            "strength": 0.5, "pos": None,
+            "model": model,
+            "tokens": negative[:6],
+            "vector": vector,
+            "hook": SITE,
+            "strength": 0.5,
+            "pos": None,
         },
         "induction-2l, 4 repeated sequences, a random vector at blocks.0.hook_resid_post, "
         "strength -1.5 at pos [0, 2, 7]": {
-            "model": induction, "tokens": rep, "vector": _randn(3, induction.cfg.d_model),
-            "hook": "blocks.0.hook_resid_post", "strength": -1.5, "pos": [0, 2, 7],
+            "model": induction,
+            "tokens": rep,
+            "vector": _randn(3, induction.cfg.d_model),
+            "hook": "blocks.0.hook_resid_post",
+            "strength": -1.5,
+            "pos": [0, 2, 7],
         },
     }
 
@@ -130,15 +148,24 @@ def _steer_cases():
     minutes=10,
     cases=_steer_cases,
     mistakes=[
-        ("added the vector at every position, ignoring pos",
-         lambda model, tokens, vector, hook, *, strength, pos: _steered(
-             model, tokens, vector, hook, strength, pos, every=True)),
-        ("wrong sign: subtracted strength * vector",
-         lambda model, tokens, vector, hook, *, strength, pos: _steered(
-             model, tokens, vector, hook, strength, pos, sign=-1.0)),
-        ("forgot to multiply by strength",
-         lambda model, tokens, vector, hook, *, strength, pos: _steered(
-             model, tokens, vector, hook, strength, pos, scale=False)),
+        (
+            "added the vector at every position, ignoring pos",
+            lambda model, tokens, vector, hook, *, strength, pos: _steered(
+                model, tokens, vector, hook, strength, pos, every=True
+            ),
+        ),
+        (
+            "wrong sign: subtracted strength * vector",
+            lambda model, tokens, vector, hook, *, strength, pos: _steered(
+                model, tokens, vector, hook, strength, pos, sign=-1.0
+            ),
+        ),
+        (
+            "forgot to multiply by strength",
+            lambda model, tokens, vector, hook, *, strength, pos: _steered(
+                model, tokens, vector, hook, strength, pos, scale=False
+            ),
+        ),
     ],
 )
 def steered_logits(model, tokens, vector, hook, *, strength, pos):
@@ -164,8 +191,10 @@ def _project_cases():
     positive, _ = _grammar_acts()
     return {
         "random resid [4, 5, 16], random vector [16]": (_randn(4, 4, 5, 16), 3 * _randn(5, 16)),
-        "grammar-2l plural prompts at blocks.1.hook_resid_pre, the number vector":
-            (positive, vector),
+        "grammar-2l plural prompts at blocks.1.hook_resid_pre, the number vector": (
+            positive,
+            vector,
+        ),
     }
 
 
@@ -177,13 +206,20 @@ def _project_cases():
     minutes=5,
     cases=_project_cases,
     mistakes=[
-        ("did not normalise the vector: subtracted (resid . v) v, not (resid . v_hat) v_hat",
-         lambda resid, vector: resid - (resid @ vector)[..., None] * vector),
-        ("kept only the component along the vector (projected onto it, not out of it)",
-         lambda resid, vector: (resid @ (vector / vector.norm()))[..., None]
-         * (vector / vector.norm())),
-        ("subtracted the vector itself (that is steering with strength -1)",
-         lambda resid, vector: resid - vector),
+        (
+            "did not normalise the vector: subtracted (resid . v) v, not (resid . v_hat) v_hat",
+            lambda resid, vector: resid - (resid @ vector)[..., None] * vector,
+        ),
+        (
+            "kept only the component along the vector (projected onto it, not out of it)",
+            lambda resid, vector: (
+                (resid @ (vector / vector.norm()))[..., None] * (vector / vector.norm())
+            ),
+        ),
+        (
+            "subtracted the vector itself (that is steering with strength -1)",
+            lambda resid, vector: resid - vector,
+        ),
     ],
 )
 def project_out(resid: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
@@ -196,8 +232,9 @@ def project_out(resid: torch.Tensor, vector: torch.Tensor) -> torch.Tensor:
 # ---- mean ablation of one head ------------------------------------------------------------
 
 
-def _mean_ablated(model, tokens, layer, head, reference, *, over_pos=False, zero=False,
-                  every=False):
+def _mean_ablated(
+    model, tokens, layer, head, reference, *, over_pos=False, zero=False, every=False
+):
     hook = f"blocks.{layer}.attn.hook_z"
     _, ref_cache = model.run_with_cache(reference, names=[hook])
     mean = ref_cache[hook].mean((0, 1) if over_pos else 0)  # [pos, head, d_head] or [head, ..]
@@ -221,18 +258,29 @@ def _induction():
 
     model = mechscope.load("induction-2l")
     d_vocab = model.cfg.d_vocab
-    return (model, repeated_random_tokens(6, 10, d_vocab, seed=3),
-            repeated_random_tokens(16, 10, d_vocab, seed=4))
+    return (
+        model,
+        repeated_random_tokens(6, 10, d_vocab, seed=3),
+        repeated_random_tokens(16, 10, d_vocab, seed=4),
+    )
 
 
 def _ablate_cases():
     model, tokens, reference = _induction()
     return {
         "induction-2l, 6 random repeated sequences, L1H3, reference: 16 others": {
-            "model": model, "tokens": tokens, "layer": 1, "head": 3, "reference": reference,
+            "model": model,
+            "tokens": tokens,
+            "layer": 1,
+            "head": 3,
+            "reference": reference,
         },
         "induction-2l, the same, L0H2 (the previous-token head)": {
-            "model": model, "tokens": tokens, "layer": 0, "head": 2, "reference": reference,
+            "model": model,
+            "tokens": tokens,
+            "layer": 0,
+            "head": 2,
+            "reference": reference,
         },
     }
 
@@ -245,15 +293,24 @@ def _ablate_cases():
     minutes=15,
     cases=_ablate_cases,
     mistakes=[
-        ("one mean over the batch *and* the positions, not a mean per position",
-         lambda model, tokens, layer, head, *, reference: _mean_ablated(
-             model, tokens, layer, head, reference, over_pos=True)),
-        ("zero ablation: set the head's z to 0 instead of the reference mean",
-         lambda model, tokens, layer, head, *, reference: _mean_ablated(
-             model, tokens, layer, head, reference, zero=True)),
-        ("replaced every head of the layer, not only `head`",
-         lambda model, tokens, layer, head, *, reference: _mean_ablated(
-             model, tokens, layer, head, reference, every=True)),
+        (
+            "one mean over the batch *and* the positions, not a mean per position",
+            lambda model, tokens, layer, head, *, reference: _mean_ablated(
+                model, tokens, layer, head, reference, over_pos=True
+            ),
+        ),
+        (
+            "zero ablation: set the head's z to 0 instead of the reference mean",
+            lambda model, tokens, layer, head, *, reference: _mean_ablated(
+                model, tokens, layer, head, reference, zero=True
+            ),
+        ),
+        (
+            "replaced every head of the layer, not only `head`",
+            lambda model, tokens, layer, head, *, reference: _mean_ablated(
+                model, tokens, layer, head, reference, every=True
+            ),
+        ),
     ],
 )
 def mean_ablated_logits(model, tokens, layer, head, *, reference):

@@ -26,14 +26,21 @@ def _tiny():
 
     import mechscope
 
-    word_level = Tokenizer(models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token=WORDS[0]))
+    word_level = Tokenizer(
+        models.WordLevel({w: i for i, w in enumerate(WORDS)}, unk_token=WORDS[0])
+    )
     word_level.pre_tokenizer = pre_tokenizers.Whitespace()
     tokenizer = transformers.PreTrainedTokenizerFast(
         tokenizer_object=word_level, bos_token=WORDS[0], eos_token=WORDS[0], unk_token=WORDS[0]
     )
     config = transformers.GPT2Config(
-        n_layer=2, n_head=4, n_embd=32, n_positions=32, vocab_size=len(WORDS),
-        bos_token_id=0, eos_token_id=0,
+        n_layer=2,
+        n_head=4,
+        n_embd=32,
+        n_positions=32,
+        vocab_size=len(WORDS),
+        bos_token_id=0,
+        eos_token_id=0,
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(1)
@@ -80,10 +87,14 @@ def _kl_cases():
     logits, _ = _tiny_run()
     ablated = mechscope.ablate(model, tokens, "blocks.1.hook_mlp_out")
     return {
-        "random logits [2, 5, 11] vs random reference [2, 5, 11]":
-            (_randn(0, 2, 5, 11, scale=2.0), _randn(1, 2, 5, 11, scale=2.0)),
-        "peaked random logits [3, 4, 50]":
-            (_randn(2, 3, 4, 50, scale=6.0), _randn(3, 3, 4, 50, scale=6.0)),
+        "random logits [2, 5, 11] vs random reference [2, 5, 11]": (
+            _randn(0, 2, 5, 11, scale=2.0),
+            _randn(1, 2, 5, 11, scale=2.0),
+        ),
+        "peaked random logits [3, 4, 50]": (
+            _randn(2, 3, 4, 50, scale=6.0),
+            _randn(3, 3, 4, 50, scale=6.0),
+        ),
         "tiny GPT-2 with layer 1's MLP zero-ablated vs the clean run": (ablated, logits),
     }
 
@@ -96,14 +107,22 @@ def _kl_cases():
     minutes=5,
     cases=_kl_cases,
     mistakes=[
-        ("KL in the other direction: KL(logits || reference)",
-         lambda logits, reference: (logits.log_softmax(-1).exp()
-                                    * (logits.log_softmax(-1) - reference.log_softmax(-1))).sum(-1)),
-        ("used the raw logits as log-probabilities (no log_softmax)",
-         lambda logits, reference: (reference.softmax(-1) * (reference - logits)).sum(-1)),
-        ("softmax over positions (dim 1), not over the vocabulary",
-         lambda logits, reference: (reference.softmax(1)
-                                    * (reference.log_softmax(1) - logits.log_softmax(1))).sum(-1)),
+        (
+            "KL in the other direction: KL(logits || reference)",
+            lambda logits, reference: (
+                logits.log_softmax(-1).exp() * (logits.log_softmax(-1) - reference.log_softmax(-1))
+            ).sum(-1),
+        ),
+        (
+            "used the raw logits as log-probabilities (no log_softmax)",
+            lambda logits, reference: (reference.softmax(-1) * (reference - logits)).sum(-1),
+        ),
+        (
+            "softmax over positions (dim 1), not over the vocabulary",
+            lambda logits, reference: (
+                reference.softmax(1) * (reference.log_softmax(1) - logits.log_softmax(1))
+            ).sum(-1),
+        ),
     ],
 )
 def per_position_kl(logits: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
@@ -146,12 +165,18 @@ def _record_cases():
     minutes=10,
     cases=_record_cases,
     mistakes=[
-        ("recorded blocks.{layer}.hook_resid_pre: the block's input, not its output",
-         lambda model, tokens, layer: _recorded(model, tokens, f"blocks.{layer}.hook_resid_pre")),
-        ("recorded blocks.{layer}.hook_resid_mid: after attention, before the MLP",
-         lambda model, tokens, layer: _recorded(model, tokens, f"blocks.{layer}.hook_resid_mid")),
-        ("recorded the block's MLP output, not the residual stream it is added to",
-         lambda model, tokens, layer: _recorded(model, tokens, f"blocks.{layer}.hook_mlp_out")),
+        (
+            "recorded blocks.{layer}.hook_resid_pre: the block's input, not its output",
+            lambda model, tokens, layer: _recorded(model, tokens, f"blocks.{layer}.hook_resid_pre"),
+        ),
+        (
+            "recorded blocks.{layer}.hook_resid_mid: after attention, before the MLP",
+            lambda model, tokens, layer: _recorded(model, tokens, f"blocks.{layer}.hook_resid_mid"),
+        ),
+        (
+            "recorded the block's MLP output, not the residual stream it is added to",
+            lambda model, tokens, layer: _recorded(model, tokens, f"blocks.{layer}.hook_mlp_out"),
+        ),
     ],
 )
 def record_resid(model, tokens, layer) -> torch.Tensor:
@@ -184,10 +209,16 @@ def _stack_cases():
     stack, _ = cache_.decompose_resid()
     stack_r = _randn(4, 4, 2, 5, 16, scale=2.0) + 0.5
     return {
-        "random stack [4, 2, 5, 16] and its sum as the residual, eps 1e-5":
-            (stack_r, stack_r.sum(0), 1e-5),
-        "tiny GPT-2: decompose_resid() and blocks.1.hook_resid_post, eps 1e-5":
-            (stack, cache_["blocks.1.hook_resid_post"], 1e-5),
+        "random stack [4, 2, 5, 16] and its sum as the residual, eps 1e-5": (
+            stack_r,
+            stack_r.sum(0),
+            1e-5,
+        ),
+        "tiny GPT-2: decompose_resid() and blocks.1.hook_resid_post, eps 1e-5": (
+            stack,
+            cache_["blocks.1.hook_resid_post"],
+            1e-5,
+        ),
     }
 
 
@@ -199,13 +230,19 @@ def _stack_cases():
     minutes=10,
     cases=_stack_cases,
     mistakes=[
-        ("divided each component by its own scale (the logit lens's recompute), not by the "
-         "scale of the whole residual stream",
-         lambda stack, resid, eps: _centre(stack) / _std(_centre(stack), eps)),
-        ("forgot to centre the components (LayerNorm subtracts the mean over d_model)",
-         lambda stack, resid, eps: stack / _std(_centre(resid), eps)),
-        ("took the residual's scale without centring it first (that is RMSNorm's scale)",
-         lambda stack, resid, eps: _centre(stack) / _std(resid, eps)),
+        (
+            "divided each component by its own scale (the logit lens's recompute), not by the "
+            "scale of the whole residual stream",
+            lambda stack, resid, eps: _centre(stack) / _std(_centre(stack), eps),
+        ),
+        (
+            "forgot to centre the components (LayerNorm subtracts the mean over d_model)",
+            lambda stack, resid, eps: stack / _std(_centre(resid), eps),
+        ),
+        (
+            "took the residual's scale without centring it first (that is RMSNorm's scale)",
+            lambda stack, resid, eps: _centre(stack) / _std(resid, eps),
+        ),
     ],
 )
 def freeze_final_ln(stack: torch.Tensor, resid: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
@@ -239,10 +276,16 @@ def _attr_cases():
     ln_stack, _ = cache_.decompose_resid(apply_ln=True, pos_slice=slice(0, -1))
     ind_stack, _ = ind_cache.decompose_resid(apply_ln=True, pos_slice=slice(0, -1))
     return {
-        "tiny GPT-2: normalised stack [6, 3, 7, 32], the next tokens":
-            (model, ln_stack, tokens[:, 1:]),
-        "tiny GPT-2: a random stack [3, 3, 8, 32], random answers":
-            (model, _randn(5, 3, 3, 8, 32), torch.randint(14, (3, 8), generator=torch.Generator().manual_seed(6))),
+        "tiny GPT-2: normalised stack [6, 3, 7, 32], the next tokens": (
+            model,
+            ln_stack,
+            tokens[:, 1:],
+        ),
+        "tiny GPT-2: a random stack [3, 3, 8, 32], random answers": (
+            model,
+            _randn(5, 3, 3, 8, 32),
+            torch.randint(14, (3, 8), generator=torch.Generator().manual_seed(6)),
+        ),
         "induction-2l: normalised stack, the next tokens": (induction, ind_stack, rep[:, 1:]),
     }
 
@@ -255,11 +298,15 @@ def _attr_cases():
     minutes=10,
     cases=_attr_cases,
     mistakes=[
-        ("forgot to fold the final norm's weight into W_U",
-         lambda model, stack, answer_ids: _attrs(model, stack, answer_ids, fold=False)),
-        ("summed over the components (that is the whole logit minus the offset, not each "
-         "component's share)",
-         lambda model, stack, answer_ids: _attrs(model, stack, answer_ids, total=True)),
+        (
+            "forgot to fold the final norm's weight into W_U",
+            lambda model, stack, answer_ids: _attrs(model, stack, answer_ids, fold=False),
+        ),
+        (
+            "summed over the components (that is the whole logit minus the offset, not each "
+            "component's share)",
+            lambda model, stack, answer_ids: _attrs(model, stack, answer_ids, total=True),
+        ),
     ],
 )
 def direct_logit_attribution(model, stack: torch.Tensor, answer_ids: torch.Tensor) -> torch.Tensor:

@@ -47,14 +47,26 @@ def _bigram_cases():
     minutes=10,
     cases=_bigram_cases,
     mistakes=[
-        ("marked repeated tokens, not repeated (previous, current) pairs",
-         lambda t: torch.stack([
-             torch.tensor([int((row[:i] == row[i]).any()) for i in range(len(row))])
-             for row in t])),
-        ("counted the pair at this very position as 'earlier' (every position after the "
-         "first comes out True)",
-         lambda t: torch.cat([torch.zeros(t.shape[0], 1, dtype=torch.long),
-                              torch.ones(t.shape[0], t.shape[1] - 1, dtype=torch.long)], 1)),
+        (
+            "marked repeated tokens, not repeated (previous, current) pairs",
+            lambda t: torch.stack(
+                [
+                    torch.tensor([int((row[:i] == row[i]).any()) for i in range(len(row))])
+                    for row in t
+                ]
+            ),
+        ),
+        (
+            "counted the pair at this very position as 'earlier' (every position after the "
+            "first comes out True)",
+            lambda t: torch.cat(
+                [
+                    torch.zeros(t.shape[0], 1, dtype=torch.long),
+                    torch.ones(t.shape[0], t.shape[1] - 1, dtype=torch.long),
+                ],
+                1,
+            ),
+        ),
     ],
 )
 def repeated_bigram_mask(tokens: torch.Tensor) -> torch.Tensor:
@@ -75,8 +87,25 @@ def _depth_cases():
     _, texts = _snippet_tokens()
     return {
         "hand-made tokens with all three bracket kinds": (
-            ["<bos>", "f", "(", "a", "[", "0", "],", " {", "'k", "':", " g", "((", "x", "))}",
-             ")", "\n"],),
+            [
+                "<bos>",
+                "f",
+                "(",
+                "a",
+                "[",
+                "0",
+                "],",
+                " {",
+                "'k",
+                "':",
+                " g",
+                "((",
+                "x",
+                "))}",
+                ")",
+                "\n",
+            ],
+        ),
         "stdlib-lm token texts of a snippet": (list(texts),),
     }
 
@@ -97,13 +126,21 @@ def _depth(tokens, opens="([{", closes=")]}"):
     minutes=8,
     cases=_depth_cases,
     mistakes=[
-        ("the depth before each token, not after it",
-         lambda ts: torch.cat([torch.zeros(1, dtype=torch.long), _depth(ts)[:-1]])),
+        (
+            "the depth before each token, not after it",
+            lambda ts: torch.cat([torch.zeros(1, dtype=torch.long), _depth(ts)[:-1]]),
+        ),
         ("counted round brackets only", lambda ts: _depth(ts, "(", ")")),
-        ("counted at most one bracket per token (a token like '((' or '))}' holds several)",
-         lambda ts: torch.tensor(torch.tensor(
-             [int(any(c in t for c in "([{")) - int(any(c in t for c in ")]}")) for t in ts]
-         ).cumsum(0).tolist())),
+        (
+            "counted at most one bracket per token (a token like '((' or '))}' holds several)",
+            lambda ts: torch.tensor(
+                torch.tensor(
+                    [int(any(c in t for c in "([{")) - int(any(c in t for c in ")]}")) for t in ts]
+                )
+                .cumsum(0)
+                .tolist()
+            ),
+        ),
     ],
 )
 def bracket_depth(str_tokens: list[str]) -> torch.Tensor:
@@ -128,12 +165,19 @@ def _top_cases():
     minutes=5,
     cases=_top_cases,
     mistakes=[
-        ("layer and head swapped (unravel the flat index with the number of heads)",
-         lambda s, k: [(int(i) % s.shape[1], int(i) // s.shape[1])
-                       for i in s.flatten().topk(k).indices]),
-        ("the k smallest entries, not the k largest",
-         lambda s, k: [(int(i) // s.shape[1], int(i) % s.shape[1])
-                       for i in s.flatten().topk(k, largest=False).indices]),
+        (
+            "layer and head swapped (unravel the flat index with the number of heads)",
+            lambda s, k: [
+                (int(i) % s.shape[1], int(i) // s.shape[1]) for i in s.flatten().topk(k).indices
+            ],
+        ),
+        (
+            "the k smallest entries, not the k largest",
+            lambda s, k: [
+                (int(i) // s.shape[1], int(i) % s.shape[1])
+                for i in s.flatten().topk(k, largest=False).indices
+            ],
+        ),
     ],
 )
 def top_heads(scores: torch.Tensor, k: int) -> list[tuple[int, int]]:
@@ -151,7 +195,9 @@ def _pr_cases():
     return {
         "random firing [40, 6] (one feature never fires), random rule [40]": (fired, mask),
         "a perfect detector, its complement and a constant": (
-            torch.stack([mask, ~mask, torch.ones(40, dtype=torch.bool)], 1), mask),
+            torch.stack([mask, ~mask, torch.ones(40, dtype=torch.bool)], 1),
+            mask,
+        ),
     }
 
 
@@ -169,13 +215,21 @@ def _pr(fired, mask):
     minutes=8,
     cases=_pr_cases,
     mistakes=[
-        ("precision and recall swapped (precision divides by how often the FEATURE fires)",
-         lambda fired, mask: _pr(fired, mask)[::-1]),
-        ("a feature that never fires gives NaN (0/0): clamp the denominator to at least 1",
-         lambda fired, mask: ((mask.float() @ fired.float()) / fired.float().sum(0),
-                              _pr(fired, mask)[1])),
-        ("every position counted as the feature firing (use the fired table, not all ones)",
-         lambda fired, mask: _pr(torch.ones_like(fired), mask)),
+        (
+            "precision and recall swapped (precision divides by how often the FEATURE fires)",
+            lambda fired, mask: _pr(fired, mask)[::-1],
+        ),
+        (
+            "a feature that never fires gives NaN (0/0): clamp the denominator to at least 1",
+            lambda fired, mask: (
+                (mask.float() @ fired.float()) / fired.float().sum(0),
+                _pr(fired, mask)[1],
+            ),
+        ),
+        (
+            "every position counted as the feature firing (use the fired table, not all ones)",
+            lambda fired, mask: _pr(torch.ones_like(fired), mask),
+        ),
     ],
 )
 def precision_recall(fired: torch.Tensor, mask: torch.Tensor) -> tuple:

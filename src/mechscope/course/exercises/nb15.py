@@ -41,14 +41,22 @@ def _frozen_scale(resid, eps=1e-5):
     minutes=12,
     cases=_edge_cases,
     mistakes=[
-        ("the decoder row was not centred (LayerNorm subtracts the mean first)",
-         lambda a, w, r, g, u: a * ((w / _frozen_scale(r)) * g) @ u),
-        ("not divided by the frozen LayerNorm scale of the residual stream",
-         lambda a, w, r, g, u: a * ((w - w.mean()) * g) @ u),
-        ("the LayerNorm weight ln_w was left out", lambda a, w, r, g, u:
-         a * ((w - w.mean()) / _frozen_scale(r)) @ u),
-        ("the feature's activation a was left out (an edge is activation x derivative)",
-         lambda a, w, r, g, u: (((w - w.mean()) / _frozen_scale(r)) * g) @ u),
+        (
+            "the decoder row was not centred (LayerNorm subtracts the mean first)",
+            lambda a, w, r, g, u: a * ((w / _frozen_scale(r)) * g) @ u,
+        ),
+        (
+            "not divided by the frozen LayerNorm scale of the residual stream",
+            lambda a, w, r, g, u: a * ((w - w.mean()) * g) @ u,
+        ),
+        (
+            "the LayerNorm weight ln_w was left out",
+            lambda a, w, r, g, u: a * ((w - w.mean()) / _frozen_scale(r)) @ u,
+        ),
+        (
+            "the feature's activation a was left out (an edge is activation x derivative)",
+            lambda a, w, r, g, u: (((w - w.mean()) / _frozen_scale(r)) * g) @ u,
+        ),
     ],  # fmt: skip
 )
 def logit_edge(a, w_dec_row, resid, ln_w, w_u_col) -> torch.Tensor:
@@ -89,11 +97,16 @@ def _direct(adjacency, activation, feats, logit):
     minutes=15,
     cases=_effect_cases,
     mistakes=[
-        ("direct effects only: the paths through later features are missing "
-         "(use (I - D_ff)^-1)", _direct),
-        ("edges were not divided by the source's activation (an edge is a * d target / d a)",
-         lambda A, act, f, lg: A[lg, f] @ torch.linalg.inv(
-             torch.eye(len(f)) - A[f][:, f] / act[f])),
+        (
+            "direct effects only: the paths through later features are missing (use (I - D_ff)^-1)",
+            _direct,
+        ),
+        (
+            "edges were not divided by the source's activation (an edge is a * d target / d a)",
+            lambda A, act, f, lg: (
+                A[lg, f] @ torch.linalg.inv(torch.eye(len(f)) - A[f][:, f] / act[f])
+            ),
+        ),
     ],  # fmt: skip
 )
 def total_effects(adjacency, activation, feats, logit) -> torch.Tensor:
@@ -122,12 +135,17 @@ def _keep_cases():
     minutes=6,
     cases=_keep_cases,
     mistakes=[
-        ("sorted ascending: keep the MOST influential nodes first",
-         lambda inf, th: int((inf.sort().values.cumsum(0) < th * inf.sum()).sum()) + 1),
-        ("one node too many when the threshold is met exactly (stop as soon as the sum "
-         "reaches threshold * total)",
-         lambda inf, th: int((inf.sort(descending=True).values.cumsum(0) <= th * inf.sum())
-                             .sum()) + 1),
+        (
+            "sorted ascending: keep the MOST influential nodes first",
+            lambda inf, th: int((inf.sort().values.cumsum(0) < th * inf.sum()).sum()) + 1,
+        ),
+        (
+            "one node too many when the threshold is met exactly (stop as soon as the sum "
+            "reaches threshold * total)",
+            lambda inf, th: (
+                int((inf.sort(descending=True).values.cumsum(0) <= th * inf.sum()).sum()) + 1
+            ),
+        ),
     ],  # fmt: skip
 )
 def nodes_to_keep(influence, threshold) -> int:
