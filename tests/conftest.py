@@ -22,6 +22,22 @@ def tiny(tiny_cfg):
     return Transformer(tiny_cfg, tokenizer=WordTokenizer(words)).eval()
 
 
+@pytest.fixture
+def attn_only():
+    """One attention-only layer, no MLP and no norm: the model without the optional parts."""
+    cfg = TransformerConfig(
+        n_layers=1,
+        d_model=8,
+        n_heads=2,
+        d_head=4,
+        d_vocab=5,
+        n_ctx=6,
+        d_mlp=None,
+        normalization=None,
+    )
+    return Transformer(cfg)
+
+
 @pytest.fixture(scope="session")
 def small_transformer():
     """Factory ``small_transformer(seed, **config_overrides)``: the random 2-layer, 2-head,
@@ -98,3 +114,36 @@ def induction():
     import mechscope
 
     return mechscope.load("induction-2l")
+
+
+@pytest.fixture(scope="module")
+def model(request):
+    """The zoo model a card test module names in ``NAME``: ``mechscope.load(NAME)`` once per
+    module, with one thread (the card's numbers re-measure the same on every machine). A module
+    that tests another model defines its own ``model`` fixture, which takes precedence."""
+    import mechscope
+
+    torch.set_num_threads(1)
+    return mechscope.load(request.module.NAME)
+
+
+@pytest.fixture(scope="session")
+def check_shipped():
+    """``check_shipped(model, max_deflated=None)`` -> the shipped weights' bytes, after asserting
+    that ``zoo/NAME.safetensors`` hashes to the card's sha256 and, with ``max_deflated``, that
+    the weights plus the card ``NAME.json`` deflate (zlib level 9) to at most that many bytes."""
+    import hashlib
+    import zlib
+
+    from mechscope.models.zoo import zoo_dir
+
+    def check(model, max_deflated: int | None = None) -> bytes:
+        name = model.card["name"]
+        blob = (zoo_dir() / f"{name}.safetensors").read_bytes()
+        assert hashlib.sha256(blob).hexdigest() == model.card["sha256"]
+        if max_deflated is not None:
+            card = (zoo_dir() / f"{name}.json").read_bytes()
+            assert len(zlib.compress(blob, 9)) + len(zlib.compress(card, 9)) <= max_deflated
+        return blob
+
+    return check

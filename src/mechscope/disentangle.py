@@ -32,6 +32,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._matrices import data_matrix
+
 
 @dataclass(frozen=True)
 class DisentanglementResult:
@@ -54,16 +56,7 @@ class DisentanglementResult:
 
 
 def _as_matrix(x, name: str) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    if t.dim() != 2 or t.shape[0] < 2:
-        raise ValueError(
-            f"{name} has shape {list(t.shape)}; expected [n, d] with n >= 2 rows (one per input)."
-        )
-    if not t.is_floating_point():
-        t = t.float()
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} has {int((~torch.isfinite(t)).sum())} NaN / Inf entries.")
-    return t.detach().double()
+    return data_matrix(x, name, min_rows=2, row="input")
 
 
 def _standardise(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
+from ._matrices import data_matrix
+
 
 @dataclass(frozen=True)
 class ICAResult:
@@ -53,16 +55,7 @@ class ICAResult:
 
 
 def _as_data(x, name: str) -> torch.Tensor:
-    t = torch.as_tensor(x)
-    if t.dim() != 2 or t.shape[0] < 3:
-        raise ValueError(
-            f"{name} has shape {list(t.shape)}; expected [n, d] with n >= 3 rows (one per sample)."
-        )
-    if not t.is_floating_point():
-        t = t.float()
-    if not torch.isfinite(t).all():
-        raise ValueError(f"{name} has {int((~torch.isfinite(t)).sum())} NaN / Inf entries.")
-    return t.detach().double()
+    return data_matrix(x, name, min_rows=3, row="sample")
 
 
 def _symmetric_orthogonalise(w: torch.Tensor) -> torch.Tensor:

@@ -32,11 +32,13 @@ from ._probe_fit import (
     as_acts,
     as_label_tensor,
     as_labels,
+    as_types,
     fit_logistic,
     fit_ridge,
     r2,
     rank_scores,
     split,
+    standardise,
 )
 
 __all__ = [
@@ -89,13 +91,18 @@ class Probe:
 
     def scores(self, acts) -> torch.Tensor:
         """Class logits (or regression outputs): ``[n, d] -> [n, C]``."""
-        acts = self._check(acts)
+        return self._scores(self._check(acts))
+
+    def _scores(self, acts: torch.Tensor) -> torch.Tensor:
         w = self.weight.to(acts.device, acts.dtype)
         return acts @ w.T + self.bias.to(acts.device, acts.dtype)
 
     def predict(self, acts) -> torch.Tensor:
         """Predicted class ``[n]`` (long), or regression values ``[n]`` (``[n, k]`` for k > 1)."""
-        s = self.scores(acts)
+        return self._predict(self._check(acts))
+
+    def _predict(self, acts: torch.Tensor) -> torch.Tensor:
+        s = self._scores(acts)
         if self.task == "classification":
             return s.argmax(-1)
         return s[:, 0] if s.shape[1] == 1 else s
@@ -109,9 +116,15 @@ class Probe:
                 f"labels has shape {list(labels.shape)} but acts has {acts.shape[0]} rows; "
                 f"expected one label per row."
             )
+        return self._accuracy(acts, labels)
+
+    def _accuracy(self, acts: torch.Tensor, labels: torch.Tensor) -> float:
+        return self._accuracy_of(self._predict(acts), labels.to(acts.device))
+
+    def _accuracy_of(self, pred: torch.Tensor, labels: torch.Tensor) -> float:
         if self.task == "regression":
-            return r2(self.predict(acts), labels.to(acts.device))
-        return float((self.predict(acts) == labels.to(acts.device)).float().mean())
+            return r2(pred, labels)
+        return float((pred == labels).float().mean())
 
     def direction(self, cls: int | None = None) -> torch.Tensor:
         """Unit vector ``[d]`` along which the score of ``cls`` rises against the rest.
@@ -173,28 +186,25 @@ def fit_probe(
     train, test = split(n, test_frac, seed)
     train, test = train.to(acts.device), test.to(acts.device)
 
-    # Standardise on the training rows (conditioning), fit in float64, map back.
-    x = acts.double()
-    mu = x[train].mean(0)
-    sd = x[train].std(0, unbiased=False)
-    sd = torch.where(sd > 1e-8 * sd.max().clamp_min(1e-30), sd, torch.ones_like(sd))
-    xs = (x - mu) / sd
-
-    if is_cls:
-        n_cls = int(labels.max()) + 1
-        if int(torch.unique(labels[train]).numel()) < 2:
-            raise ValueError(
-                "the training split holds one class only; give more examples of each class "
-                "or a different seed / test_frac."
-            )
-        if kind == "logistic":
-            w, b = fit_logistic(xs[train], labels[train], n_cls, l2, steps)
-        else:
-            y = torch.nn.functional.one_hot(labels, n_cls).double()
-            w, b = fit_ridge(xs[train], y[train], l2)
+    if is_cls and int(torch.unique(labels[train]).numel()) < 2:
+        raise ValueError(
+            "the training split holds one class only; give more examples of each class "
+            "or a different seed / test_frac."
+        )
+    # Standardise the training rows in float64 (conditioning), fit, map back. The logistic
+    # fit takes them as columns [d, n_train], the ridge fit as rows.
+    if kind == "logistic":
+        xt = acts[train].T.contiguous().double()
+        mu, sd = standardise(xt, 1)
+        w, b = fit_logistic(xt, labels[train], int(labels.max()) + 1, l2, steps)
     else:
-        y = labels.double().reshape(n, -1)
-        w, b = fit_ridge(xs[train], y[train], l2)
+        xs = acts[train].double()
+        mu, sd = standardise(xs, 0)
+        if is_cls:
+            y = torch.nn.functional.one_hot(labels[train], int(labels.max()) + 1).double()
+        else:
+            y = labels[train].double().reshape(len(train), -1)
+        w, b = fit_ridge(xs, y, l2)
 
     weight = w / sd  # [C, d] on raw activations
     bias = b - weight @ mu
@@ -209,8 +219,9 @@ def fit_probe(
         train_index=train.cpu(),
         test_index=test.cpu(),
     )
-    train_acc = probe.accuracy(acts[train], labels[train])
-    test_acc = probe.accuracy(acts[test], labels[test]) if len(test) else math.nan
+    pred = probe._predict(acts)  # one pass over all rows, then each split's
+    train_acc = probe._accuracy_of(pred[train], labels[train])
+    test_acc = probe._accuracy_of(pred[test], labels[test]) if len(test) else math.nan
     object.__setattr__(probe, "train_accuracy", train_acc)
     object.__setattr__(probe, "test_accuracy", test_acc)
     return probe
@@ -300,11 +311,7 @@ def selectivity(
     labels, is_cls = as_labels(labels, acts.shape[0], kind)
     if not is_cls:
         raise ValueError("selectivity needs class labels (integers), not regression targets.")
-    types = as_label_tensor(types, "types")
-    if types.shape != (acts.shape[0],):
-        raise ValueError(
-            f"types has shape {list(types.shape)}; expected [{acts.shape[0]}], one type per row."
-        )
+    types = as_types(types, acts.shape[0])
     control = control_task(types, labels, seed=seed)
     opts = dict(kind=kind, test_frac=test_frac, seed=seed, l2=l2, steps=steps)
     real = fit_probe(acts, labels, **opts)

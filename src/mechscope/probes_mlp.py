@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._probe_fit import as_acts, as_label_tensor, as_labels, split
+from ._probe_fit import as_acts, as_label_tensor, as_labels, as_types, split, standardise
 from .probes import SelectivityResult, control_task
 
 __all__ = ["MLPProbe", "fit_mlp_probe", "mlp_selectivity"]
@@ -117,11 +117,8 @@ def fit_mlp_probe(
             "the training split holds one class only; give more examples of each class."
         )
     n_cls = int(labels.max()) + 1
-    x = acts.double()
-    mean = x[train].mean(0)
-    std = x[train].std(0, unbiased=False)
-    std = torch.where(std > 1e-8 * std.max().clamp_min(1e-30), std, torch.ones_like(std))
-    xs = (x - mean) / std
+    xt = acts[train].double()
+    mean, std = standardise(xt, 0)
     gen = torch.Generator().manual_seed(seed)
 
     def uniform(*shape, fan_in):
@@ -133,7 +130,7 @@ def fit_mlp_probe(
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.Adam(params, lr=lr)
-    xt, yt = xs[train], labels[train]
+    yt = labels[train]
     with torch.enable_grad():
         for _ in range(steps):
             w1, b1, w2, b2 = params
@@ -172,11 +169,7 @@ def mlp_selectivity(
     """
     acts = as_acts(acts)
     labels, _ = as_labels(labels, acts.shape[0], "logistic")
-    types = as_label_tensor(types, "types")
-    if types.shape != (acts.shape[0],):
-        raise ValueError(
-            f"types has shape {list(types.shape)}; expected [{acts.shape[0]}], one type per row."
-        )
+    types = as_types(types, acts.shape[0])
     control = control_task(types, labels, seed=seed)
     opts = dict(d_mlp=d_mlp, test_frac=test_frac, seed=seed, l2=l2, steps=steps, lr=lr)
     real = fit_mlp_probe(acts, labels, **opts)

@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -91,6 +92,11 @@ LOCAL_SCHEMES = {"data", "blob", "about"}
 
 
 # --------------------------------------------------------------------- target
+def run_timeout() -> float:
+    """Seconds allowed for "Run All" of a notebook (MECHSCOPE_BROWSER_RUN_TIMEOUT, 150)."""
+    return float(os.environ.get("MECHSCOPE_BROWSER_RUN_TIMEOUT", "150"))
+
+
 @dataclass(frozen=True)
 class QuickstartTarget:
     notebooks_dir: Path
@@ -114,7 +120,7 @@ def quickstart_target() -> QuickstartTarget:
         card=Path(
             env.get("MECHSCOPE_BROWSER_CARD", REPO / "src/mechscope/zoo/induction-2l.json")
         ).resolve(),
-        run_timeout=float(env.get("MECHSCOPE_BROWSER_RUN_TIMEOUT", "150")),
+        run_timeout=run_timeout(),
     )
     if not (target.notebooks_dir / target.notebook).is_file():
         pytest.fail(
@@ -122,34 +128,6 @@ def quickstart_target() -> QuickstartTarget:
             "(set MECHSCOPE_BROWSER_NOTEBOOKS / MECHSCOPE_BROWSER_NOTEBOOK to override)"
         )
     return target
-
-
-@dataclass(frozen=True)
-class NotebookTarget:
-    """A test-only notebook: its path relative to the lab root, and the "Run All" budget."""
-
-    notebook: str
-    run_timeout: float
-
-
-def _test_notebook(name: str) -> NotebookTarget:
-    """A notebook of tests/browser/notebooks/, as served under ``browser-tests/``."""
-    if not (EXTRA_NOTEBOOK_DIRS["browser-tests"] / name).is_file():
-        pytest.fail(f"test notebook not found: {EXTRA_NOTEBOOK_DIRS['browser-tests'] / name}")
-    return NotebookTarget(
-        notebook=f"browser-tests/{name}",
-        run_timeout=float(os.environ.get("MECHSCOPE_BROWSER_RUN_TIMEOUT", "150")),
-    )
-
-
-@pytest.fixture(scope="session")
-def feature_widgets_target() -> NotebookTarget:
-    return _test_notebook("feature_widgets.ipynb")
-
-
-@pytest.fixture(scope="session")
-def heatmap_target() -> NotebookTarget:
-    return _test_notebook("heatmap.ipynb")
 
 
 @pytest.fixture(scope="session")
@@ -350,6 +328,19 @@ _INIT_JS = r"""
 """
 
 
+# Every non-blank text node in a widget whose computed font-size is under 11 px.
+SMALL_TEXT_JS = """el => {
+  const small = [];
+  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+    if (!n.textContent.trim()) continue;
+    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
+    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
+  }
+  return small;
+}"""
+
+
 class LabPage:
     """Drives one JupyterLab page; every failure carries diagnostics."""
 
@@ -361,6 +352,7 @@ class LabPage:
         self.test_name = re.sub(r"[^A-Za-z0-9_.-]+", "_", test_name)
         self.console: list[str] = []
         self.page_errors: list[str] = []
+        self.dialogs: list[str] | None = None  # see watch_dialogs
         page.on("console", self._on_console)
         page.on("pageerror", lambda e: self.page_errors.append(str(e)))
         page.add_init_script(_INIT_JS)
@@ -419,6 +411,23 @@ class LabPage:
         w.scroll_into_view_if_needed()
         return w
 
+    def last_widget(self, selector: str, what: str):
+        """The last rendered ``selector`` on the page, attached and scrolled into view."""
+        widget = self.page.locator(selector).last
+        try:
+            widget.wait_for(state="attached", timeout=20_000)
+        except Exception:  # noqa: BLE001
+            self.fail(f"no rendered {what} ({selector}) after running the notebook")
+        widget.scroll_into_view_if_needed()
+        return widget
+
+    def wait_js(self, js: str, arg, why: str, timeout: float = 20_000) -> None:
+        """Wait (``timeout`` ms) until the page function ``js(arg)`` is truthy; fail with ``why``."""
+        try:
+            self.page.wait_for_function(js, arg=arg, timeout=timeout)
+        except Exception:  # noqa: BLE001
+            self.fail(why)
+
     def wait_attr(self, locator, name: str, value: str, why: str) -> None:
         """Wait (20 s) until ``locator``'s attribute ``name`` equals ``value``; fail with ``why``."""
         try:
@@ -429,6 +438,30 @@ class LabPage:
             )
         except Exception:  # noqa: BLE001
             self.fail(f"{why}: {name} is {locator.get_attribute(name)!r}, expected {value!r}")
+
+    # ---------------------------------------------------------------- checks
+    def assert_readable(self, widget) -> None:
+        """No text in ``widget`` is under 11 px."""
+        small = widget.evaluate(SMALL_TEXT_JS)
+        assert small == [], f"text under 11 px: {small[:8]}"
+
+    def watch_dialogs(self) -> None:
+        """From now on, record (in ``self.dialogs``) and dismiss every dialog, e.g. an alert."""
+        self.dialogs = []
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+
+    def assert_no_code_ran(self, what: str) -> None:
+        """The test token ``<img src=x onerror=alert(1)>`` made no element and no dialog
+        (``what`` ran as code otherwise; call ``watch_dialogs`` before running the notebook)."""
+        assert self.page.locator('img[src="x"]').count() == 0
+        assert self.dialogs == [], f"{what} ran as code: dialogs {self.dialogs}"
+
+    def assert_stayed_local(self) -> None:
+        """No request left the loopback, and the recorder works: it saw the kernel websocket."""
+        self.guard.assert_clean()
+        assert any(u.startswith("ws") for u in self.guard.requests), (
+            "network recorder saw no websocket"
+        )
 
     # --------------------------------------------------------------- actions
     def open_notebook(self, name: str, timeout: float = 60) -> dict:
@@ -507,13 +540,13 @@ class LabPage:
     def cell_report(self, name: str) -> list[dict]:
         return self.page.evaluate("(n) => window.__ms.report(n)", name)
 
-    def run_notebook(self, name: str, timeout: float) -> None:
-        """Open ``name``, run every cell, and fail with the tracebacks if any cell raised."""
-        self.open_notebook(name)
-        self.wait_kernel_idle(name, timeout=60)
-        self.run_all_cells(name, timeout=timeout)
-        errors, not_run = [], []
-        for c in self.cell_report(name):
+    def checked_cells(self, name: str, *, all_run: bool = True, print_stderr: bool = False):
+        """The cell report of ``name``; fail with the tracebacks if any cell raised, and (with
+        ``all_run``) if a non-empty code cell was not executed. ``print_stderr`` prints the
+        cells' stderr (allowed, but visible in the test report)."""
+        cells = self.cell_report(name)
+        errors, not_run, stderr = [], [], []
+        for c in cells:
             if c["source"].strip() and c["count"] is None:
                 not_run.append(c["index"])
             for out in c["outputs"]:
@@ -522,10 +555,33 @@ class LabPage:
                     errors.append(
                         f"cell {c['index']}: {out.get('ename')}: {out.get('evalue')}\n{tb[-1500:]}"
                     )
+                elif out.get("output_type") == "stream" and out.get("name") == "stderr":
+                    text = _ANSI.sub("", "".join(out.get("text", "")))
+                    stderr.append(f"cell {c['index']}: {text[:300]}")
+        if print_stderr and stderr:
+            print("stderr output (allowed):\n  " + "\n  ".join(stderr))
         if errors:
             self.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
-        if not_run:
+        if all_run and not_run:
             self.fail(f"code cells {not_run} were not executed by 'Run All Cells'")
+        return cells
+
+    def run_notebook(self, name: str, timeout: float, *, print_stderr: bool = False) -> None:
+        """Open ``name``, run every cell, and fail with the tracebacks if any cell raised."""
+        self.open_notebook(name)
+        self.wait_kernel_idle(name, timeout=60)
+        self.run_all_cells(name, timeout=timeout)
+        self.checked_cells(name, print_stderr=print_stderr)
+
+    def run_test_notebook(self, filename: str) -> str:
+        """Run ``tests/browser/notebooks/<filename>`` (served as ``browser-tests/<filename>``)
+        within the "Run All" budget; its path in the lab."""
+        source = EXTRA_NOTEBOOK_DIRS["browser-tests"] / filename
+        if not source.is_file():
+            pytest.fail(f"test notebook not found: {source}")
+        name = f"browser-tests/{filename}"
+        self.run_notebook(name, run_timeout())
+        return name
 
     def wait_kernel(self, name: str, expr: str, expected: str, timeout: float = 30) -> None:
         """Poll ``kernel_eval(name, expr)`` until it prints ``expected``.
@@ -601,3 +657,58 @@ def open_page(request, chromium, artifacts_dir):
 @pytest.fixture
 def lab_page(open_page, lab_server):
     return open_page(lab_server)
+
+
+# ------------------------------------------------------------- offline pages
+@pytest.fixture
+def offline_page(chromium):
+    """A page for ``file://`` documents: every non-file: request is aborted and recorded.
+
+    Yields ``(page, attempted, errors)``: the page, the requests it attempted, its uncaught
+    errors."""
+    context = chromium.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
+    attempted: list[str] = []
+
+    def route(r):
+        if r.request.url.startswith("file:"):
+            r.fallback()
+        else:
+            attempted.append(f"{r.request.method} {r.request.url}")
+            r.abort("blockedbyclient")
+
+    context.route("**/*", route)
+    context.on(
+        "request",
+        lambda r: (
+            None if r.url.startswith(("file:", "blob:", "data:")) else attempted.append(r.url)
+        ),
+    )
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        yield page, attempted, errors
+    finally:
+        context.close()
+
+
+@pytest.fixture(scope="session")
+def run_module():
+    """``run_module(what, module, *args, timeout=..., cwd=None)``: run ``python -m module *args``
+    with this checkout's src/ on PYTHONPATH; fail (naming ``what``) unless it exits 0; its
+    stdout."""
+
+    def run(what: str, module: str, *args: str, timeout: float, cwd: Path | None = None) -> str:
+        env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
+        done = subprocess.run(
+            [sys.executable, "-m", module, *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout,
+        )
+        assert done.returncode == 0, f"{what} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    return run

@@ -14,7 +14,6 @@ Artifacts (gitignored): tests/browser/artifacts/course_{stub,solved}.png
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import nbformat
@@ -27,7 +26,6 @@ pytestmark = pytest.mark.browser
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests" / "fixtures" / "course_example.ipynb"
 NOTEBOOK = "course-tests/course_example.ipynb"
-_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
 # What the student types into the stub cell (replacing the stub, def line included).
 SOLUTION = (
@@ -52,17 +50,7 @@ def student_notebook(lab_server) -> str:
 def _run_and_report(lab, name: str, timeout: float) -> list[dict]:
     """Run all cells; fail with the tracebacks if any raised; the cells' report."""
     lab.run_all_cells(name, timeout=timeout)
-    cells = lab.cell_report(name)
-    errors = [
-        f"cell {c['index']}: {o.get('ename')}: {o.get('evalue')}\n"
-        + _ANSI.sub("", "\n".join(o.get("traceback", [])))[-1500:]
-        for c in cells
-        for o in c["outputs"]
-        if o.get("output_type") == "error"
-    ]
-    if errors:
-        lab.fail(f"{len(errors)} cell(s) raised:\n\n" + "\n\n".join(errors))
-    return cells
+    return lab.checked_cells(name, all_run=False)
 
 
 def _printed(cell: dict) -> str:
@@ -121,9 +109,15 @@ def test_student_types_a_solution_and_sees_the_check_pass(
     page.keyboard.press("Control+A")  # inside the editor: the whole cell
     page.keyboard.insert_text(SOLUTION)  # no auto-indent or auto-closed brackets on the way
     page.keyboard.press("Escape")  # back to command mode
-    typed = _cell(lab.cell_report(name), "def my_softmax(")
-    if typed["source"] != SOLUTION:
-        lab.fail(f"the stub cell holds {typed['source']!r} after typing, not the solution")
+    # the editor updates the cell's model as it goes: poll the model, do not read it once
+    lab.wait_until(
+        "the stub cell to hold the typed solution",
+        lambda: (
+            (typed := _cell(lab.cell_report(name), "def my_softmax(")["source"]) == SOLUTION,
+            typed,
+        ),
+        timeout=10,
+    )
 
     # 3. run the cells again: the check passes, later cells use the student's function
     cells = _run_and_report(lab, name, timeout=120)

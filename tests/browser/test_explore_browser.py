@@ -52,13 +52,6 @@ def _write_notebook(lab_server, name: str) -> str:
     return f"browser-tests/{name}"
 
 
-def _wait(lab, js: str, arg, why: str, timeout: float = 15_000):
-    try:
-        lab.page.wait_for_function(js, arg=arg, timeout=timeout)
-    except Exception:  # noqa: BLE001
-        lab.fail(why)
-
-
 def _strip(page) -> list[str]:
     return page.locator(f"{APP} .ms-attention .ms-attn-token").all_inner_texts()
 
@@ -87,15 +80,20 @@ def _type_a_prompt(lab) -> None:
     assert before_strip == ["<bos>", *PROMPT.split()], before_strip
     _type(page, "prompt", NEW_PROMPT)
     want = ["<bos>", *NEW_PROMPT.split()]
-    _wait(
-        lab,
-        """(want) => {
+    # The strip (the attention widget), the top-k and the status line are three widgets that
+    # Python updates one after the other: wait until all three show the typed prompt's result
+    # (the top-k and the status carry the generation of the inputs they show).
+    lab.wait_js(
+        """([want, prompt]) => {
              const s = document.querySelector('.ms-explore .ms-explore-status');
+             const top = document.querySelector('.ms-explore .ms-explore-topk');
              const toks = [...document.querySelectorAll('.ms-explore .ms-attention .ms-attn-token')];
-             return s && s.dataset.generation !== '0' && toks.map((t) => t.textContent).join('|') === want;
+             return s && s.dataset.generation !== '0' && toks.map((t) => t.textContent).join('|') === want
+               && s.dataset.prompt === prompt && !!top && top.dataset.generation === s.dataset.generation;
            }""",
-        "|".join(want),
-        f"the attention strip never showed the typed prompt {want}",
+        ["|".join(want), NEW_PROMPT],
+        f"the attention strip, top-k and status never all showed the typed prompt {want}",
+        timeout=15_000,
     )
     assert _strip(page) == want
     top = page.locator(f"{APP} .ms-explore-topk").inner_text()
@@ -121,12 +119,19 @@ def test_explore_in_jupyterlab(lab_page, lab_server):
     _click_a_head(lab)
 
     # patching on request, then a cell of it shows its layer and position in the lens
+    # the message is empty before the kernel has seen the corrupted prompt too: wait for the
+    # status line of a newer generation as well
+    before = page.locator(f"{APP} .ms-explore-status").get_attribute("data-generation")
     _type(page, "corrupted", NEW_CORRUPTED)
-    _wait(
-        lab,
-        "() => !document.querySelector('.ms-explore .ms-explore-message').textContent.trim()",
-        None,
+    lab.wait_js(
+        """(before) => {
+             const s = document.querySelector('.ms-explore .ms-explore-status');
+             const m = document.querySelector('.ms-explore .ms-explore-message');
+             return s.dataset.generation !== before && !m.textContent.trim();
+           }""",
+        before,
         "the corrupted prompt of the same length still shows a message",
+        timeout=15_000,
     )
     page.locator(f"{APP} button.ms-explore-run").click()
     patching = _heatmap(page, "activation patching")

@@ -12,17 +12,12 @@ Artifacts (gitignored): tests/browser/artifacts/export_page.png
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import nbformat
 import pytest
 
 pytestmark = pytest.mark.browser
-
-REPO = Path(__file__).resolve().parents[2]
 
 CELLS = [
     """\
@@ -69,7 +64,7 @@ RENDERED = {
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
+def exported(tmp_path_factory, run_module) -> Path:
     """The test notebook, exported by `mechscope export --execute` (the CLI, as a user runs it)."""
     work = tmp_path_factory.mktemp("export")
     nb = nbformat.v4.new_notebook()
@@ -83,55 +78,18 @@ def exported(tmp_path_factory) -> Path:
     source = work / "widgets.ipynb"
     nbformat.write(nb, source)
     page = work / "page.html"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "mechscope.cli",
-            "export",
-            str(source),
-            "-o",
-            str(page),
-            "--execute",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
+    out = run_module(
+        "mechscope export",
+        "mechscope.cli",
+        "export",
+        str(source),
+        "-o",
+        str(page),
+        "--execute",
         timeout=300,
     )
-    assert run.returncode == 0, f"mechscope export failed:\n{run.stdout}\n{run.stderr[-3000:]}"
-    assert page.is_file() and f"wrote {page}" in run.stdout
+    assert page.is_file() and f"wrote {page}" in out
     return page
-
-
-@pytest.fixture
-def offline_page(chromium):
-    """A page whose every non-file: request is aborted and recorded."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
-    attempted: list[str] = []
-
-    def route(r):
-        if r.request.url.startswith("file:"):
-            r.fallback()
-        else:
-            attempted.append(f"{r.request.method} {r.request.url}")
-            r.abort("blockedbyclient")
-
-    context.route("**/*", route)
-    context.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith(("file:", "blob:", "data:")) else attempted.append(r.url)
-        ),
-    )
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        yield page, attempted, errors
-    finally:
-        context.close()
 
 
 def test_page_is_self_contained(exported):

@@ -26,46 +26,17 @@ DASH = '.ms-feature-dash[data-rendered="true"]'
 IMG = "<img src=x onerror=alert(1)>"
 
 
-# Every non-blank text node in a widget whose computed font-size is under 11 px.
-SMALL_TEXT_JS = """el => {
-  const small = [];
-  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
-  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
-    if (!n.textContent.trim()) continue;
-    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
-    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
-  }
-  return small;
-}"""
-
-
-def assert_readable_text(widget) -> None:
-    small = widget.evaluate(SMALL_TEXT_JS)
-    assert small == [], f"text under 11 px: {small[:8]}"
-
-
 def _attr(locator, name: str) -> list[str | None]:
     return locator.evaluate_all(f"els => els.map(e => e.getAttribute({name!r}))")
 
 
-def _wait_widget(lab, selector: str, what: str):
-    widget = lab.page.locator(selector).last
-    try:
-        widget.wait_for(state="attached", timeout=20_000)
-    except Exception:  # noqa: BLE001
-        lab.fail(f"no rendered {what} ({selector}) after running the notebook")
-    widget.scroll_into_view_if_needed()
-    return widget
-
-
-def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, artifacts_dir):
-    lab, page = lab_page, lab_page.page
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    lab.run_notebook(feature_widgets_target.notebook, feature_widgets_target.run_timeout)
+def test_feature_widgets_render_and_respond(lab_page, artifacts_dir):
+    lab = lab_page
+    lab.watch_dialogs()
+    name = lab.run_test_notebook("feature_widgets.ipynb")
 
     # ---- TokenActivations ------------------------------------------------------------------
-    ta = _wait_widget(lab, TOKEN_ACTS, "TokenActivations widget")
+    ta = lab.last_widget(TOKEN_ACTS, "TokenActivations widget")
     tokens = ta.locator(".ms-tok")
     assert tokens.count() == 6 + 4 + 3, f"expected 13 tokens, found {tokens.count()}"
     texts = tokens.evaluate_all("els => els.map(e => e.textContent)")
@@ -100,16 +71,11 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
 
     # one interaction: pick the other feature from the list
     ta.locator(".ms-ta-select").select_option("1")
-    try:
-        page.wait_for_function(
-            "(sel) => document.querySelector(sel).getAttribute('data-feature') === '1'",
-            arg=TOKEN_ACTS,
-            timeout=20_000,
-        )
-    except Exception:  # noqa: BLE001
-        lab.fail("choosing 'signed code' in the list did not switch the feature")
+    lab.wait_attr(
+        ta, "data-feature", "1", "choosing 'signed code' in the list did not switch the feature"
+    )
     # the comm delivers the choice to Python asynchronously: poll, do not read once
-    lab.wait_kernel(feature_widgets_target.notebook, "token_acts.feature", "1")
+    lab.wait_kernel(name, "token_acts.feature", "1")
     after = _attr(tokens, "data-value")
     assert after == [
         "1",
@@ -133,11 +99,11 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     assert rgb[0][0] > rgb[0][2] and rgb[11][2] > rgb[11][0], rgb
     assert rgb[6] == (247, 247, 247) and rgb[12] == (255, 0, 255), rgb
     assert ta.locator("img").count() == 0
-    assert_readable_text(ta)
+    lab.assert_readable(ta)
     ta.screenshot(path=str(artifacts_dir / "token_activations_widget.png"))
 
     # ---- FeatureDashboard ------------------------------------------------------------------
-    dash = _wait_widget(lab, DASH, "FeatureDashboard widget")
+    dash = lab.last_widget(DASH, "FeatureDashboard widget")
     rows = dash.locator(".ms-fd-context")
     assert rows.count() == 4, f"expected k=4 top contexts, found {rows.count()}"
     assert dash.get_attribute("data-feature") == "0"
@@ -164,20 +130,15 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     # logit values: one number of decimals for both columns
     vals = dash.locator(".ms-fd-logit-val").evaluate_all("els => els.map(e => e.textContent)")
     assert len(vals) == 8 and len({len(v.lstrip("-").split(".")[1]) for v in vals}) == 1, vals
-    assert_readable_text(dash)
+    lab.assert_readable(dash)
     assert dash.locator(".ms-fd-prev").is_disabled()
 
     dash.locator(".ms-fd-next").click()
-    try:
-        page.wait_for_function(
-            "(sel) => document.querySelector(sel).getAttribute('data-feature') === '1'",
-            arg=DASH,
-            timeout=20_000,
-        )
-    except Exception:  # noqa: BLE001
-        lab.fail("clicking next did not move the dashboard to feature 1")
+    lab.wait_attr(
+        dash, "data-feature", "1", "clicking next did not move the dashboard to feature 1"
+    )
     assert dash.locator(".ms-fd-input").input_value() == "1"
-    lab.wait_kernel(feature_widgets_target.notebook, "dash.feature", "1")
+    lab.wait_kernel(name, "dash.feature", "1")
     assert dash.locator(".ms-fd-name").text_content() == "feature 1"
     assert rows.first.get_attribute("data-context") == "2"
     top = rows.first.locator(".ms-tok-max")
@@ -194,20 +155,13 @@ def test_feature_widgets_render_and_respond(lab_page, feature_widgets_target, ar
     dash.screenshot(path=str(artifacts_dir / "feature_dashboard_widget.png"))
 
     # and the other way: Python sets the feature, the view follows
-    lab.kernel_eval(feature_widgets_target.notebook, "setattr(dash, 'feature', 2)")
-    try:
-        page.wait_for_function(
-            "(sel) => document.querySelector(sel).getAttribute('data-feature') === '2'",
-            arg=DASH,
-            timeout=20_000,
-        )
-    except Exception:  # noqa: BLE001
-        lab.fail("setting dash.feature = 2 in Python did not move the view")
+    lab.kernel_eval(name, "setattr(dash, 'feature', 2)")
+    lab.wait_attr(
+        dash, "data-feature", "2", "setting dash.feature = 2 in Python did not move the view"
+    )
     assert rows.first.get_attribute("data-context") == "4"
     assert dash.locator(".ms-fd-next").is_disabled()
 
     # ---- nothing executed, nothing left 127.0.0.1 -------------------------------------------
-    assert page.locator('img[src="x"]').count() == 0
-    assert dialogs == [], f"a token ran as code: dialogs {dialogs}"
-    lab.guard.assert_clean()
-    assert any(u.startswith("ws") for u in lab.guard.requests), "network recorder saw no websocket"
+    lab.assert_no_code_ran("a token")
+    lab.assert_stayed_local()

@@ -36,35 +36,14 @@ def _rgb(css: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", css)[:3])
 
 
-# Every non-blank text node in a widget whose computed font-size is under 11 px.
-SMALL_TEXT_JS = """el => {
-  const small = [];
-  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
-  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
-    if (!n.textContent.trim()) continue;
-    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
-    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
-  }
-  return small;
-}"""
-
-
-def assert_readable_text(widget) -> None:
-    small = widget.evaluate(SMALL_TEXT_JS)
-    assert small == [], f"text under 11 px: {small[:8]}"
-
-
-def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_dir):
-    lab, page = lab_page, lab_page.page
-    name = heatmap_target.notebook
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    lab.run_notebook(name, heatmap_target.run_timeout)
+def test_heatmap_links_hovers_and_renders(lab_page, artifacts_dir):
+    lab = lab_page
+    lab.watch_dialogs()
+    name = lab.run_test_notebook("heatmap.ipynb")
 
     # ---- head-score heatmap linked to the attention widget ----------------------------------
     heads = lab.widget(HEATMAP, ".ms-hm-title", what="Heatmap", title="Induction score per head")
-    attn = page.locator(ATTENTION).last
-    attn.wait_for(state="attached", timeout=20_000)
+    attn = lab.last_widget(ATTENTION, "AttentionPatterns widget")
     n_layers, n_heads = (int(x) for x in lab.kernel_eval(name, "*scores.shape").split())
     cells = heads.locator(".ms-hm-cell")
     assert cells.count() == n_layers * n_heads
@@ -112,7 +91,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     assert float(value) > 0.5, "the induction head's score should be high"
     legend = heads.locator(".ms-hm-legend").text_content()
     assert "score" in legend and "NaN / Inf" in legend
-    assert_readable_text(heads)
+    lab.assert_readable(heads)
     heads.screenshot(path=str(artifacts_dir / "heatmap_widget.png"))
 
     # ---- small two-panel heatmap: shared scale, NaN/Inf marked, <img> label as text ----------
@@ -178,7 +157,7 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     assert img_label.evaluate("e => e.scrollHeight > e.clientHeight"), "label was not truncated"
     assert img_label.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
     assert IMG in img_label.get_attribute("title")
-    assert_readable_text(small)
+    lab.assert_readable(small)
     small.screenshot(path=str(artifacts_dir / "heatmap_small.png"))
 
     # ---- wide heatmap: 3 x 12 x 128 cells, column labels rotated and thinned ----------------
@@ -198,11 +177,9 @@ def test_heatmap_links_hovers_and_renders(lab_page, heatmap_target, artifacts_di
     for (_, right, width, height), (left, *_rest) in zip(boxes, boxes[1:], strict=False):
         assert width > 0 and height > width, "column labels are not rotated"
         assert left >= right - 0.5, f"column labels overlap: {boxes[:4]}"
-    assert_readable_text(wide)
+    lab.assert_readable(wide)
     wide.screenshot(path=str(artifacts_dir / "heatmap_panels.png"))
 
     # ---- nothing executed, nothing left 127.0.0.1 -------------------------------------------
-    assert page.locator('img[src="x"]').count() == 0
-    assert dialogs == [], f"a label ran as code: dialogs {dialogs}"
-    lab.guard.assert_clean()
-    assert any(u.startswith("ws") for u in lab.guard.requests), "network recorder saw no websocket"
+    lab.assert_no_code_ran("a label")
+    lab.assert_stayed_local()

@@ -18,28 +18,15 @@ Artifacts (gitignored): tests/browser/artifacts/image_grid_{digits,small}.png
 from __future__ import annotations
 
 import ast
-import os
 
 import numpy as np
 import pytest
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK = "browser-tests/image_grid.ipynb"
 GRID = '.ms-image-grid[data-rendered="true"]'
 IMG = "<img src=x onerror=alert(1)>"
 
-# Every non-blank text node in a widget whose computed font-size is under 11 px.
-SMALL_TEXT_JS = """el => {
-  const small = [];
-  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
-  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
-    if (!n.textContent.trim()) continue;
-    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
-    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
-  }
-  return small;
-}"""
 # The RGB the canvas holds at pixel (row, col): what was drawn, not what CSS scaled.
 PIXEL_JS = """([canvas, r, c]) => Array.from(canvas.getContext("2d").getImageData(c, r, 1, 1).data).slice(0, 3)"""
 
@@ -51,16 +38,15 @@ def _hover_pixel(page, canvas, row: int, col: int, zoom: float) -> None:
 
 def test_image_grid_hovers_selects_and_renders(lab_page, artifacts_dir):
     lab, page = lab_page, lab_page.page
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    lab.run_notebook(NOTEBOOK, float(os.environ.get("MECHSCOPE_BROWSER_RUN_TIMEOUT", "150")))
+    lab.watch_dialogs()
+    name = lab.run_test_notebook("image_grid.ipynb")
 
     # ---- twelve digits: canvases, labels, colours as Python computes them --------------------
     grid = lab.widget(GRID, ".ms-ig-title", what="ImageGrid", title="Digits test")
     cells = grid.locator(".ms-ig-cell")
     assert cells.count() == 12 and grid.locator("canvas.ms-ig-canvas").count() == 12
     labels = grid.locator(".ms-ig-label").evaluate_all("els => els.map(e => e.textContent)")
-    assert labels == ast.literal_eval(lab.kernel_eval(NOTEBOOK, "grid.labels"))
+    assert labels == ast.literal_eval(lab.kernel_eval(name, "grid.labels"))
     canvas = cells.nth(2).locator("canvas")
     assert (canvas.evaluate("c => [c.width, c.height]")) == [8, 8]
     zoom = canvas.bounding_box()["width"] / 8
@@ -68,7 +54,7 @@ def test_image_grid_hovers_selects_and_renders(lab_page, artifacts_dir):
     row, col = 3, 4
     expected_rgb = ast.literal_eval(
         lab.kernel_eval(
-            NOTEBOOK,
+            name,
             "__import__('mechscope.widgets._static', fromlist=['x'])"
             f".viridis_rgb(grid.values_array()[2, {row}, {col}, 0]).tolist()",
         )
@@ -79,9 +65,7 @@ def test_image_grid_hovers_selects_and_renders(lab_page, artifacts_dir):
     readout = grid.locator(".ms-ig-readout")
     _hover_pixel(page, canvas, row, col, zoom)
     lab.wait_attr(grid, "data-hover", f"2,{row},{col}", "hovering a pixel did not register it")
-    exact = float(
-        lab.kernel_eval(NOTEBOOK, f"repr(float(grid.values_array()[2, {row}, {col}, 0]))")
-    )
+    exact = float(lab.kernel_eval(name, f"repr(float(grid.values_array()[2, {row}, {col}, 0]))"))
     shown = readout.get_attribute("data-value")
     assert np.float32(float(shown)) == np.float32(exact), (shown, exact)
     assert readout.text_content() == f"{labels[2]} \u00b7 row {row}, col {col}: pixel = {shown}"
@@ -89,12 +73,12 @@ def test_image_grid_hovers_selects_and_renders(lab_page, artifacts_dir):
     # ---- click selects (Python sees it); Python sets it back --------------------------------
     cells.nth(4).click()
     lab.wait_attr(grid, "data-selected", "4", "the clicked image is not selected")
-    lab.wait_kernel(NOTEBOOK, "grid.selected", "4")
+    lab.wait_kernel(name, "grid.selected", "4")
     assert "ms-ig-selected" in (cells.nth(4).get_attribute("class") or "")
-    lab.kernel_eval(NOTEBOOK, "setattr(grid, 'selected', 1)")
+    lab.kernel_eval(name, "setattr(grid, 'selected', 1)")
     lab.wait_attr(grid, "data-selected", "1", "setting grid.selected in Python")
     assert "ms-ig-selected" not in (cells.nth(4).get_attribute("class") or "")
-    assert grid.evaluate(SMALL_TEXT_JS) == []
+    lab.assert_readable(grid)
     grid.screenshot(path=str(artifacts_dir / "image_grid_digits.png"))
 
     # ---- small diverging grid: centre colour, NaN marked, <img> label as text ---------------
@@ -108,11 +92,9 @@ def test_image_grid_hovers_selects_and_renders(lab_page, artifacts_dir):
     _hover_pixel(page, canvases.nth(1), 0, 0, canvases.nth(1).bounding_box()["width"] / 4)
     lab.wait_attr(small, "data-hover", "1,0,0", "hovering the NaN pixel did not register it")
     assert small.locator(".ms-ig-readout").get_attribute("data-value") == "NaN"
-    assert small.evaluate(SMALL_TEXT_JS) == []
+    lab.assert_readable(small)
     small.screenshot(path=str(artifacts_dir / "image_grid_small.png"))
 
     # ---- nothing executed, nothing left 127.0.0.1 -------------------------------------------
-    assert page.locator('img[src="x"]').count() == 0
-    assert dialogs == [], f"a label ran as code: dialogs {dialogs}"
-    lab.guard.assert_clean()
-    assert any(u.startswith("ws") for u in lab.guard.requests), "network recorder saw no websocket"
+    lab.assert_no_code_ran("a label")
+    lab.assert_stayed_local()

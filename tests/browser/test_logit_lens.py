@@ -17,14 +17,12 @@ Artifacts (gitignored): tests/browser/artifacts/logit_lens_{widget,small}.png
 from __future__ import annotations
 
 import ast
-import os
 import re
 
 import pytest
 
 pytestmark = pytest.mark.browser
 
-NOTEBOOK = "browser-tests/logit_lens.ipynb"
 LENS = '.ms-logit-lens[data-rendered="true"]'
 IMG = "<img src=x onerror=alert(1)>"
 
@@ -33,43 +31,27 @@ def _rgb(css: str) -> tuple[int, ...]:
     return tuple(int(x) for x in re.findall(r"\d+", css)[:3])
 
 
-# Every non-blank text node in a widget whose computed font-size is under 11 px.
-SMALL_TEXT_JS = """el => {
-  const small = [];
-  const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
-  for (let n = walk.nextNode(); n; n = walk.nextNode()) {
-    if (!n.textContent.trim()) continue;
-    const px = parseFloat(getComputedStyle(n.parentElement).fontSize);
-    if (!(px >= 11)) small.push([n.parentElement.className, n.textContent.slice(0, 30), px]);
-  }
-  return small;
-}"""
-
-
 def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     lab, page = lab_page, lab_page.page
-    dialogs: list[str] = []
-    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
-    lab.run_notebook(NOTEBOOK, float(os.environ.get("MECHSCOPE_BROWSER_RUN_TIMEOUT", "150")))
+    lab.watch_dialogs()
+    name = lab.run_test_notebook("logit_lens.ipynb")
 
     # ---- the grammar-2l lens: grid, labels, top-1 tokens as Python computed them ------------
     lens = lab.widget(LENS, ".ms-ll-title", what="LogitLens", title="Logit lens of grammar-2l")
-    n_layers, n_pos = (
-        int(x) for x in lab.kernel_eval(NOTEBOOK, "lens.n_layers, lens.n_pos").split()
-    )
+    n_layers, n_pos = (int(x) for x in lab.kernel_eval(name, "lens.n_layers, lens.n_pos").split())
     assert (n_layers, n_pos) == (3, 10)
     cells = lens.locator(".ms-ll-cell")
     assert cells.count() == n_layers * n_pos
     rows = lens.locator(".ms-ll-rowlabel").evaluate_all("els => els.map(e => e.textContent)")
     assert rows == ["0_pre", "1_pre", "final_post"]
     cols = lens.locator(".ms-ll-collabel").evaluate_all("els => els.map(e => e.textContent)")
-    assert cols == ast.literal_eval(lab.kernel_eval(NOTEBOOK, "lens.tokens"))
+    assert cols == ast.literal_eval(lab.kernel_eval(name, "lens.tokens"))
 
     def cell(w, layer: int, pos: int):
         return w.locator(f'.ms-ll-cell[data-layer="{layer}"][data-pos="{pos}"]')
 
     layer, pos = 2, 6  # final row, after "fast": "." is the only grammatical next word
-    expected = ast.literal_eval(lab.kernel_eval(NOTEBOOK, f"lens.top_k_at({layer}, {pos})"))
+    expected = ast.literal_eval(lab.kernel_eval(name, f"lens.top_k_at({layer}, {pos})"))
     target = cell(lens, layer, pos)
     assert target.text_content() == expected[0][0]
     assert target.get_attribute("data-prob") == f"{expected[0][1]:.3f}"
@@ -97,16 +79,15 @@ def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     # ---- click selects (Python sees it); Python sets it back --------------------------------
     target.click()
     lab.wait_attr(lens, "data-selected", f"{layer},{pos}", "the clicked cell is not selected")
-    lab.wait_kernel(NOTEBOOK, "lens.selected", f"[{layer}, {pos}]")
+    lab.wait_kernel(name, "lens.selected", f"[{layer}, {pos}]")
     assert "ms-ll-selected" in (target.get_attribute("class") or "")
-    lab.kernel_eval(NOTEBOOK, "setattr(lens, 'selected', [0, 1])")
+    lab.kernel_eval(name, "setattr(lens, 'selected', [0, 1])")
     lab.wait_attr(lens, "data-selected", "0,1", "setting lens.selected in Python")
     assert "ms-ll-selected" not in (target.get_attribute("class") or "")
     page.mouse.move(0, 0)
     lab.wait_attr(topk, "data-source", "selected", "the top-k list does not follow the selection")
     assert topk.get_attribute("data-layer") == "0" and topk.get_attribute("data-pos") == "1"
-    small_text = lens.evaluate(SMALL_TEXT_JS)
-    assert small_text == [], f"text under 11 px: {small_text[:8]}"
+    lab.assert_readable(lens)
     lens.screenshot(path=str(artifacts_dir / "logit_lens_widget.png"))
 
     # ---- small lens: <img> token as text, NaN marked, hit underlined --------------------------
@@ -126,12 +107,9 @@ def test_logit_lens_hovers_selects_and_renders(lab_page, artifacts_dir):
     assert long_cell.evaluate("e => e.scrollWidth > e.clientWidth"), "cell text was not truncated"
     assert long_cell.evaluate("e => getComputedStyle(e).textOverflow") == "ellipsis"
     assert IMG in long_cell.get_attribute("title")
-    small_text = small.evaluate(SMALL_TEXT_JS)
-    assert small_text == [], f"text under 11 px: {small_text[:8]}"
+    lab.assert_readable(small)
     small.screenshot(path=str(artifacts_dir / "logit_lens_small.png"))
 
     # ---- nothing executed, nothing left 127.0.0.1 -------------------------------------------
-    assert page.locator('img[src="x"]').count() == 0
-    assert dialogs == [], f"a token ran as code: dialogs {dialogs}"
-    lab.guard.assert_clean()
-    assert any(u.startswith("ws") for u in lab.guard.requests), "network recorder saw no websocket"
+    lab.assert_no_code_ran("a token")
+    lab.assert_stayed_local()

@@ -16,9 +16,6 @@ Run:  .venv/bin/python -m pytest tests/browser/test_site.py -q
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,49 +27,20 @@ ONLY = ["00", "04", "05"]
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def site(tmp_path_factory, run_module) -> Path:
     out = tmp_path_factory.mktemp("site") / "site"
-    env = {**os.environ, "PYTHONPATH": str(REPO / "src")}
-    run = subprocess.run(
-        [sys.executable, "-m", "mechscope.publish.site", "-o", str(out), "--only", ",".join(ONLY)],
-        cwd=REPO,  # the defaults: notebooks/ and docs/teaching.md
-        capture_output=True,
-        text=True,
-        env=env,
+    stdout = run_module(
+        "site build",
+        "mechscope.publish.site",
+        "-o",
+        str(out),
+        "--only",
+        ",".join(ONLY),
         timeout=600,
+        cwd=REPO,  # the defaults: notebooks/ and docs/teaching.md
     )
-    assert run.returncode == 0, f"site build failed:\n{run.stdout}\n{run.stderr[-3000:]}"
-    assert "site: 5 pages" in run.stdout, run.stdout
+    assert "site: 5 pages" in stdout, stdout
     return out
-
-
-@pytest.fixture(scope="module")
-def offline(chromium):
-    """One browser context for the module; every non-file: request aborted and recorded."""
-    context = chromium.new_context(viewport={"width": 1280, "height": 900}, service_workers="block")
-    attempted: list[str] = []
-
-    def route(r):
-        if r.request.url.startswith("file:"):
-            r.fallback()
-        else:
-            attempted.append(f"{r.request.method} {r.request.url}")
-            r.abort("blockedbyclient")
-
-    context.route("**/*", route)
-    context.on(
-        "request",
-        lambda r: (
-            None if r.url.startswith(("file:", "blob:", "data:")) else attempted.append(r.url)
-        ),
-    )
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    try:
-        yield page, attempted, errors
-    finally:
-        context.close()
 
 
 def test_site_files(site):
@@ -89,8 +57,8 @@ def test_site_files(site):
         assert "<script src=" not in html and '<link rel="stylesheet" href' not in html, page.name
 
 
-def test_site_navigates_renders_and_stays_offline(site, offline):
-    page, attempted, errors = offline
+def test_site_navigates_renders_and_stays_offline(site, offline_page):
+    page, attempted, errors = offline_page
     page.goto((site / "index.html").as_uri())
     sections = page.locator("main h2").all_text_contents()
     assert sections == ["Review §3"], sections  # 00, 04 and 05 all start from §3

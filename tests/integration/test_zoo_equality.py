@@ -1,14 +1,9 @@
 """Re-measure equality-das (the causal-abstraction tutorial's model) from its shipped weights:
 task accuracy, and the interchange-intervention accuracy of DAS against its baselines."""
 
-import hashlib
-
 import pytest
-import torch
 
-import mechscope
 from mechscope.das import interchange_accuracy
-from mechscope.models.zoo import zoo_dir
 from mechscope.toy import equality as eq
 from mechscope.zoo.recipes_abstraction import (
     ACCURACY_EVAL,
@@ -21,19 +16,12 @@ NAME = "equality-das"
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    return mechscope.load(NAME)
-
-
-@pytest.fixture(scope="module")
 def measured(model):
     return das_metrics(model)  # DAS for V1 and V2, seeded: a few seconds each
 
 
-def test_weights_are_the_carded_ones(model):
-    blob = (zoo_dir() / f"{NAME}.safetensors").read_bytes()
-    assert hashlib.sha256(blob).hexdigest() == model.card["sha256"]
+def test_weights_are_the_carded_ones(model, check_shipped):
+    check_shipped(model)
     assert model.cfg.n_layers == 3 and model.cfg.n_ctx == 5
     assert model.tokenizer.words[1:] == eq.VOCAB
 

@@ -1,31 +1,18 @@
 """Re-measure greater-than-2l (notebook 22, Hanna et al. 2023) from its shipped weights: the
 probability difference, the accuracy, the circuit's patching and faithfulness numbers."""
 
-import hashlib
-import zlib
-
 import pytest
 import torch
 
-import mechscope
-from mechscope.models.zoo import build, zoo_dir
+from mechscope.models.zoo import build
 from mechscope.toy import greater_than as gt
 from mechscope.zoo.recipes_greater_than import EVAL, behaviour, circuit_metrics
 
 NAME = "greater-than-2l"
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    return mechscope.load(NAME)
-
-
-def test_weights_are_the_carded_ones_and_tiny(model):
-    blob = (zoo_dir() / f"{NAME}.safetensors").read_bytes()
-    assert hashlib.sha256(blob).hexdigest() == model.card["sha256"]
-    card = (zoo_dir() / f"{NAME}.json").read_bytes()
-    assert len(zlib.compress(blob, 9)) + len(zlib.compress(card, 9)) <= 150_000
+def test_weights_are_the_carded_ones_and_tiny(model, check_shipped):
+    check_shipped(model, max_deflated=150_000)
 
 
 def test_behaviour_reproduces_and_beats_random_init(model):

@@ -4,13 +4,9 @@ The card's numbers: legal-move accuracy, the board probe against a random-init c
 the probe-direction intervention (Li et al. 2023; Nanda et al. 2023).
 """
 
-import hashlib
-
 import pytest
 import torch
 
-import mechscope
-from mechscope.models.zoo import zoo_dir
 from mechscope.toy import othello
 from mechscope.world import intervene_to_class
 from mechscope.zoo import recipes_world as rw
@@ -19,20 +15,12 @@ NAME = "othello-mini"
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    return mechscope.load(NAME)
-
-
-@pytest.fixture(scope="module")
 def measured(model):
     return rw.world_metrics(model)
 
 
-def test_weights_are_the_carded_ones_and_small(model):
-    path = zoo_dir() / f"{NAME}.safetensors"
-    assert hashlib.sha256(path.read_bytes()).hexdigest() == model.card["sha256"]
-    assert path.stat().st_size < 2.1e6  # the zoo's size budget for this model
+def test_weights_are_the_carded_ones_and_small(model, check_shipped):
+    assert len(check_shipped(model)) < 2.1e6  # the zoo's size budget for this model
     assert model.cfg.d_vocab == len(othello.move_vocab()) + 1
     assert model.tokenizer.words[-1] == "pass"
 

@@ -1,12 +1,7 @@
 """Re-measure facts-ioi-2l (the patching tutorials' model) from its shipped weights."""
 
-import hashlib
-
 import pytest
-import torch
 
-import mechscope
-from mechscope.models.zoo import zoo_dir
 from mechscope.zoo.recipes_patching import (
     PATCHING_EVAL,
     canonical_metrics,
@@ -17,15 +12,8 @@ from mechscope.zoo.recipes_patching import (
 NAME = "facts-ioi-2l"
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    return mechscope.load(NAME)
-
-
-def test_weights_are_the_carded_ones(model):
-    blob = (zoo_dir() / f"{NAME}.safetensors").read_bytes()
-    assert hashlib.sha256(blob).hexdigest() == model.card["sha256"]
+def test_weights_are_the_carded_ones(model, check_shipped):
+    check_shipped(model)
     assert model.cfg.n_layers == 2 and model.cfg.n_heads == 4 and model.cfg.d_mlp
 
 

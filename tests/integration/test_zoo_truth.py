@@ -1,27 +1,18 @@
 """Re-measure facts-truth-2l (notebook 23's model) from its shipped weights."""
 
-import hashlib
-
 import pytest
 import torch
 
 import mechscope
-from mechscope.models.zoo import build, zoo_dir
+from mechscope.models.zoo import build
 from mechscope.toy import facts_truth as ft
 from mechscope.zoo.recipes_truth import TRUTH_EVAL, concept_metrics, truth_accuracy
 
 NAME = "facts-truth-2l"
 
 
-@pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    return mechscope.load(NAME)
-
-
-def test_weights_are_the_carded_ones_and_tiny(model):
-    blob = (zoo_dir() / f"{NAME}.safetensors").read_bytes()
-    assert hashlib.sha256(blob).hexdigest() == model.card["sha256"]
+def test_weights_are_the_carded_ones_and_tiny(model, check_shipped):
+    blob = check_shipped(model)
     assert model.cfg.d_model <= 64 and len(blob) < 150_000
 
 

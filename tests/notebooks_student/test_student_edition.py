@@ -42,7 +42,9 @@ NOTEBOOKS = ROOT / "notebooks"
 SOURCES = sorted(p for p in NOTEBOOKS.glob("*.ipynb"))
 WORKERS = max(1, int(os.environ.get("MECHSCOPE_STUDENT_WORKERS", "2")))
 NOTEBOOK_TIMEOUT = float(os.environ.get("MECHSCOPE_STUDENT_TIMEOUT", "1200"))
-CELL_TIMEOUT = 300
+CELL_TIMEOUT = (
+    600  # a hang detector, not a speed goal: a loaded 2-core CI machine once needed > 300 s
+)
 
 CHECK_CELL = re.compile(r"""\bexercises\.check\(\s*["'](\d\d\.\w+)["']""")
 USE_CELL = re.compile(r"\bexercises\.use\(")

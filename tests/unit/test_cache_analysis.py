@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from mechscope.models import Transformer, TransformerConfig
+from mechscope.models import Transformer
 
 
 @pytest.fixture
@@ -104,20 +104,9 @@ def test_missing_hooks_are_named_with_the_fix(tiny, tokens):
         full.logit_attrs(full.decompose_resid(apply_ln=True)[0], tokens[:, :3])
 
 
-def test_model_without_norm_or_mlp():
-    cfg = TransformerConfig(
-        n_layers=1,
-        d_model=8,
-        n_heads=2,
-        d_head=4,
-        d_vocab=5,
-        n_ctx=6,
-        d_mlp=None,
-        normalization=None,
-    )
-    model = Transformer(cfg)
+def test_model_without_norm_or_mlp(attn_only):
     tokens = torch.tensor([[0, 1, 2, 3]])
-    logits, cache = model.run_with_cache(tokens)
+    logits, cache = attn_only.run_with_cache(tokens)
     stack, labels = cache.decompose_resid(apply_ln=True)  # no norm: unchanged
     assert labels == ["embed", "pos_embed", "0_attn_out"]
     attrs = cache.logit_attrs(stack, tokens).sum(0) + cache.unembed_offset()[tokens]

@@ -2,24 +2,13 @@
 Lieberum et al. 2023): the data's invariants, and the card's numbers re-measured from the
 shipped weights, against a random-init control."""
 
-import hashlib
-import zlib
-
 import pytest
-import torch
 
-import mechscope
-from mechscope.models.zoo import build, zoo_dir
+from mechscope.models.zoo import build
 from mechscope.toy import mcq
 from mechscope.zoo.recipes_mcq import EVAL, attention_to_options, behaviour, circuit_metrics
 
 NAME = "mcq-2l"
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    return mechscope.load(NAME)
 
 
 def test_questions_have_fixed_layout_and_a_moved_answer():
@@ -53,11 +42,8 @@ def test_bad_arguments_are_named():
         mcq.question("Eiffel Tower", ["Paris", "Rome", "Berlin", "London"], ("A", "B", "C", "Z"))
 
 
-def test_weights_are_the_carded_ones_and_tiny(model):
-    blob = (zoo_dir() / f"{NAME}.safetensors").read_bytes()
-    assert hashlib.sha256(blob).hexdigest() == model.card["sha256"]
-    card = (zoo_dir() / f"{NAME}.json").read_bytes()
-    assert len(zlib.compress(blob, 9)) + len(zlib.compress(card, 9)) <= 150_000
+def test_weights_are_the_carded_ones_and_tiny(model, check_shipped):
+    check_shipped(model, max_deflated=150_000)
 
 
 def test_behaviour_reproduces_and_beats_random_init(model):

@@ -2,23 +2,13 @@
 shipped weights: accuracy per kind, patching per head, the shared heads and the successor
 head, each against its control."""
 
-import hashlib
-import zlib
-
 import pytest
 import torch
 
-import mechscope
-from mechscope.models.zoo import build, zoo_dir
+from mechscope.models.zoo import build
 from mechscope.zoo import recipes_sequences as rs
 
 NAME = "sequences-2l"
-
-
-@pytest.fixture(scope="module")
-def model():
-    torch.set_num_threads(1)
-    return mechscope.load(NAME)
 
 
 @pytest.fixture(scope="module")
@@ -26,11 +16,8 @@ def measured(model):
     return rs.circuit_metrics(model, **rs.EVAL)
 
 
-def test_weights_are_the_carded_ones_and_tiny(model):
-    blob = (zoo_dir() / f"{NAME}.safetensors").read_bytes()
-    assert hashlib.sha256(blob).hexdigest() == model.card["sha256"]
-    card = (zoo_dir() / f"{NAME}.json").read_bytes()
-    assert len(zlib.compress(blob, 9)) + len(zlib.compress(card, 9)) <= 150_000
+def test_weights_are_the_carded_ones_and_tiny(model, check_shipped):
+    check_shipped(model, max_deflated=150_000)
 
 
 def test_accuracy_per_kind_reproduces_and_beats_random_init(model):

@@ -31,18 +31,8 @@ def test_hook_names_follow_design(tiny):
     assert {"hook_embed", "hook_pos_embed", "ln_final.hook_normalized"} <= names
 
 
-def test_attention_only_has_no_mlp_hooks():
-    cfg = TransformerConfig(
-        n_layers=1,
-        d_model=8,
-        n_heads=2,
-        d_head=4,
-        d_vocab=5,
-        n_ctx=6,
-        d_mlp=None,
-        normalization=None,
-    )
-    names = Transformer(cfg).hook_names()
+def test_attention_only_has_no_mlp_hooks(attn_only):
+    names = attn_only.hook_names()
     assert not [n for n in names if "mlp" in n or "resid_mid" in n or "ln" in n]
     assert "blocks.0.attn.hook_pattern" in names
 

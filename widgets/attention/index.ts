@@ -5,8 +5,9 @@
 
 import { type ArrayDtype, type BinaryLike, decodeArray } from "../shared/buffers";
 import { colorIndex, cssColor, formatWeight, needsLightText, RGBA32, writeColor } from "../shared/colormap";
-import { clearChildren, el } from "../shared/dom";
-import { type AnyModel, coalesce, listen, type RenderProps } from "../shared/model";
+import { el } from "../shared/dom";
+import { type AnyModel, displayToken } from "../shared/model";
+import { WidgetView, widget } from "../shared/view";
 import { HeadCache, upsample } from "./heads";
 
 /** Synced traits of mechscope.widgets.AttentionPatterns. */
@@ -58,12 +59,7 @@ interface CommModel {
   off(event: "msg:custom", cb: (msg: Record<string, unknown>, buffers?: BinaryLike[]) => void): void;
 }
 
-/** One token as shown: whitespace kept, newlines and tabs made visible. */
-function displayToken(tok: string): string {
-  return tok.replace(/\n/g, "\u21b5").replace(/\t/g, "\u2192");
-}
-
-class AttentionView {
+class AttentionView extends WidgetView<Model> {
   /** The whole [layer, head, q, k] pattern, or [layer, head, side, side] thumbnails. */
   private data: Float32Array = new Float32Array(0);
   /** 0 when `data` is the whole pattern, else the thumbnails' block size. */
@@ -80,8 +76,6 @@ class AttentionView {
   private head = 0;
   private query = 0;
   private cell = 1;
-  /** False while the payload is undecodable: only the error message is shown. */
-  private ok = false;
 
   private thumbs: HTMLElement[] = [];
   /** The atlas of thumbnails (many heads), its selection mark, and its pitch in canvas px. */
@@ -90,37 +84,26 @@ class AttentionView {
   private pitch = 0;
   private pitchPx = 0;
   private tokenEls: HTMLElement[] = [];
-  private titleEl: HTMLElement | null = null;
   private focusCanvas!: HTMLCanvasElement;
   private focusLabel!: HTMLElement;
   private rowMark!: HTMLElement;
   private readout!: HTMLElement;
   private caption!: HTMLElement;
 
-  // Python sends several changed traits in one message; rebuild once, after all of them.
-  private readonly onData = coalesce(() => this.build());
-  private readonly onSelected = () => this.applySelected();
-  private readonly onTitle = () => this.renderTitle();
-  private readonly onHighlight = () => this.applyHighlight();
   private readonly onMsg = (msg: Record<string, unknown>, buffers?: BinaryLike[]) => this.receive(msg, buffers);
-  private unlisten: () => void = () => {};
 
-  constructor(
-    private readonly model: AnyModel<Model>,
-    private readonly root: HTMLElement,
-  ) {
-    root.classList.add("ms-attention");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, {
-      selected: this.onSelected, title: this.onTitle, highlight_token: this.onHighlight,
-    });
+  constructor(model: AnyModel<Model>, root: HTMLElement) {
+    super(model, root);
     this.comm()?.on("msg:custom", this.onMsg);
-    this.build();
+    this.listenAndBuild("ms-attention", DATA_KEYS, {
+      selected: () => this.applySelected(),
+      highlight_token: () => this.applyHighlight(),
+    });
   }
 
   destroy(): void {
-    this.unlisten();
     this.comm()?.off("msg:custom", this.onMsg);
-    clearChildren(this.root);
+    super.destroy();
   }
 
   /** The model's comm, where the host has one (a plain page's fake model may not). */
@@ -129,13 +112,9 @@ class AttentionView {
     return typeof m.send === "function" && typeof m.on === "function" ? (m as CommModel) : null;
   }
 
-  /** (Re)build the whole view from the model: runs once, and again when the data changes. */
-  private build(): void {
+  protected build(): void {
     const m = this.model;
-    this.ok = false;
-    this.titleEl = null;
-    this.root.removeAttribute("data-rendered");
-    clearChildren(this.root);
+    this.reset();
     this.nLayers = m.get("n_layers");
     this.nHeads = m.get("n_heads");
     this.n = m.get("n_tokens");
@@ -154,9 +133,7 @@ class AttentionView {
         this.cache.put(fh[0], fh[1], decodeArray(m.get("focus"), m.get("focus_dtype"), this.n * this.n));
       }
     } catch (err) {
-      // A broken payload is shown, not swallowed: an empty widget looks like a working one.
-      this.root.append(el("div", "ms-attn-error", `AttentionPatterns could not decode its data: ${String(err)}`));
-      console.error(err);
+      this.showError("ms-attn-error", "AttentionPatterns", err);
       return;
     }
     [this.layer, this.head] = this.clampSelected(m.get("selected")) ?? [0, 0];
@@ -176,13 +153,6 @@ class AttentionView {
     this.showFocus();
     this.applyHighlight();
     this.root.setAttribute("data-rendered", "true");
-  }
-
-  private renderTitle(): void {
-    if (!this.titleEl) return;
-    const title = this.model.get("title");
-    this.titleEl.textContent = title;
-    this.titleEl.hidden = !title;
   }
 
   private layerLabel(l: number): string {
@@ -460,8 +430,7 @@ class AttentionView {
     this.layer = l;
     this.head = h;
     this.showFocus();
-    this.model.set("selected", [l, h]);
-    this.model.save_changes();
+    this.send("selected", [l, h]);
   }
 
   /** Python (or another view of the same model) changed `selected`. */
@@ -564,8 +533,7 @@ class AttentionView {
   /** The user hovers token `i` of the strip (-1: left it): tell Python and linked views. */
   private hoverToken(i: number): void {
     if (this.model.get("highlight_token") === i) return;
-    this.model.set("highlight_token", i);
-    this.model.save_changes();
+    this.send("highlight_token", i);
     this.markHighlight(i);
   }
 
@@ -593,9 +561,4 @@ class AttentionView {
   }
 }
 
-function render({ model, el: root }: RenderProps<Model>): () => void {
-  const view = new AttentionView(model, root);
-  return () => view.destroy();
-}
-
-export default { render };
+export default widget(AttentionView);

@@ -8,7 +8,8 @@ import { type BinaryLike, decodeArray } from "../shared/buffers";
 import { css, divergingRgb } from "../shared/colormap";
 import { clearChildren, el, textWidth } from "../shared/dom";
 import { decodeInt32 } from "../shared/int32";
-import { type AnyModel, coalesce, displayToken, listen, type RenderProps } from "../shared/model";
+import { type AnyModel, coalesce, displayToken } from "../shared/model";
+import { WidgetView, widget } from "../shared/view";
 import {
   EMBED,
   ERROR,
@@ -97,7 +98,7 @@ function fitText(s: string, px: number): string {
   return keep + "\u2026";
 }
 
-class AttributionGraphView {
+class AttributionGraphView extends WidgetView<Model> {
   private g!: Graph;
   private scores: Float64Array = new Float64Array(0);
   private effects: Float32Array = new Float32Array(0);
@@ -109,7 +110,6 @@ class AttributionGraphView {
   private shownEdges: number[] = [];
   private maxW = 0;
   private hovered = -1;
-  private ok = false;
   private plot!: HTMLElement;
   private canvas!: HTMLCanvasElement;
   private info!: HTMLElement;
@@ -117,41 +117,22 @@ class AttributionGraphView {
   private count!: HTMLElement;
   private nodeSlider!: HTMLInputElement;
   private edgeSlider!: HTMLInputElement;
-  private titleEl!: HTMLElement;
 
-  private readonly onData = coalesce(() => this.build());
-  private readonly onPrune = coalesce(() => this.syncSliders());
-  private readonly onSelected = () => this.redraw();
-  private readonly onIv = coalesce(() => this.renderIntervention());
-  private readonly onTitle = () => this.renderTitle();
-  private unlisten: () => void = () => {};
-
-  constructor(
-    private readonly model: AnyModel<Model>,
-    private readonly root: HTMLElement,
-  ) {
-    root.classList.add("ms-attr-graph");
-    const ivHandlers = Object.fromEntries(IV_KEYS.map((k) => [k, this.onIv]));
-    this.unlisten = listen(model, DATA_KEYS, this.onData, {
-      ...ivHandlers,
-      selected: this.onSelected,
-      title: this.onTitle,
-      node_threshold: this.onPrune,
-      edge_threshold: this.onPrune,
+  constructor(model: AnyModel<Model>, root: HTMLElement) {
+    super(model, root);
+    const onPrune = coalesce(() => this.syncSliders());
+    const onIv = coalesce(() => this.renderIntervention());
+    this.listenAndBuild("ms-attr-graph", DATA_KEYS, {
+      ...Object.fromEntries(IV_KEYS.map((k) => [k, onIv])),
+      selected: () => this.redraw(),
+      node_threshold: onPrune,
+      edge_threshold: onPrune,
     });
-    this.build();
   }
 
-  destroy(): void {
-    this.unlisten();
-    clearChildren(this.root);
-  }
-
-  private build(): void {
+  protected build(): void {
     const m = this.model;
-    this.ok = false;
-    this.root.removeAttribute("data-rendered");
-    clearChildren(this.root);
+    this.reset();
     const n = m.get("n_nodes");
     const ne = m.get("n_edges");
     try {
@@ -173,8 +154,7 @@ class AttributionGraphView {
       }
       if (m.get("tokens").length !== m.get("n_pos")) throw new Error("tokens do not match n_pos");
     } catch (err) {
-      this.root.append(el("div", "ms-ag-error", `AttributionGraph could not decode its data: ${String(err)}`));
-      console.error(err);
+      this.showError("ms-ag-error", "AttributionGraph", err);
       return;
     }
     this.scores = edgeScores(this.g);
@@ -204,10 +184,7 @@ class AttributionGraphView {
     this.plot.addEventListener("mouseleave", () => this.hover(-1));
     this.plot.addEventListener("click", (ev) => {
       const i = this.nodeOf(ev);
-      if (i >= 0) {
-        this.model.set("selected", i);
-        this.model.save_changes();
-      }
+      if (i >= 0) this.send("selected", i);
     });
     this.renderTitle();
     this.ok = true;
@@ -228,10 +205,7 @@ class AttributionGraphView {
       readout.textContent = Number(input.value).toFixed(2);
       this.redraw();
     });
-    input.addEventListener("change", () => {
-      this.model.set(key, Number(input.value));
-      this.model.save_changes();
-    });
+    input.addEventListener("change", () => this.send(key, Number(input.value)));
     label.append(el("span", "", text), input, readout);
     parent.append(label);
     return input;
@@ -259,13 +233,6 @@ class AttributionGraphView {
       (input.nextElementSibling as HTMLElement).textContent = Number(input.value).toFixed(2);
     }
     this.redraw();
-  }
-
-  private renderTitle(): void {
-    if (!this.titleEl) return;
-    const t = this.model.get("title");
-    this.titleEl.textContent = t;
-    this.titleEl.hidden = !t;
   }
 
   private nodeOf(ev: Event): number {
@@ -519,9 +486,4 @@ class AttributionGraphView {
   }
 }
 
-function render({ model, el: root }: RenderProps<Model>): () => void {
-  const view = new AttributionGraphView(model, root);
-  return () => view.destroy();
-}
-
-export default { render };
+export default widget(AttributionGraphView);

@@ -5,18 +5,13 @@
 // Everything is precomputed in Python (src/mechscope/widgets/feature_dashboard.py, whose
 // traits the Model below mirrors) and arrives as binary buffers.
 
-import {
-  type ActivationScale,
-  activationCss,
-  activationNeedsLightText,
-  formatValue,
-  scaleOf,
-} from "../shared/activation";
+import { type ActivationScale, formatValue, paintActivation, scaleOf } from "../shared/activation";
 import { type ArrayDtype, type BinaryLike, decodeArray } from "../shared/buffers";
 import { decodeInt32 } from "../shared/int32";
 import { clearChildren, el } from "../shared/dom";
 import { columnFormat, maxAbs } from "../shared/format";
-import { type AnyModel, coalesce, displayToken, type RenderProps, listen } from "../shared/model";
+import { type AnyModel, displayToken } from "../shared/model";
+import { FeatureView, widget } from "../shared/view";
 import { Histogram } from "./histogram";
 
 /** Synced traits of mechscope.widgets.FeatureDashboard. */
@@ -79,11 +74,8 @@ interface Decoded {
   negVals: Float32Array;
 }
 
-class FeatureDashboardView {
+class FeatureDashboardView extends FeatureView<Model> {
   private d!: Decoded;
-  private feature = 0;
-  private ok = false;
-  private titleEl: HTMLElement | null = null;
   private input!: HTMLInputElement;
   private nameEl!: HTMLElement;
   private hist!: Histogram;
@@ -93,23 +85,9 @@ class FeatureDashboardView {
   private negList!: HTMLElement;
   private readout!: HTMLElement;
 
-  private readonly onData = coalesce(() => this.build());
-  private readonly onFeature = () => this.applyFeature();
-  private readonly onTitle = () => this.renderTitle();
-  private unlisten: () => void = () => {};
-
-  constructor(
-    private readonly model: AnyModel<Model>,
-    private readonly root: HTMLElement,
-  ) {
-    root.classList.add("ms-feature-dash");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, { feature: this.onFeature, title: this.onTitle });
-    this.build();
-  }
-
-  destroy(): void {
-    this.unlisten();
-    clearChildren(this.root);
+  constructor(model: AnyModel<Model>, root: HTMLElement) {
+    super(model, root);
+    this.listenAndBuild("ms-feature-dash", DATA_KEYS, { feature: () => this.applyFeature() });
   }
 
   private decode(): Decoded {
@@ -138,16 +116,12 @@ class FeatureDashboardView {
     return d;
   }
 
-  private build(): void {
-    this.ok = false;
-    this.titleEl = null;
-    this.root.removeAttribute("data-rendered");
-    clearChildren(this.root);
+  protected build(): void {
+    this.reset();
     try {
       this.d = this.decode();
     } catch (err) {
-      this.root.append(el("div", "ms-fd-error", `FeatureDashboard could not decode its data: ${String(err)}`));
-      console.error(err);
+      this.showError("ms-fd-error", "FeatureDashboard", err);
       return;
     }
     this.feature = this.clampFeature(this.model.get("feature")) ?? 0;
@@ -169,7 +143,7 @@ class FeatureDashboardView {
     this.root.append(this.titleEl, this.buildNav(), body, ctxPanel);
     this.renderTitle();
     this.ok = true;
-    this.show();
+    this.showFeature();
     this.root.setAttribute("data-rendered", "true");
   }
 
@@ -220,34 +194,7 @@ class FeatureDashboardView {
     return panel;
   }
 
-  private renderTitle(): void {
-    if (!this.titleEl) return;
-    const title = this.model.get("title");
-    this.titleEl.textContent = title;
-    this.titleEl.hidden = !title;
-  }
-
-  private clampFeature(f: number | null | undefined): number | null {
-    const n = this.model.get("n_features");
-    return typeof f === "number" && Number.isInteger(f) && f >= 0 && f < n ? f : null;
-  }
-
-  private choose(f: number): void {
-    if (this.clampFeature(f) === null || f === this.feature) return;
-    this.feature = f;
-    this.show();
-    this.model.set("feature", f);
-    this.model.save_changes();
-  }
-
-  private applyFeature(): void {
-    const f = this.clampFeature(this.model.get("feature"));
-    if (!this.ok || f === null || f === this.feature) return;
-    this.feature = f;
-    this.show();
-  }
-
-  private show(): void {
+  protected showFeature(): void {
     const f = this.feature;
     const n = this.model.get("n_features");
     const name = this.model.get("feature_names")[f] ?? `feature ${f}`;
@@ -314,8 +261,7 @@ class FeatureDashboardView {
         s.dataset.value = formatValue(v);
         s.dataset.pos = String(p);
         s.dataset.context = String(ids[c]);
-        s.style.background = activationCss(v, scale);
-        s.style.color = activationNeedsLightText(v, scale) ? "#fff" : "#111";
+        paintActivation(s, v, scale);
         // a very long token is cut with an ellipsis (CSS); the title holds it in full
         s.title = `\u201c${displayToken(tok)}\u201d = ${formatValue(v)} at token ${p} of context ${ids[c]}`;
         if (p === maxPos) s.classList.add("ms-tok-max");
@@ -347,9 +293,4 @@ class FeatureDashboardView {
   }
 }
 
-function render({ model, el: root }: RenderProps<Model>): () => void {
-  const view = new FeatureDashboardView(model, root);
-  return () => view.destroy();
-}
-
-export default { render };
+export default widget(FeatureDashboardView);

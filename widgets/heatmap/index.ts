@@ -4,9 +4,10 @@
 
 import { formatValue } from "../shared/activation";
 import { type BinaryLike, decodeArray } from "../shared/buffers";
-import { clearChildren, el, textWidth } from "../shared/dom";
+import { el, textWidth } from "../shared/dom";
 import { float32Text, type HeatScale, heatCss, heatGradient, heatRgb, heatScale } from "../shared/heatscale";
-import { type AnyModel, coalesce, displayToken, type RenderProps, listen } from "../shared/model";
+import { type AnyModel, displayToken } from "../shared/model";
+import { WidgetView, widget } from "../shared/view";
 
 /** Synced traits of mechscope.widgets.Heatmap. */
 export interface Model {
@@ -55,7 +56,7 @@ const GRID_MIN_PX = 10;
 // (hover and click by position): tens of thousands of cell elements take seconds to lay out.
 const CANVAS_MIN_CELLS = 16384;
 
-class HeatmapView {
+class HeatmapView extends WidgetView<Model> {
   private data: Float32Array = new Float32Array(0);
   private nP = 0;
   private nR = 0;
@@ -67,44 +68,25 @@ class HeatmapView {
   private cellW = 0;
   private cellH = 0;
   private sel: number | null = null;
-  private ok = false;
-  private titleEl: HTMLElement | null = null;
   private readout!: HTMLElement;
-
-  private readonly onData = coalesce(() => this.build());
-  private readonly onSelected = () => this.applySelected();
-  private readonly onTitle = () => this.renderTitle();
-  private readonly onHighlight = () => this.markColumn(this.model.get("highlight_token"));
   /** Column labels by panel, for the highlighted column. */
   private colLabels: HTMLElement[][] = [];
-  private unlisten: () => void = () => {};
 
-  constructor(
-    private readonly model: AnyModel<Model>,
-    private readonly root: HTMLElement,
-  ) {
-    root.classList.add("ms-heatmap");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, {
-      selected: this.onSelected, title: this.onTitle, highlight_token: this.onHighlight,
+  constructor(model: AnyModel<Model>, root: HTMLElement) {
+    super(model, root);
+    this.listenAndBuild("ms-heatmap", DATA_KEYS, {
+      selected: () => this.applySelected(),
+      highlight_token: () => this.markColumn(this.model.get("highlight_token")),
     });
-    this.build();
   }
 
-  destroy(): void {
-    this.unlisten();
-    clearChildren(this.root);
-  }
-
-  private build(): void {
+  protected build(): void {
     const m = this.model;
-    this.ok = false;
-    this.titleEl = null;
+    this.reset();
     this.cells = [];
     this.marks = [];
     this.colLabels = [];
     this.sel = null;
-    this.root.removeAttribute("data-rendered");
-    clearChildren(this.root);
     this.nP = m.get("n_panels");
     this.nR = m.get("n_rows");
     this.nC = m.get("n_cols");
@@ -119,9 +101,7 @@ class HeatmapView {
         if (got !== want) throw new Error(`${name} has ${got} entries for ${want}`);
       }
     } catch (err) {
-      // A broken payload is shown, not swallowed: an empty widget looks like a working one.
-      this.root.append(el("div", "ms-hm-error", `Heatmap could not decode its data: ${String(err)}`));
-      console.error(err);
+      this.showError("ms-hm-error", "Heatmap", err);
       return;
     }
     this.scale = heatScale(m.get("vmin"), m.get("vmax"), m.get("center"));
@@ -156,13 +136,6 @@ class HeatmapView {
     this.showSelected(this.indexOf(m.get("selected")));
     this.markColumn(m.get("highlight_token"));
     this.root.setAttribute("data-rendered", "true");
-  }
-
-  private renderTitle(): void {
-    if (!this.titleEl) return;
-    const title = this.model.get("title");
-    this.titleEl.textContent = title;
-    this.titleEl.hidden = !title;
   }
 
   private buildLegend(): HTMLElement {
@@ -343,8 +316,7 @@ class HeatmapView {
   /** The mouse is over column `c` (-1: left the panels): tell Python and linked views. */
   private hoverColumn(c: number): void {
     if (!this.ok || this.model.get("highlight_token") === c) return;
-    this.model.set("highlight_token", c);
-    this.model.save_changes();
+    this.send("highlight_token", c);
     this.markColumn(c);
   }
 
@@ -366,8 +338,7 @@ class HeatmapView {
   /** A click on a cell: highlight it and tell Python. */
   private select(p: number, r: number, c: number): void {
     this.showSelected(this.indexOf([p, r, c]));
-    this.model.set("selected", [p, r, c]);
-    this.model.save_changes();
+    this.send("selected", [p, r, c]);
   }
 
   /** Python (or another view of the same model) changed `selected`. */
@@ -408,9 +379,4 @@ class HeatmapView {
   }
 }
 
-function render({ model, el: root }: RenderProps<Model>): () => void {
-  const view = new HeatmapView(model, root);
-  return () => view.destroy();
-}
-
-export default { render };
+export default widget(HeatmapView);

@@ -6,9 +6,10 @@
 import { formatValue } from "../shared/activation";
 import { type BinaryLike, decodeArray } from "../shared/buffers";
 import { css } from "../shared/colormap";
-import { clearChildren, el } from "../shared/dom";
+import { el } from "../shared/dom";
 import { float32Text, type HeatScale, heatGradient, heatRgb, heatScale } from "../shared/heatscale";
-import { type AnyModel, coalesce, listen, type RenderProps } from "../shared/model";
+import { type AnyModel } from "../shared/model";
+import { WidgetView, widget } from "../shared/view";
 
 /** Synced traits of mechscope.widgets.ImageGrid. */
 export interface Model {
@@ -39,7 +40,7 @@ const DATA_KEYS = [
 const IMAGE_TARGET_PX = 80;
 const ZOOM_MAX = 24;
 
-class ImageGridView {
+class ImageGridView extends WidgetView<Model> {
   private data: Float32Array = new Float32Array(0);
   private n = 0;
   private h = 0;
@@ -48,36 +49,17 @@ class ImageGridView {
   private zoom = 1;
   private scale: HeatScale = heatScale(0, 1, null);
   private cells: HTMLElement[] = [];
-  private ok = false;
-  private titleEl: HTMLElement | null = null;
   private readout!: HTMLElement;
 
-  private readonly onData = coalesce(() => this.build());
-  private readonly onSelected = () => this.showSelected();
-  private readonly onTitle = () => this.renderTitle();
-  private unlisten: () => void = () => {};
-
-  constructor(
-    private readonly model: AnyModel<Model>,
-    private readonly root: HTMLElement,
-  ) {
-    root.classList.add("ms-image-grid");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, { selected: this.onSelected, title: this.onTitle });
-    this.build();
+  constructor(model: AnyModel<Model>, root: HTMLElement) {
+    super(model, root);
+    this.listenAndBuild("ms-image-grid", DATA_KEYS, { selected: () => this.showSelected() });
   }
 
-  destroy(): void {
-    this.unlisten();
-    clearChildren(this.root);
-  }
-
-  private build(): void {
+  protected build(): void {
     const m = this.model;
-    this.ok = false;
+    this.reset();
     this.cells = [];
-    this.titleEl = null;
-    this.root.removeAttribute("data-rendered");
-    clearChildren(this.root);
     [this.n, this.h, this.w, this.c] = [m.get("n_images"), m.get("height"), m.get("width"), m.get("channels")];
     try {
       this.data = decodeArray(m.get("values"), "float32", this.n * this.h * this.w * this.c);
@@ -85,9 +67,7 @@ class ImageGridView {
         throw new Error(`labels has ${m.get("labels").length} entries for ${this.n} images`);
       }
     } catch (err) {
-      // A broken payload is shown, not swallowed: an empty widget looks like a working one.
-      this.root.append(el("div", "ms-ig-error", `ImageGrid could not decode its data: ${String(err)}`));
-      console.error(err);
+      this.showError("ms-ig-error", "ImageGrid", err);
       return;
     }
     this.scale = heatScale(m.get("vmin"), m.get("vmax"), m.get("center"));
@@ -114,13 +94,6 @@ class ImageGridView {
     this.ok = true;
     this.showSelected();
     this.root.setAttribute("data-rendered", "true");
-  }
-
-  private renderTitle(): void {
-    if (!this.titleEl) return;
-    const title = this.model.get("title");
-    this.titleEl.textContent = title;
-    this.titleEl.hidden = !title;
   }
 
   private buildLegend(): HTMLElement {
@@ -204,8 +177,7 @@ class ImageGridView {
 
   /** A click on an image: highlight it and tell Python. */
   private select(i: number): void {
-    this.model.set("selected", i);
-    this.model.save_changes();
+    this.send("selected", i);
     this.showSelected();
   }
 
@@ -221,9 +193,4 @@ class ImageGridView {
   }
 }
 
-function render({ model, el: root }: RenderProps<Model>): () => void {
-  const view = new ImageGridView(model, root);
-  return () => view.destroy();
-}
-
-export default { render };
+export default widget(ImageGridView);

@@ -5,7 +5,8 @@
 
 import { cssColor, needsLightText, VIRIDIS } from "../shared/colormap";
 import { clearChildren, el } from "../shared/dom";
-import { type AnyModel, coalesce, displayToken, listen, type RenderProps } from "../shared/model";
+import { type AnyModel, displayToken } from "../shared/model";
+import { WidgetView, widget } from "../shared/view";
 import { decodeLens, formatProb, isHit, type LensData, type LensPayload, topK } from "./data";
 
 /** Synced traits of mechscope.widgets.logit_lens.LogitLens. */
@@ -35,7 +36,7 @@ function gradient(): string {
   return `linear-gradient(to right, ${stops.join(", ")})`;
 }
 
-class LogitLensView {
+class LogitLensView extends WidgetView<Model> {
   private d: LensData | null = null;
   /** Cell elements by flat index layer * nPos + pos (only the window's, for a big lens). */
   private cells = new Map<number, HTMLElement>();
@@ -45,42 +46,25 @@ class LogitLensView {
   private span = 0;
   private gridWrap: HTMLElement | null = null;
   private pager: HTMLElement | null = null;
-  private titleEl: HTMLElement | null = null;
   private readout!: HTMLElement;
   private topkEl!: HTMLElement;
-
-  private readonly onData = coalesce(() => this.build());
-  private readonly onSelected = () => this.applySelected();
-  private readonly onTitle = () => this.renderTitle();
-  private readonly onHighlight = () => this.markColumn(this.model.get("highlight_token"));
   /** Column labels by position (only the window's, for a big lens). */
   private colLabels = new Map<number, HTMLElement>();
-  private unlisten: () => void = () => {};
 
-  constructor(
-    private readonly model: AnyModel<Model>,
-    private readonly root: HTMLElement,
-  ) {
-    root.classList.add("ms-logit-lens");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, {
-      selected: this.onSelected, title: this.onTitle, highlight_token: this.onHighlight,
+  constructor(model: AnyModel<Model>, root: HTMLElement) {
+    super(model, root);
+    this.listenAndBuild("ms-logit-lens", DATA_KEYS, {
+      selected: () => this.applySelected(),
+      highlight_token: () => this.markColumn(this.model.get("highlight_token")),
     });
-    this.build();
   }
 
-  destroy(): void {
-    this.unlisten();
-    clearChildren(this.root);
-  }
-
-  private build(): void {
+  protected build(): void {
     const m = this.model;
+    this.reset();
     this.d = null;
     this.cells = new Map();
     this.sel = null;
-    this.titleEl = null;
-    this.root.removeAttribute("data-rendered");
-    clearChildren(this.root);
     let d: LensData;
     try {
       d = decodeLens({
@@ -90,9 +74,7 @@ class LogitLensView {
         tokens: m.get("tokens"),
       });
     } catch (err) {
-      // A broken payload is shown, not swallowed: an empty widget looks like a working one.
-      this.root.append(el("div", "ms-ll-error", `LogitLens could not decode its data: ${String(err)}`));
-      console.error(err);
+      this.showError("ms-ll-error", "LogitLens", err);
       return;
     }
     this.d = d;
@@ -130,13 +112,6 @@ class LogitLensView {
     this.showSelectedOrHint();
     this.markColumn(m.get("highlight_token"));
     this.root.setAttribute("data-rendered", "true");
-  }
-
-  private renderTitle(): void {
-    if (!this.titleEl) return;
-    const t = this.model.get("title");
-    this.titleEl.textContent = t;
-    this.titleEl.hidden = !t;
   }
 
   private buildLegend(): HTMLElement {
@@ -259,8 +234,7 @@ class LogitLensView {
   /** The mouse is over position `p` (-1: left the grid): tell Python and linked views. */
   private hoverColumn(p: number): void {
     if (this.model.get("highlight_token") === p) return;
-    this.model.set("highlight_token", p);
-    this.model.save_changes();
+    this.send("highlight_token", p);
     this.markColumn(p);
   }
 
@@ -291,8 +265,7 @@ class LogitLensView {
 
   private select(l: number, p: number): void {
     this.mark(this.indexOf([l, p]));
-    this.model.set("selected", [l, p]);
-    this.model.save_changes();
+    this.send("selected", [l, p]);
   }
 
   private applySelected(): void {
@@ -313,9 +286,4 @@ class LogitLensView {
   }
 }
 
-function render({ model, el: root }: RenderProps<Model>): () => void {
-  const view = new LogitLensView(model, root);
-  return () => view.destroy();
-}
-
-export default { render };
+export default widget(LogitLensView);

@@ -53,6 +53,12 @@ export function activationNeedsLightText(v: number, scale: ActivationScale): boo
   return lightTextOn(activationRgb(v, scale));
 }
 
+/** Colour a token element by its activation `v`: the map's colour, and text legible on it. */
+export function paintActivation(node: HTMLElement, v: number, scale: ActivationScale): void {
+  node.style.background = activationCss(v, scale);
+  node.style.color = activationNeedsLightText(v, scale) ? "#fff" : "#111";
+}
+
 /** A value as shown in tooltips and readouts: 4 significant digits, NaN/Inf spelled out. */
 export function formatValue(v: number): string {
   if (Number.isNaN(v)) return "NaN";

@@ -8,7 +8,8 @@
 //   colour and every anchor is exact.
 // Channels are round(255 x). NaN/Inf are magenta (with a cross where the widget can draw one).
 
-import tables from "../../src/mechscope/widgets/static/colormaps.json";
+// Named imports: esbuild leaves a table out of a bundle that never reads it.
+import { rdbu, viridis } from "../../src/mechscope/widgets/static/colormaps.json";
 
 export type Rgb = [number, number, number];
 
@@ -17,14 +18,15 @@ export const NONFINITE_RGB: readonly [number, number, number] = [255, 0, 255];
 
 const byte = (x: number) => Math.round(x * 255);
 
-export const VIRIDIS: Uint8ClampedArray = (() => {
+// (Both tables are marked pure: a bundle that never reads one leaves it out.)
+export const VIRIDIS: Uint8ClampedArray = /* @__PURE__ */ (() => {
   const lut = new Uint8ClampedArray(256 * 3);
-  tables.viridis.forEach((rgb, i) => lut.set(rgb.map(byte), i * 3));
+  viridis.forEach((rgb, i) => lut.set(rgb.map(byte), i * 3));
   return lut;
 })();
 
 /** The 11 RdBu anchors, blue to red, as floats in [0, 1]. */
-export const RDBU: readonly (readonly number[])[] = tables.rdbu;
+export const RDBU: readonly (readonly number[])[] = rdbu;
 
 /** RdBu at `t` in [-1, 1] (clipped): blue below 0, the centre colour at 0, red above. */
 export function divergingRgb(t: number): Rgb {
@@ -50,7 +52,7 @@ export function colorIndex(v: number): number {
  * The map as packed RGBA pixels (257 entries, the last for NaN/Inf), in the byte order of a
  * Uint32Array view over ImageData.data: writing one u32 per pixel is ~4x fewer stores.
  */
-export const RGBA32: Uint32Array = (() => {
+export const RGBA32: Uint32Array = /* @__PURE__ */ (() => {
   const bytes = new Uint8ClampedArray(257 * 4);
   for (let i = 0; i < 256; i++) {
     bytes.set([VIRIDIS[i * 3], VIRIDIS[i * 3 + 1], VIRIDIS[i * 3 + 2], 255], i * 4);

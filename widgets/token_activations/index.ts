@@ -2,16 +2,11 @@
 // an SAE feature, a probe score); pick the feature from a list, hover a token for its value.
 // Python side: src/mechscope/widgets/token_activations.py (the traits below mirror it).
 
-import {
-  type ActivationScale,
-  activationCss,
-  activationNeedsLightText,
-  formatValue,
-  scaleOf,
-} from "../shared/activation";
+import { type ActivationScale, activationCss, formatValue, paintActivation, scaleOf } from "../shared/activation";
 import { type ArrayDtype, type BinaryLike, decodeArray } from "../shared/buffers";
-import { clearChildren, el } from "../shared/dom";
-import { type AnyModel, coalesce, displayToken, type RenderProps, listen } from "../shared/model";
+import { el } from "../shared/dom";
+import { type AnyModel, displayToken } from "../shared/model";
+import { FeatureView, widget } from "../shared/view";
 
 /** Synced traits of mechscope.widgets.TokenActivations. */
 export interface Model {
@@ -35,38 +30,21 @@ const DATA_KEYS = ["tokens", "n_texts", "n_pos", "n_features", "values", "dtype"
 // A list box taller than this scrolls.
 const LIST_ROWS = 8;
 
-class TokenActivationsView {
+class TokenActivationsView extends FeatureView<Model> {
   private data: Float32Array = new Float32Array(0);
-  private feature = 0;
-  private ok = false;
   private tokenEls: HTMLElement[][] = [];
-  private titleEl: HTMLElement | null = null;
   private select!: HTMLSelectElement;
   private readout!: HTMLElement;
   private legendLo!: HTMLElement;
   private legendHi!: HTMLElement;
   private legendBar!: HTMLElement;
 
-  private readonly onData = coalesce(() => this.build());
-  private readonly onFeature = () => this.applyFeature();
-  private readonly onTitle = () => this.renderTitle();
-  private readonly onHighlight = () => this.markPosition(this.model.get("highlight_token"));
-  private unlisten: () => void = () => {};
-
-  constructor(
-    private readonly model: AnyModel<Model>,
-    private readonly root: HTMLElement,
-  ) {
-    root.classList.add("ms-token-acts");
-    this.unlisten = listen(model, DATA_KEYS, this.onData, {
-      feature: this.onFeature, title: this.onTitle, highlight_token: this.onHighlight,
+  constructor(model: AnyModel<Model>, root: HTMLElement) {
+    super(model, root);
+    this.listenAndBuild("ms-token-acts", DATA_KEYS, {
+      feature: () => this.applyFeature(),
+      highlight_token: () => this.markPosition(this.model.get("highlight_token")),
     });
-    this.build();
-  }
-
-  destroy(): void {
-    this.unlisten();
-    clearChildren(this.root);
   }
 
   private get nTexts(): number {
@@ -76,12 +54,9 @@ class TokenActivationsView {
     return this.model.get("n_pos");
   }
 
-  private build(): void {
+  protected build(): void {
     const m = this.model;
-    this.ok = false;
-    this.titleEl = null;
-    this.root.removeAttribute("data-rendered");
-    clearChildren(this.root);
+    this.reset();
     const tokens = m.get("tokens");
     const nFeatures = m.get("n_features");
     try {
@@ -90,8 +65,7 @@ class TokenActivationsView {
       const long = tokens.findIndex((t) => t.length > this.nPos);
       if (long >= 0) throw new Error(`text ${long} has ${tokens[long].length} tokens > n_pos=${this.nPos}`);
     } catch (err) {
-      this.root.append(el("div", "ms-ta-error", `TokenActivations could not decode its data: ${String(err)}`));
-      console.error(err);
+      this.showError("ms-ta-error", "TokenActivations", err);
       return;
     }
     this.feature = this.clampFeature(m.get("feature")) ?? 0;
@@ -143,7 +117,7 @@ class TokenActivationsView {
     this.root.append(this.titleEl, controls, texts);
     this.renderTitle();
     this.ok = true;
-    this.paint();
+    this.showFeature();
     this.markPosition(m.get("highlight_token"));
     this.root.setAttribute("data-rendered", "true");
   }
@@ -157,45 +131,16 @@ class TokenActivationsView {
     return legend;
   }
 
-  private renderTitle(): void {
-    if (!this.titleEl) return;
-    const title = this.model.get("title");
-    this.titleEl.textContent = title;
-    this.titleEl.hidden = !title;
-  }
-
   private featureName(f: number): string {
     return this.model.get("feature_names")[f] ?? `feature ${f}`;
-  }
-
-  private clampFeature(f: number | null | undefined): number | null {
-    const n = this.model.get("n_features");
-    return typeof f === "number" && Number.isInteger(f) && f >= 0 && f < n ? f : null;
   }
 
   private offset(text: number, pos: number): number {
     return (this.feature * this.nTexts + text) * this.nPos + pos;
   }
 
-  /** The user picked a feature: show it and tell Python. */
-  private choose(f: number): void {
-    if (this.clampFeature(f) === null || f === this.feature) return;
-    this.feature = f;
-    this.paint();
-    this.model.set("feature", f);
-    this.model.save_changes();
-  }
-
-  /** Python (or another view) changed `feature`. */
-  private applyFeature(): void {
-    const f = this.clampFeature(this.model.get("feature"));
-    if (!this.ok || f === null || f === this.feature) return;
-    this.feature = f;
-    this.paint();
-  }
-
   /** Colour every token by the current feature; one scale for all texts. */
-  private paint(): void {
+  protected showFeature(): void {
     const per = this.nTexts * this.nPos;
     const scale: ActivationScale = scaleOf(this.data, this.feature * per, per);
     const name = this.featureName(this.feature);
@@ -203,8 +148,7 @@ class TokenActivationsView {
       spans.forEach((s, p) => {
         const v = this.data[this.offset(i, p)];
         const text = formatValue(v);
-        s.style.background = activationCss(v, scale);
-        s.style.color = activationNeedsLightText(v, scale) ? "#fff" : "#111";
+        paintActivation(s, v, scale);
         s.dataset.value = text;
         s.classList.toggle("ms-tok-nonfinite", v - v !== 0);
         s.title = `${text}: ${name} at token ${p} of text ${i}`;
@@ -226,8 +170,7 @@ class TokenActivationsView {
   /** The mouse is over position `p` (-1: left the texts): tell Python and linked views. */
   private hoverPosition(p: number): void {
     if (!this.ok || this.model.get("highlight_token") === p) return;
-    this.model.set("highlight_token", p);
-    this.model.save_changes();
+    this.send("highlight_token", p);
     this.markPosition(p);
   }
 
@@ -247,9 +190,4 @@ class TokenActivationsView {
   }
 }
 
-function render({ model, el: root }: RenderProps<Model>): () => void {
-  const view = new TokenActivationsView(model, root);
-  return () => view.destroy();
-}
-
-export default { render };
+export default widget(TokenActivationsView);

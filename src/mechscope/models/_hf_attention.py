@@ -61,13 +61,29 @@ def _fire_heads(point: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
     return x if out is xt else out.transpose(1, 2)
 
 
-def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
+def repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
     # [batch, kv_head, pos, d_head] -> [batch, kv_head * n_rep, pos, d_head]; query head h
     # reads KV head h // n_rep, as in every HF GQA model.
     if n_rep == 1:
         return x
     b, h, p, d = x.shape
     return x[:, :, None].expand(b, h, n_rep, p, d).reshape(b, h * n_rep, p, d)
+
+
+def masked(module: nn.Module, scores: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Attention ``scores [batch, head, q, k]`` with HF's ``mask`` applied (a bool mask, or an
+    additive one cut to ``k`` keys); without one, the causal mask when ``module.is_causal``."""
+    q_len, k_len = scores.shape[-2:]
+    if mask is not None:
+        if mask.dtype == torch.bool:
+            return scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
+        return scores + mask[..., :k_len]
+    if getattr(module, "is_causal", False) and q_len > 1:
+        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(
+            k_len - q_len
+        )
+        return scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
+    return scores
 
 
 def attention_forward(
@@ -97,21 +113,10 @@ def attention_forward(
     key = _fire_heads(get("hook_k"), key)  # per KV head: [batch, pos, kv_head, d_head]
     value = _fire_heads(get("hook_v"), value)
     n_rep = query.shape[1] // key.shape[1]
-    k, v = _repeat_kv(key, n_rep), _repeat_kv(value, n_rep)
+    k, v = repeat_kv(key, n_rep), repeat_kv(value, n_rep)
 
     scores = torch.matmul(query, k.transpose(2, 3)) * scaling  # [batch, head, q, k]
-    q_len, k_len = scores.shape[-2:]
-    if attention_mask is not None:
-        if attention_mask.dtype == torch.bool:
-            scores = scores.masked_fill(~attention_mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + attention_mask[..., :k_len]
-    elif getattr(module, "is_causal", False) and q_len > 1:
-        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(
-            k_len - q_len
-        )
-        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
-    scores = _fire(get("hook_attn_scores"), scores)
+    scores = _fire(get("hook_attn_scores"), masked(module, scores, attention_mask))
     pattern = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(value.dtype)
     pattern = nn.functional.dropout(pattern, p=dropout, training=module.training)
     pattern = _fire(get("hook_pattern"), pattern)

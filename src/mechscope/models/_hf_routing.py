@@ -10,9 +10,10 @@ undone in a ``finally`` (an ``ExitStack``), also when a hook raises.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import torch
+from torch import nn
 
 from ..hooks import HookPoint, model_lock
 from . import _hf_families
@@ -36,10 +37,11 @@ def _fired(point: HookPoint, x: torch.Tensor) -> torch.Tensor:
 
 
 @contextlib.contextmanager
-def _eval_mode(model) -> Iterator[None]:
-    """Set ``training = False`` on every module of ``model`` for the block, then give each its
-    own flag back (not ``.train()``, which would overwrite the submodules' flags)."""
-    mods = list(model.modules())
+def eval_mode(modules: Iterable[nn.Module]) -> Iterator[None]:
+    """Set ``training = False`` on each of ``modules`` (e.g. ``model.modules()``) for the block,
+    then give each its own flag back (not ``.train()``, which would overwrite the submodules'
+    flags). Shared by the HF, nnsight and TransformerLens wrappers."""
+    mods = list(modules)
     saved = [m.training for m in mods]
     try:
         for m in mods:
@@ -59,7 +61,7 @@ class RoutingMixin:
         mode (restoring each module's flag after), and route the active hook points."""
         with contextlib.ExitStack() as stack:
             stack.enter_context(model_lock(self))
-            stack.enter_context(_eval_mode(self))
+            stack.enter_context(eval_mode(self.modules()))
             active = {n for n, p in self._hook_points.items() if p._forward_hooks}
             if not active:
                 yield

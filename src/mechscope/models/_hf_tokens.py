@@ -85,16 +85,7 @@ class TokenMixin:
         tok = self._need_tokenizer()
         if isinstance(tokens, str):
             tokens = self.to_tokens(tokens, prepend_bos=prepend_bos)
-        t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)
-        ids = as_tokens(
-            self, t.reshape(1) if t.dim() == 0 else t, check_ctx=False
-        )  # 0-d: one id, e.g. argmax
-        if ids.shape[0] != 1:
-            raise ValueError(
-                f"to_str_tokens takes one sequence (tokens [pos] or [1, pos]), got a batch of "
-                f"{ids.shape[0]}; call it once per row, e.g. model.to_str_tokens(tokens[0])."
-            )
-        return [tok.decode([i]) for i in ids[0].tolist()]
+        return [tok.decode([i]) for i in self._one_sequence(tokens)[0].tolist()]
 
     def _prepare(self, tokens, attention_mask=None) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validate ``tokens`` (text, ids, or a tokenizer's output dict) -> ``(ids, mask or None)``,

@@ -28,6 +28,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ._hf_attention import masked, repeat_kv
+
 _ATTN_INTERNAL = ("hook_q", "hook_k", "hook_v", "hook_attn_scores", "hook_pattern")
 
 
@@ -149,15 +151,6 @@ def attention_call(attn_envoy, hook: str):
     return getattr(source, max(names, key=lambda n: int(n.rsplit("_", 1)[1])))
 
 
-def _repeat_kv(x: torch.Tensor, n_rep: int) -> torch.Tensor:
-    # [batch, kv_head, pos, d_head] -> [batch, kv_head * n_rep, pos, d_head]: query head h
-    # reads KV head h // n_rep, as in every HF GQA model.
-    if n_rep == 1:
-        return x
-    b, h, p, d = x.shape
-    return x[:, :, None].expand(b, h, n_rep, p, d).reshape(b, h * n_rep, p, d)
-
-
 def eager_attention(pts, module, q, k, v, mask, scaling, fire=None):
     """HF's eager attention with ``hook_attn_scores`` / ``hook_pattern`` in place:
     ``(z [batch, q, head, d_head], pattern [batch, head, q, k])``. fire: a :class:`Firing`."""
@@ -165,22 +158,11 @@ def eager_attention(pts, module, q, k, v, mask, scaling, fire=None):
     if scaling is None:
         scaling = q.shape[-1] ** -0.5
     n_rep = q.shape[1] // k.shape[1]
-    scores = torch.matmul(q, _repeat_kv(k, n_rep).transpose(2, 3)) * scaling
-    q_len, k_len = scores.shape[-2:]
-    if mask is not None:
-        if mask.dtype == torch.bool:
-            scores = scores.masked_fill(~mask, torch.finfo(scores.dtype).min)
-        else:
-            scores = scores + mask[..., :k_len]
-    elif getattr(module, "is_causal", False) and q_len > 1:
-        causal = torch.ones(q_len, k_len, dtype=torch.bool, device=scores.device).tril(
-            k_len - q_len
-        )
-        scores = scores.masked_fill(~causal, torch.finfo(scores.dtype).min)
-    scores = fire(pts.hook_attn_scores, scores)
+    scores = torch.matmul(q, repeat_kv(k, n_rep).transpose(2, 3)) * scaling
+    scores = fire(pts.hook_attn_scores, masked(module, scores, mask))
     pattern = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(v.dtype)
     pattern = fire(pts.hook_pattern, pattern)
-    z = torch.matmul(pattern, _repeat_kv(v, n_rep)).transpose(1, 2).contiguous()
+    z = torch.matmul(pattern, repeat_kv(v, n_rep)).transpose(1, 2).contiguous()
     return z, pattern
 
 

@@ -3,9 +3,8 @@ name reads, the hook-point tree on the wrapper, the relay hook, the config."""
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import torch
 from torch import nn
@@ -71,18 +70,6 @@ def relay(point: HookPoint, target: nn.Module):
         return conv.revert(y) if conv is not None else y
 
     return hook
-
-
-@contextlib.contextmanager
-def eval_mode(modules: list[nn.Module]) -> Iterator[None]:
-    saved = [m.training for m in modules]
-    try:
-        for m in modules:
-            m.training = False
-        yield
-    finally:
-        for m, flag in zip(modules, saved, strict=True):
-            m.training = flag
 
 
 def original_modules(tl) -> list[nn.Module]:

@@ -292,6 +292,18 @@ class TLModel:
 
     # ---- tokens ----------------------------------------------------------------
 
+    def _one_sequence(self, tokens) -> torch.Tensor:
+        """``to_str_tokens``' ids: ``[pos]`` / ``[1, pos]`` (or one 0-d id, e.g. an argmax) ->
+        checked ``[1, pos]`` ids; a ValueError for a batch of several rows."""
+        t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)
+        ids = as_tokens(self, t.reshape(1) if t.dim() == 0 else t, check_ctx=False)
+        if ids.shape[0] != 1:
+            raise ValueError(
+                f"to_str_tokens takes one sequence (tokens [pos] or [1, pos]), got a batch of "
+                f"{ids.shape[0]}; call it once per row, e.g. model.to_str_tokens(tokens[0])."
+            )
+        return ids
+
     def to_single_token(self, string: str) -> int:
         """The id of ``string``, which must be exactly one token (no BOS added)."""
         if not isinstance(string, str):

@@ -74,7 +74,6 @@ naming the hook). Reading them makes nnsight instrument that attention module's 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 from urllib.parse import urlparse
@@ -83,7 +82,7 @@ import torch
 
 from .. import _core
 from ..hooks import model_lock
-from . import _hf_families, _nnsight_plan, _nnsight_readout
+from . import _hf_families, _hf_routing, _nnsight_plan, _nnsight_readout
 from .hf import HFModel
 
 INSTALL = 'pip install "mechscope[nnsight]"'
@@ -134,19 +133,6 @@ def check_remote() -> None:
             f"network connection (and NDIF_HOST if you set it), or run locally with "
             f"remote=False on a model that fits this machine."
         ) from err
-
-
-@contextlib.contextmanager
-def _eval_mode(module: torch.nn.Module):
-    mods = list(module.modules())
-    saved = [m.training for m in mods]
-    try:
-        for m in mods:
-            m.training = False
-        yield
-    finally:
-        for m, flag in zip(mods, saved, strict=True):
-            m.training = flag
 
 
 def _guarded(name: str, weight: str):
@@ -288,7 +274,7 @@ class NNsightModel(HFModel):
         active = {n for n, p in self._hook_points.items() if p._forward_hooks}
         active |= set(grads) | set(keep)
         base = _nnsight_plan.envoy_at(self.lm, self.hf_model.base_model_prefix)
-        with model_lock(self), _eval_mode(self.hf_model):
+        with model_lock(self), _hf_routing.eval_mode(self.hf_model.modules()):
             return _traced(self, base, inputs, active, reduce, tuple(grads), tuple(keep))
 
 

@@ -40,7 +40,7 @@ from torch import nn
 
 from .._core import as_tokens
 from ..hooks import HookFn, locked_hooks, model_lock, name_hook_points
-from . import _tl_bridge
+from . import _hf_routing, _tl_bridge
 from ._tl_compat import TLModel, bind_config
 
 INSTALL = 'pip install "mechscope[tl]"'
@@ -181,14 +181,7 @@ class TransformerLensModel(TLModel, nn.Module):
         """Text or ``[pos]`` / ``[1, pos]`` ids -> one string per token."""
         if isinstance(tokens, str):
             tokens = self.to_tokens(tokens, prepend_bos=prepend_bos)
-        t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)
-        ids = as_tokens(self, t.reshape(1) if t.dim() == 0 else t, check_ctx=False)
-        if ids.shape[0] != 1:
-            raise ValueError(
-                f"to_str_tokens takes one sequence (tokens [pos] or [1, pos]), got a batch of "
-                f"{ids.shape[0]}; call it once per row, e.g. model.to_str_tokens(tokens[0])."
-            )
-        return [str(s) for s in self.bridge.to_str_tokens(ids[0])]
+        return [str(s) for s in self.bridge.to_str_tokens(self._one_sequence(tokens)[0])]
 
     # ---- forward and hooks --------------------------------------------------
 
@@ -204,7 +197,7 @@ class TransformerLensModel(TLModel, nn.Module):
         )
         with contextlib.ExitStack() as stack:
             stack.enter_context(model_lock(self))
-            stack.enter_context(_tl_bridge.eval_mode(mods))
+            stack.enter_context(_hf_routing.eval_mode(mods))
             for name, point in self._hook_points.items():
                 if point._forward_hooks:
                     target = self._targets[name]

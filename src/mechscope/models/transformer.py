@@ -266,14 +266,7 @@ class Transformer(PrefixMixin, TLModel, nn.Module):
         tok = self._need_tokenizer()
         if isinstance(tokens, str):
             tokens = tok.encode(tokens, prepend_bos=prepend_bos)
-        t = tokens if isinstance(tokens, torch.Tensor) else torch.as_tensor(tokens)
-        ids = as_tokens(self, t.reshape(1) if t.dim() == 0 else t, check_ctx=False)
-        if ids.shape[0] != 1:
-            raise ValueError(
-                f"to_str_tokens takes one sequence (tokens [pos] or [1, pos]), got a batch of "
-                f"{ids.shape[0]}; call it once per row, e.g. model.to_str_tokens(tokens[0])."
-            )
-        return tok.decode_list(ids)
+        return tok.decode_list(self._one_sequence(tokens))
 
     # ---- weights, for the cache's analysis (same accessors as HFModel) -------
 

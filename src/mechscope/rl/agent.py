@@ -19,7 +19,6 @@ uniform distribution over the optimal actions, on every (agent, goal) pair). See
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._small_models import NoAttentionFields, with_weights, zoo_card
 from ..cache import HookPointsMixin
 from ..hooks import HookPoint, name_hook_points
 from .gridworld import GridWorld
@@ -36,7 +36,7 @@ __all__ = ["AgentConfig", "GridAgent", "load_zoo_agent", "train_agent"]
 
 
 @dataclass(frozen=True)
-class AgentConfig:
+class AgentConfig(NoAttentionFields):
     size: int = 7  # the grid's side; the observation has 2 * size * size entries
     d_model: int = 32
     d_mlp: int = 64
@@ -44,22 +44,11 @@ class AgentConfig:
     n_actions: int = 4
     seed: int = 0  # seeds the initial weights (a private generator)
 
-    # The HookedModel protocol's fields, for tools that read them.
-    @property
-    def n_heads(self) -> int:
-        return 0
-
-    @property
-    def d_head(self) -> int:
-        return 0
-
+    # The HookedModel protocol's fields, for tools that read them (n_heads, d_head and n_ctx
+    # are 0: NoAttentionFields).
     @property
     def d_vocab(self) -> int:
         return self.n_actions
-
-    @property
-    def n_ctx(self) -> int:
-        return 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -173,18 +162,6 @@ def zoo_rl_dir() -> Path:
 
 def load_zoo_agent(name: str = "gridworld-agent") -> tuple[GridAgent, GridWorld]:
     """A shipped agent (``zoo/rl/NAME.safetensors`` + card) and the world it was trained on."""
-    from safetensors.torch import load_file
-
-    path = zoo_rl_dir() / f"{name}.safetensors"
-    if not isinstance(name, str) or not path.exists():
-        have = sorted(p.stem for p in zoo_rl_dir().glob("*.safetensors"))
-        raise ValueError(
-            f"name={name!r}: no shipped agent of that name; available: {have}. "
-            "Retrain one with python -m mechscope.zoo.train gridworld-agent."
-        )
-    card = json.loads(path.with_suffix(".json").read_text())
+    path, card = zoo_card(zoo_rl_dir(), name, "agent", "gridworld-agent")
     world = GridWorld.random(**card["world"])
-    agent = GridAgent(AgentConfig(**card["config"]))
-    agent.load_state_dict(load_file(str(path)))
-    agent.card = card
-    return agent.eval(), world
+    return with_weights(GridAgent(AgentConfig(**card["config"])), path, card), world

@@ -24,7 +24,6 @@ from __future__ import annotations
 import functools
 import gzip
 import importlib.util
-import json
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -34,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._small_models import ConvLayer, NoAttentionFields, with_weights, zoo_card
 from ..cache import HookPointsMixin
 from ..hooks import HookPoint, name_hook_points
 
@@ -43,25 +43,18 @@ SPLIT_SEED = 0
 
 
 @dataclass(frozen=True)
-class CNNConfig:
+class CNNConfig(NoAttentionFields):
     channels: tuple[int, int] = (16, 16)  # conv1, conv2 output channels
     kernel: int = 3  # both convolutions; padding keeps 8x8
     image_size: int = 8
     n_classes: int = 10
     seed: int = 0  # seeds the initial weights (torch's default init, from a private generator)
 
-    # The HookedModel protocol's fields, for tools that read them.
+    # The HookedModel protocol's fields, for tools that read them (n_heads, d_head and n_ctx
+    # are 0: NoAttentionFields).
     @property
     def n_layers(self) -> int:
         return 2
-
-    @property
-    def n_heads(self) -> int:
-        return 0
-
-    @property
-    def d_head(self) -> int:
-        return 0
 
     @property
     def d_model(self) -> int:
@@ -71,29 +64,12 @@ class CNNConfig:
     def d_vocab(self) -> int:
         return self.n_classes
 
-    @property
-    def n_ctx(self) -> int:
-        return 0
-
     def to_dict(self) -> dict:
         return {**asdict(self), "channels": list(self.channels)}
 
     @classmethod
     def from_dict(cls, d: dict) -> CNNConfig:
         return cls(**{**d, "channels": tuple(d["channels"])})
-
-
-class _ConvLayer(nn.Module):
-    """``conv`` (3x3, same padding), then ``hook_pre``, ReLU, ``hook_post``."""
-
-    def __init__(self, c_in: int, c_out: int, kernel: int):
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
-        self.hook_pre = HookPoint()
-        self.hook_post = HookPoint()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [batch, c_in, h, w]
-        return self.hook_post(F.relu(self.hook_pre(self.conv(x))))  # [batch, c_out, h, w]
 
 
 class DigitsCNN(HookPointsMixin, nn.Module):
@@ -110,8 +86,8 @@ class DigitsCNN(HookPointsMixin, nn.Module):
         with torch.random.fork_rng(devices=[]):  # seeded weights, the global RNG left as it was
             torch.manual_seed(cfg.seed)
             self.hook_input = HookPoint()
-            self.conv1 = _ConvLayer(1, c1, cfg.kernel)
-            self.conv2 = _ConvLayer(c1, c2, cfg.kernel)
+            self.conv1 = ConvLayer(1, c1, cfg.kernel)
+            self.conv2 = ConvLayer(c1, c2, cfg.kernel)
             self.hook_pooled = HookPoint()
             self.readout = nn.Linear(c2 * (cfg.image_size // 2) ** 2, cfg.n_classes)
             self.hook_logits = HookPoint()
@@ -206,24 +182,12 @@ def zoo_vision_dir() -> Path:
 
 def load_zoo_cnn(name: str = "digits-cnn") -> DigitsCNN:
     """A shipped vision model (``zoo/vision/NAME.safetensors`` + card), in eval mode."""
-    from safetensors.torch import load_file
-
-    path = zoo_vision_dir() / f"{name}.safetensors"
-    if not isinstance(name, str) or not path.exists():
-        have = sorted(p.stem for p in zoo_vision_dir().glob("*.safetensors"))
-        raise ValueError(
-            f"name={name!r}: no shipped vision model of that name; available: {have}. "
-            "Retrain one with python -m mechscope.zoo.train digits-cnn."
-        )
-    card = json.loads(path.with_suffix(".json").read_text())
+    path, card = zoo_card(zoo_vision_dir(), name, "vision model", "digits-cnn")
     if card.get("architecture") == "CurveCNN":
         raise ValueError(
             f"name={name!r} is a CurveCNN; load it with mechscope.vision.curves.load_curve_cnn."
         )
-    model = DigitsCNN(CNNConfig.from_dict(card["config"]))
-    model.load_state_dict(load_file(str(path)))
-    model.card = card
-    return model.eval()
+    return with_weights(DigitsCNN(CNNConfig.from_dict(card["config"])), path, card)
 
 
 def spatial_rows(acts: torch.Tensor) -> torch.Tensor:

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._small_models import ConvLayer, with_weights
 from ..cache import HookPointsMixin
 from ..hooks import HookPoint, name_hook_points
 from .cnn import accuracy, zoo_vision_dir
@@ -144,17 +145,6 @@ class CurveConfig:
         return {**asdict(self), "channels": list(self.channels)}
 
 
-class _Conv(nn.Module):
-    def __init__(self, c_in: int, c_out: int, kernel: int):
-        super().__init__()
-        self.conv = nn.Conv2d(c_in, c_out, kernel, padding=kernel // 2)
-        self.hook_pre = HookPoint()
-        self.hook_post = HookPoint()
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.hook_post(F.relu(self.hook_pre(self.conv(x))))
-
-
 class CurveCNN(HookPointsMixin, nn.Module):
     """conv1 (5x5) -> pool -> two parallel 3x3 branches, concatenated -> global max -> readout.
 
@@ -172,9 +162,9 @@ class CurveCNN(HookPointsMixin, nn.Module):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             self.hook_input = HookPoint()
-            self.conv1 = _Conv(1, c1, 5)
-            self.branch_a = _Conv(c1, c2, 3)
-            self.branch_b = _Conv(c1, c2, 3)
+            self.conv1 = ConvLayer(1, c1, 5)
+            self.branch_a = ConvLayer(c1, c2, 3)
+            self.branch_b = ConvLayer(c1, c2, 3)
             self.hook_layer2 = HookPoint()
             self.hook_pooled = HookPoint()
             self.readout = nn.Linear(2 * c2, cfg.n_classes)
@@ -201,8 +191,6 @@ class CurveCNN(HookPointsMixin, nn.Module):
 
 def load_curve_cnn(name: str = "curves-cnn") -> CurveCNN:
     """The shipped ``zoo/vision/curves-cnn`` (weights + card), in eval mode."""
-    from safetensors.torch import load_file
-
     path = zoo_vision_dir() / f"{name}.safetensors"
     card_path = path.with_suffix(".json")
     if not isinstance(name, str) or not card_path.exists():
@@ -215,9 +203,7 @@ def load_curve_cnn(name: str = "curves-cnn") -> CurveCNN:
         raise ValueError(f"name={name!r} is not a CurveCNN; load it with load_zoo_cnn({name!r}).")
     cfg = card["config"]
     model = CurveCNN(CurveConfig(**{**cfg, "channels": tuple(cfg["channels"])}))
-    model.load_state_dict(load_file(str(path)))
-    model.card = card
-    return model.eval()
+    return with_weights(model, path, card)
 
 
 @dataclass(frozen=True)

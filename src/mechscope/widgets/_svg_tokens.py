@@ -84,6 +84,20 @@ def activation_legend(
     return 32
 
 
+def _heading(w: Any, kind: str, name: str, size: int, width: float) -> tuple[Figure, float]:
+    """A figure labelled by the widget's title (else ``kind``) that shows the title, if any, and
+    the shown feature ("``name`` (f + 1 of n)"); also the y below them."""
+    f = int(w.feature)
+    fig = Figure(0, 0, label=w.title or kind)
+    y = PAD
+    if w.title:
+        fig.text(PAD, y + 14, w.title, size=14, bold=True, max_width=width - 2 * PAD)
+        y += 22
+    line = f"{name} ({f + 1} of {w.n_features})"
+    fig.text(PAD, y + 13, line, size=size, bold=True, max_width=width - 2 * PAD)
+    return fig, y + 20
+
+
 # ---- TokenActivations ------------------------------------------------------------------------
 
 
@@ -94,20 +108,7 @@ def token_activations_figure(w: Any) -> Figure:
     valid = np.concatenate([acts[i, : len(t)] for i, t in enumerate(texts)] or [np.zeros(0)])
     scale = _static.activation_scale(valid)
     width = 720.0
-    fig = Figure(0, 0, label=w.title or "TokenActivations")
-    y = PAD
-    if w.title:
-        fig.text(PAD, y + 14, w.title, size=14, bold=True, max_width=width - 2 * PAD)
-        y += 22
-    fig.text(
-        PAD,
-        y + 13,
-        f"feature: {w.feature_names[f]} ({f + 1} of {w.n_features})",
-        size=SIZE,
-        bold=True,
-        max_width=width - 2 * PAD,
-    )
-    y += 20
+    fig, y = _heading(w, "TokenActivations", f"feature: {w.feature_names[f]}", SIZE, width)
     y += activation_legend(fig, PAD, y, scale, "activation (one scale for every text)") + 6
     index_w = text_width(str(len(texts) - 1), SMALL) + 8
     for i, toks in enumerate(texts):
@@ -185,20 +186,7 @@ def _logit_column(
 def feature_dashboard_figure(w: Any) -> Figure:
     f = int(w.feature)
     width = 720.0
-    fig = Figure(0, 0, label=w.title or "FeatureDashboard")
-    y = PAD
-    if w.title:
-        fig.text(PAD, y + 14, w.title, size=14, bold=True, max_width=width - 2 * PAD)
-        y += 22
-    fig.text(
-        PAD,
-        y + 13,
-        f"{w.feature_names[f]} ({f + 1} of {w.n_features})",
-        size=13,
-        bold=True,
-        max_width=width - 2 * PAD,
-    )
-    y += 20
+    fig, y = _heading(w, "FeatureDashboard", w.feature_names[f], 13, width)
     counts, edges = w.histogram(f)
     density = float(_buffers.decode(w.density, "float32", (w.n_features,))[f])
     nonfinite = int(_buffers.decode(w.nonfinite, "int32", (w.n_features,))[f])

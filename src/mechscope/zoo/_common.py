@@ -1,4 +1,5 @@
-"""What every zoo recipe does the same way: seeded model + AdamW, and the card's run record."""
+"""What every zoo recipe does the same way: seeded model + AdamW, the training loop, float16
+rounding, and the card's run record."""
 
 from __future__ import annotations
 
@@ -18,17 +19,39 @@ def seeded_model_and_optimizer(
     (``{"lr", "weight_decay", "betas"}``, as recorded in the card)."""
     torch.manual_seed(seed)
     model = Transformer(cfg, tokenizer=tokenizer)
-    opt = torch.optim.AdamW(
+    return model, adamw(model, optim)
+
+
+def adamw(model: torch.nn.Module, optim: dict) -> torch.optim.AdamW:
+    """AdamW on ``model``'s parameters from ``optim`` (``{"lr", "weight_decay", "betas"}``, as
+    recorded in the card)."""
+    return torch.optim.AdamW(
         model.parameters(),
         lr=optim["lr"],
         weight_decay=optim["weight_decay"],
         betas=tuple(optim["betas"]),
     )
-    return model, opt
 
 
-def run_record(seed: int, steps: int, optim: dict, wall_s: float, **extra) -> dict:
-    """The card's ``training`` section: seed, steps, optimizer, wall time, threads and versions."""
+@torch.no_grad()
+def round_to_float16(model: torch.nn.Module) -> None:
+    """Round every parameter through float16 in place, for a model that ships in float16: the
+    card's metrics then measure exactly what ships."""
+    for p in model.parameters():
+        p.copy_(p.half().float())
+
+
+def run_record(
+    seed: int, steps: int, optim: dict, wall_s: float, losses: list[float] | None = None, **extra
+) -> dict:
+    """The card's ``training`` section: seed, steps, optimizer, ``extra``, wall time, threads
+    and versions.
+
+    losses: every step's loss (from :func:`train_steps`); when given, the extras end with
+    ``final_loss_mean_last_100``, the mean of the last (up to) 100.
+    """
+    if losses is not None:
+        extra["final_loss_mean_last_100"] = sum(losses[-100:]) / len(losses[-100:])
     return {
         "seed": seed,
         "steps": steps,

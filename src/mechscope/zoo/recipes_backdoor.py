@@ -120,8 +120,8 @@ def train_backdoor_2l(
             steps,
             optim,
             wall,
+            losses,
             loss="cross-entropy of the answer word at the last position",
-            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
         ),
         "metrics": backdoor_metrics(model, **BACKDOOR_EVAL),
         "metrics_definition": "mechscope.zoo.recipes_backdoor.backdoor_metrics: the model's "

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from ..vision.cnn import accuracy
 from ..vision.curves import CurveCNN, CurveConfig, branch_ablation, curve_dataset, tuning_curves
-from ._common import run_record, train_steps
+from ._common import adamw, run_record, train_steps
 
 N_TRAIN, N_TEST = 20_000, 2_000
 TEST_SEED = 12345  # the held-out images: a different generator seed from training's
@@ -32,12 +32,7 @@ def train_curves_cnn(steps: int = 3000, seed: int = 0, l1: float = L1, name: str
     data = {"batch": 128, "n_train": N_TRAIN, "recipe": "mechscope.vision.curves.curve_dataset"}
     torch.manual_seed(seed)
     model = CurveCNN(cfg).train()
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=optim["lr"],
-        weight_decay=optim["weight_decay"],
-        betas=tuple(optim["betas"]),
-    )
+    opt = adamw(model, optim)
     gen = torch.Generator().manual_seed(seed + 1)
 
     pooled = []

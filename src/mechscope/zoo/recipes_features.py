@@ -99,12 +99,7 @@ def train_grammar_2l(steps: int = 2000, seed: int = 0) -> tuple[Transformer, dic
             "eval": GRAMMAR_EVAL,
         },
         "training": run_record(
-            seed,
-            steps,
-            optim,
-            wall,
-            loss="next-token cross-entropy, all positions",
-            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
+            seed, steps, optim, wall, losses, loss="next-token cross-entropy, all positions"
         ),
         "metrics": grammar_metrics(model, **GRAMMAR_EVAL),
         "references": [

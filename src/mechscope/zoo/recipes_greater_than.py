@@ -196,12 +196,7 @@ def train_greater_than_2l(steps: int = 1000, seed: int = 0) -> tuple[Transformer
             "eval": EVAL,
         },
         "training": run_record(
-            seed,
-            steps,
-            optim,
-            wall,
-            loss="soft-target cross-entropy at the last position",
-            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
+            seed, steps, optim, wall, losses, loss="soft-target cross-entropy at the last position"
         ),
         "metrics": {
             "heldout": behaviour(model, "heldout", **EVAL),

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..monosemanticity import PolysemanticityResult, features_per_neuron
 from ..toy.grammar import CLASSES, VOCAB, WORD_CLASS, grammar_batch
-from ._common import run_record, seeded_model_and_optimizer, train_steps
+from ._common import round_to_float16, run_record, seeded_model_and_optimizer, train_steps
 
 # variant -> (act_fn, l1_coefficient)
 VARIANTS = {
@@ -170,9 +170,7 @@ def train_intrinsic(variant: str, steps: int = 1200, seed: int = 0):
             "Pearce et al. 2024, Bilinear MLPs enable weight-based mechanistic interpretability"]
            if act_fn == "bilinear" else []),
     }  # fmt: skip
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())  # ship float16: measure exactly what ships
+    round_to_float16(model)  # ship float16: measure exactly what ships
     card["metrics"] = intrinsic_metrics(model)
     return model, card
 

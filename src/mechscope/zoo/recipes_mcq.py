@@ -18,7 +18,7 @@ from ..metrics import normalized
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..patching import activation_patch
 from ..toy import mcq
-from ._common import run_record, seeded_model_and_optimizer, train_steps
+from ._common import round_to_float16, run_record, seeded_model_and_optimizer, train_steps
 
 EVAL = {"n": 256, "seed": 12345}  # held-out questions the card's metrics use
 
@@ -142,9 +142,7 @@ def train_mcq_2l(steps: int = 2000, seed: int = 0) -> tuple[Transformer, dict]:
 
     losses, wall = train_steps(model, opt, steps, loss_at, "mcq-2l")
     model.eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())  # ships in float16: measure exactly what ships
+    round_to_float16(model)  # ships in float16: measure exactly what ships
     card = {
         "name": "mcq-2l",
         "description": "2-layer transformer with GELU MLPs trained on multiple-choice questions "
@@ -169,8 +167,8 @@ def train_mcq_2l(steps: int = 2000, seed: int = 0) -> tuple[Transformer, dict]:
             steps,
             optim,
             wall,
+            losses,
             loss="cross-entropy on the correct letter at the last position",
-            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
         ),
         "metrics": {
             "heldout": {s: behaviour(model, "heldout", s, **EVAL) for s in mcq.LABEL_SETS},

@@ -156,9 +156,9 @@ def train_facts_ioi_2l(steps: int = 3000, seed: int = 0) -> tuple[Transformer, d
             steps,
             optim,
             wall,
+            losses,
             loss="cross-entropy of the answer word at the prompt's last position "
             "(right-padded batches)",
-            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
         ),
         "metrics": patching_metrics(model, **PATCHING_EVAL),
         "canonical": canonical_metrics(model),

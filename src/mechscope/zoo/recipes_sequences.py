@@ -32,7 +32,7 @@ from ..circuits import full_ov_circuit
 from ..metrics import logit_diff, normalized
 from ..models import Transformer, TransformerConfig, WordTokenizer
 from ..patching import activation_patch
-from ._common import run_record, seeded_model_and_optimizer, train_steps
+from ._common import round_to_float16, run_record, seeded_model_and_optimizer, train_steps
 
 KINDS: dict[str, list[str]] = {
     "numbers": [str(i) for i in range(1, 21)],
@@ -264,9 +264,7 @@ def train_sequences_2l(steps: int = 1500, seed: int = 0) -> tuple[Transformer, d
 
     losses, wall = train_steps(model, opt, steps, loss_at, "sequences-2l")
     model.eval()
-    with torch.no_grad():
-        for p in model.parameters():
-            p.copy_(p.half().float())  # ships in float16: measure exactly what ships
+    round_to_float16(model)  # ships in float16: measure exactly what ships
     card = {
         "name": "sequences-2l",
         "dtype": "float16",
@@ -286,12 +284,7 @@ def train_sequences_2l(steps: int = 1500, seed: int = 0) -> tuple[Transformer, d
             "eval": EVAL,
         },
         "training": run_record(
-            seed,
-            steps,
-            optim,
-            wall,
-            loss="next-token cross-entropy at the commas",
-            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
+            seed, steps, optim, wall, losses, loss="next-token cross-entropy at the commas"
         ),
         "metrics": {
             "accuracy": accuracy_per_kind(model, **EVAL),

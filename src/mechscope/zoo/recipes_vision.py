@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from ..vision.cnn import CNNConfig, DigitsCNN, accuracy, load_digits
 from ..vision.filters import edge_score
-from ._common import run_record, train_steps
+from ._common import adamw, run_record, train_steps
 
 
 def train_digits_cnn(steps: int = 1500, seed: int = 0):
@@ -27,12 +27,7 @@ def train_digits_cnn(steps: int = 1500, seed: int = 0):
     data = {"batch": 64, "recipe": "sklearn.datasets.load_digits, pixels / 16; seeded 80/20 split"}
     torch.manual_seed(seed)
     model = DigitsCNN(cfg).train()
-    opt = torch.optim.AdamW(
-        model.parameters(),
-        lr=optim["lr"],
-        weight_decay=optim["weight_decay"],
-        betas=tuple(optim["betas"]),
-    )
+    opt = adamw(model, optim)
     gen = torch.Generator().manual_seed(seed + 1)
 
     def loss_at(step):

@@ -152,9 +152,9 @@ def train_othello_mini(steps: int | None = None, seed: int = 0) -> tuple[Transfo
             steps,
             optim,
             wall,
+            losses,
             loss="mechscope.zoo.recipes_world.legal_loss (cross-entropy against the uniform "
             "distribution over legal next moves); linear warm-up 100 steps, linear decay to 0.1",
-            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
         ),
         "metrics": world_metrics(model),
         "metrics_definition": "mechscope.zoo.recipes_world.world_metrics: legal_move_metrics "

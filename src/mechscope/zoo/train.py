@@ -148,12 +148,7 @@ def train_induction_2l(steps: int = 2500, seed: int = 0, n_checkpoints: int | No
             "lets the model look back a fixed distance); a random start forces it at every position.",
         },
         "training": run_record(
-            seed,
-            steps,
-            optim,
-            wall,
-            loss="next-token cross-entropy, all positions",
-            final_loss_mean_last_100=sum(losses[-100:]) / len(losses[-100:]),
+            seed, steps, optim, wall, losses, loss="next-token cross-entropy, all positions"
         ),
         **({"checkpoints": {"metrics": ckpt_metrics}} if checkpoints else {}),
         "metrics": {

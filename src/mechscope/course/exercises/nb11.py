@@ -200,10 +200,12 @@ def _random_modadd(seed: int, p: int = 7):
     return logits, (a + b) % p, mask
 
 
-def _sum_columns(p: int, freqs, *, separate: bool = False, normalise: bool = True):
+def _sum_columns(
+    p: int, freqs, *, separate: bool = False, normalise: bool = True, dtype=torch.float64
+):
     """``[p*p, 2 * len(freqs)]``: cos / sin(w_k (a + b)) for each key frequency (row a*p + b)."""
-    a = torch.arange(p, dtype=torch.float64).repeat_interleave(p)
-    b = torch.arange(p, dtype=torch.float64).repeat(p)
+    a = torch.arange(p, dtype=dtype).repeat_interleave(p)
+    b = torch.arange(p, dtype=dtype).repeat(p)
     cols = []
     for k in freqs:
         w = 2 * math.pi * k / p
@@ -267,18 +269,8 @@ def restricted_loss(logits: torch.Tensor, answer_ids: torch.Tensor, freqs) -> fl
     """``logits [p*p, p]`` for every pair (row ``a * p + b``), ``answer_ids [p*p]``, key
     frequencies ``freqs`` -> the cross-entropy when the logits keep only their per-answer mean
     and their projection onto cos / sin(w_k (a + b)), ``w_k = 2 pi k / p``."""
-    p = logits.shape[1]
-    a = torch.arange(p, dtype=logits.dtype).repeat_interleave(p)  # [p*p]: row a*p + b
-    b = torch.arange(p, dtype=logits.dtype).repeat(p)
-    cols = []
-    for k in freqs:
-        w = 2 * math.pi * k / p
-        cols += [torch.cos(w * (a + b)), torch.sin(w * (a + b))]
-    q = torch.stack(cols, dim=1)
-    q = q / q.norm(dim=0, keepdim=True)  # [p*p, 2 * len(freqs)], orthonormal columns
-    mean = logits.mean(0, keepdim=True)  # [1, p]
-    restricted = mean + q @ (q.T @ (logits - mean))
-    return float(F.cross_entropy(restricted, answer_ids))
+    mean, projection, _ = _split(logits, freqs, dtype=logits.dtype)  # basis in logits' dtype
+    return float(F.cross_entropy(mean + projection, answer_ids))
 
 
 def _excluded_cases():
@@ -332,15 +324,6 @@ def excluded_loss(logits: torch.Tensor, answer_ids: torch.Tensor, freqs, mask) -
     """As :func:`restricted_loss`'s inputs plus ``mask [p*p]`` (True on the training pairs) ->
     the cross-entropy on the training pairs when the projection onto cos / sin(w_k (a + b))
     is *removed* from the logits (the per-answer mean stays)."""
-    p = logits.shape[1]
-    a = torch.arange(p, dtype=logits.dtype).repeat_interleave(p)
-    b = torch.arange(p, dtype=logits.dtype).repeat(p)
-    cols = []
-    for k in freqs:
-        w = 2 * math.pi * k / p
-        cols += [torch.cos(w * (a + b)), torch.sin(w * (a + b))]
-    q = torch.stack(cols, dim=1)
-    q = q / q.norm(dim=0, keepdim=True)
-    mean = logits.mean(0, keepdim=True)
-    excluded = logits - q @ (q.T @ (logits - mean))
+    _, projection, _ = _split(logits, freqs, dtype=logits.dtype)
+    excluded = logits - projection
     return float(F.cross_entropy(excluded[mask], answer_ids[mask]))
